@@ -1,0 +1,95 @@
+"""Real servers for the tests: ``upload-service`` run as a subprocess (Hypercorn on 127.0.0.1, a free port)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up in {timeout}s")
+
+
+@dataclass
+class Server:
+    """A running ``upload-service`` process and what a test needs to talk to it."""
+
+    url: str
+    upload_dir: Path
+    process: subprocess.Popen
+    env: dict[str, str]
+    log_path: Path
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, user: str | None = "alice", **options) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=60, **options)
+        self.clients.append(client)
+        return client
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        for client in self.clients:
+            client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.executable, **settings: str) -> Server:
+    port = free_port()
+    upload_dir = tmp / "uploads"
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SECRET_KEY": "test-secret-key-0123456789abcdef",
+        "UPLOAD_DIR": str(upload_dir),
+        "API_TOKENS": ",".join(f"{login}:{token}" for login, token in TOKENS.items()),
+        "LOG_LEVEL": "WARNING",
+        **{key.upper(): str(value) for key, value in settings.items()},
+    }
+    log_path = tmp / f"server-{port}.log"
+    process = subprocess.Popen(
+        [python, "-m", "upload_service.cli", *args], env=env, cwd=tmp,
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/healthz", process)
+    except RuntimeError as error:
+        process.kill()
+        raise RuntimeError(f"{error}\n{log_path.read_text(errors='replace')}") from None
+    return Server(url=url, upload_dir=upload_dir, process=process, env=env, log_path=log_path)

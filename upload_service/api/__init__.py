@@ -1,0 +1,1 @@
+"""The JSON API routes, added to the service's blueprint under ``/api``."""

@@ -1,0 +1,121 @@
+"""File routes: list, describe, download (Range, ETag) and delete, each limited to the caller's own files."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, Response, request
+
+from ..auth import require_identity
+from ..errors import ObjectNotFound, Problem
+from ..files import StoredFile
+from ..filenames import content_disposition
+from ..plugins import notify
+from ..responses import describe, json_response
+
+if TYPE_CHECKING:
+    from ..identity import Identity
+    from ..service import UploadService
+
+DEFAULT_PAGE, MAX_PAGE = 50, 1000
+
+
+async def _own_file(service: UploadService, identity: Identity, file_id: str) -> StoredFile:
+    file = await service.files.get(identity, file_id)
+    if file is None:
+        raise Problem(404, "no such file", reason="not_found")
+    return file
+
+
+def _page_size(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise Problem(400, f"limit must be a whole number from 1 to {MAX_PAGE}", reason="bad_limit")
+    return int(raw)
+
+
+def _byte_range(file: StoredFile) -> tuple[int, int, int] | None:
+    """(status, start, end) for the request's Range, or None to serve the whole file; 416 when unsatisfiable."""
+    ranges = request.range
+    if ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1:
+        return None
+    if_range = request.headers.get("If-Range")
+    if if_range and if_range.strip() != f'"{file.sha256}"':
+        return None
+    bounds = ranges.range_for_length(file.size)
+    if bounds is None:
+        raise Problem(416, "the requested range is outside the file", reason="bad_range",
+                      headers={"Content-Range": f"bytes */{file.size}"})
+    return 206, bounds[0], bounds[1]
+
+
+async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Open the stream before answering, so a file deleted meanwhile gives 404 instead of a cut response."""
+    try:
+        first = await anext(chunks, b"")
+    except ObjectNotFound:
+        raise Problem(404, "no such file", reason="not_found") from None
+
+    async def rest() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return rest()
+
+
+def register_file_routes(bp: Blueprint, service: UploadService) -> None:
+    @bp.route("/api/files", methods=["GET"], endpoint="list_files")
+    async def list_files() -> Any:
+        """The caller's files, newest first: ``limit``, ``cursor``, ``temporary=1``."""
+        identity = await require_identity(service, request)
+        temporary = request.args.get("temporary", "").lower() in ("1", "true", "yes")
+        files, cursor = await service.files.page(identity, temporary=temporary,
+                                                 limit=_page_size(request.args.get("limit")),
+                                                 cursor=request.args.get("cursor"))
+        return json_response({"files": [describe(service, file) for file in files], "next_cursor": cursor})
+
+    @bp.route("/api/files/<file_id>", methods=["GET"], endpoint="file_info")
+    async def file_info(file_id: str) -> Any:
+        identity = await require_identity(service, request)
+        return json_response(describe(service, await _own_file(service, identity, file_id)))
+
+    @bp.route("/api/files/<file_id>/content", methods=["GET", "HEAD"], endpoint="file_content")
+    async def file_content(file_id: str) -> Any:
+        """The bytes, with Range, ETag/If-None-Match and an attachment disposition."""
+        identity = await require_identity(service, request)
+        file = await _own_file(service, identity, file_id)
+        headers = {
+            "ETag": f'"{file.sha256}"',
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": content_disposition(file.filename),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, no-cache",
+        }
+        if request.if_none_match.contains(file.sha256) or request.if_none_match.star_tag:
+            return Response(b"", 304, headers)
+        status, start, end = _byte_range(file) or (200, 0, file.size)
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"
+        headers["Content-Length"] = str(end - start)
+        if request.method == "HEAD":
+            response = Response(b"", status, headers, content_type=file.content_type)
+            response.headers["Content-Length"] = str(end - start)
+            return response
+        body = await _primed(service.storage.read(file.key, start, end))
+        response = Response(body, status, headers, content_type=file.content_type)
+        response.timeout = None  # a large download may take longer than RESPONSE_TIMEOUT
+        return response
+
+    @bp.route("/api/files/<file_id>", methods=["DELETE"], endpoint="delete_file")
+    async def delete_file(file_id: str) -> Any:
+        identity = await require_identity(service, request)
+        file = await _own_file(service, identity, file_id)
+        if not await service.files.delete(file):
+            raise Problem(404, "no such file", reason="not_found")
+        await notify(service.hook.file_deleted, file=file, service=service)
+        return Response(b"", 204)

@@ -1,0 +1,193 @@
+"""Upload routes: the original base64 JSON API, streamed multipart, raw PUT, and persisting temporary uploads."""
+
+from __future__ import annotations
+
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, redirect, request
+
+from ..auth import CSRF_FIELD, check_csrf, needs_csrf, require_identity
+from ..body import body_chunks, check_declared_length, read_all
+from ..digests import ExpectedDigests
+from ..errors import ObjectNotFound, Problem
+from ..files import StoredFile, file_key, is_file_id
+from ..filenames import content_type_for, safe_filename
+from ..multipart import MultipartReader, boundary_of
+from ..plugins import notify
+from ..responses import describe, json_response
+from ..uploads import UploadBatch
+
+if TYPE_CHECKING:
+    from ..service import UploadService
+
+MAX_PERSIST_BODY = 1024 * 1024
+
+
+async def _single(data: bytes):
+    yield data
+
+
+def _decode_base64(content: object, index: int) -> bytes:
+    if not isinstance(content, str):
+        raise Problem(400, f"item {index}: 'content' must be a base64 string", reason="bad_base64")
+    try:
+        return binascii.a2b_base64(content, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:  # line-wrapped base64 (plain `base64` output) is still base64
+        return binascii.a2b_base64("".join(content.split()), strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise Problem(400, f"item {index}: 'content' is not valid base64", reason="bad_base64") from None
+
+
+async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
+    """The original API: ``[{"filename": ..., "content": "<base64>"}]``, decoded one item at a time."""
+    limit = service.settings.max_json_upload_size
+    raw = await read_all(request, limit, service.settings.upload_idle_timeout, what="JSON body")
+    try:
+        items = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "the body is not valid JSON", reason="bad_json") from None
+    del raw
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list) or not items:
+        raise Problem(400, 'expected a non-empty list of {"filename": ..., "content": <base64>}', reason="bad_json")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
+            raise Problem(400, f"item {index}: a 'filename' string is required", reason="bad_filename")
+        safe_filename(item["filename"])
+    for index, item in enumerate(items):
+        data = _decode_base64(item.get("content"), index)
+        item["content"] = None
+        filename = safe_filename(item["filename"])
+        info = batch.info(filename, content_type_for(item.get("content_type"), filename), len(data))
+        await batch.add(info, _single(data))
+        del data
+
+
+async def _multipart_upload(service: UploadService, batch: UploadBatch, csrf_pending: bool) -> bool:
+    """Every file part goes to storage as it arrives; returns whether the form asked for a redirect."""
+    reader = MultipartReader(boundary_of(request.headers.get("Content-Type", "")),
+                             body_chunks(request, service.settings.upload_idle_timeout))
+    wants_redirect = False
+    async for part in reader.parts():
+        if part.filename is None:
+            value = await part.text()
+            if part.name == CSRF_FIELD and csrf_pending:
+                check_csrf(service, value)
+                csrf_pending = False
+            wants_redirect = wants_redirect or (part.name == "redirect" and value == "1")
+            continue
+        if csrf_pending:
+            check_csrf(service, request.headers.get("X-CSRF-Token"))
+            csrf_pending = False
+        if part.filename == "":  # a browser's empty file control
+            continue
+        filename = safe_filename(part.filename)
+        info = batch.info(filename, content_type_for(part.content_type, filename), None)
+        await batch.add(info, part.chunks())
+    if csrf_pending:
+        check_csrf(service, request.headers.get("X-CSRF-Token"))
+    return wants_redirect
+
+
+def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
+    async def upload(temporary: bool, path: str) -> Any:
+        identity = await require_identity(service, request, csrf_later=True)
+        content_type = (request.mimetype or "").lower()
+        if content_type not in ("application/json", "multipart/form-data"):
+            if needs_csrf(request):
+                check_csrf(service, request.headers.get("X-CSRF-Token"))
+            raise Problem(415, "send application/json (base64 items) or multipart/form-data", reason="unsupported_type")
+        wants_redirect = False
+        async with UploadBatch(service, identity, temporary=temporary, path=path) as batch:
+            if content_type == "application/json":
+                if needs_csrf(request):
+                    check_csrf(service, request.headers.get("X-CSRF-Token"))
+                await _json_upload(service, batch)
+            else:
+                wants_redirect = await _multipart_upload(service, batch, needs_csrf(request))
+            if batch.staged_count == 0:
+                raise Problem(400, "the request holds no file", reason="no_file")
+            files = await batch.commit()
+        if wants_redirect:
+            return redirect(service.url("index"), 303)
+        return json_response({"files": [describe(service, file) for file in files]}, 201)
+
+    @bp.route("/api/upload", methods=["PUT", "POST"], endpoint="upload")
+    async def upload_persistent() -> Any:
+        """Store files persistently (base64 JSON list or multipart/form-data)."""
+        return await upload(False, "upload")
+
+    @bp.route("/api/upload_temporary", methods=["PUT", "POST"], endpoint="upload_temporary")
+    async def upload_temporary() -> Any:
+        """Store files temporarily; each answer carries a token for ``/api/persist``."""
+        return await upload(True, "upload_temporary")
+
+    @bp.route("/api/files/<path:filename>", methods=["PUT"], endpoint="upload_raw")
+    async def upload_raw(filename: str) -> Any:
+        """Stream the raw request body into one file named ``filename``."""
+        identity = await require_identity(service, request)
+        check_declared_length(request, service.settings.max_upload_size)
+        name = safe_filename(filename)
+        temporary = request.args.get("temporary", "").lower() in ("1", "true", "yes")
+        digests = ExpectedDigests.from_headers(request.headers)
+        async with UploadBatch(service, identity, temporary=temporary, path="raw") as batch:
+            info = batch.info(name, content_type_for(request.headers.get("Content-Type"), name), request.content_length)
+            await batch.add(info, body_chunks(request, service.settings.upload_idle_timeout), digests)
+            (file,) = await batch.commit()
+        return json_response(describe(service, file), 201, {"Location": describe(service, file)["url"]})
+
+    @bp.route("/api/persist", methods=["POST"], endpoint="persist")
+    async def persist() -> Any:
+        """Make temporary uploads persistent: ``{"tokens": [...], "metadata": {...}}``."""
+        identity = await require_identity(service, request)
+        raw = await read_all(request, MAX_PERSIST_BODY, service.settings.upload_idle_timeout, what="JSON body")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise Problem(400, "the body is not valid JSON", reason="bad_json") from None
+        tokens = body.get("tokens") if isinstance(body, dict) else None
+        metadata = body.get("metadata", {}) if isinstance(body, dict) else None
+        if not isinstance(tokens, list) or not tokens or not isinstance(metadata, dict):
+            raise Problem(400, 'expected {"tokens": [token, ...], "metadata": {...}}', reason="bad_json")
+        pending = [await _temporary_file(service, identity, token) for token in tokens]
+        persisted = []
+        for file in pending:
+            persisted.append(await _persist_one(service, file, metadata))
+        return json_response({"files": [describe(service, file) for file in persisted]}, 201)
+
+
+async def _temporary_file(service: UploadService, identity: Any, token: object) -> StoredFile:
+    """The temporary file a token names, with the status the contract gives each way it can fail."""
+    claim = service.tokens.read(token)
+    if claim.owner_key != identity.owner_key:
+        raise Problem(403, "this token belongs to someone else", reason="not_owner")
+    if not is_file_id(claim.file_id):
+        raise Problem(400, "this is not a valid upload token", reason="bad_token")
+    stored = await service.storage.stat(file_key(claim.owner_key, claim.file_id, temporary=True))
+    if stored is None:
+        return await _missing_temporary(service, claim.owner_key, claim.file_id)
+    file = StoredFile.from_stored(stored)
+    if file.expired():
+        raise Problem(410, "this temporary upload has expired", reason="token_expired")
+    return file
+
+
+async def _missing_temporary(service: UploadService, owner: str, file_id: str) -> StoredFile:
+    if await service.storage.stat(file_key(owner, file_id, temporary=False)) is not None:
+        raise Problem(409, "this upload was already persisted", reason="already_persisted")
+    raise Problem(410, "this temporary upload has expired and was removed", reason="token_expired")
+
+
+async def _persist_one(service: UploadService, file: StoredFile, metadata: dict[str, Any]) -> StoredFile:
+    try:
+        persisted = await service.files.persist(file, metadata)
+    except ObjectNotFound:
+        await _missing_temporary(service, file.key.split("/")[1], file.id)
+        raise
+    await notify(service.hook.upload_persisted, file=persisted, service=service)
+    return persisted

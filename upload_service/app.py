@@ -1,0 +1,37 @@
+"""``create_app``: the stand-alone server's Quart app with one upload service mounted at ``/``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Quart, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import Problem
+from .responses import problem_response
+from .service import UploadService
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None, **service_options: Any) -> Quart:
+    """Build the app from ``settings`` (default: environment and ``.env``)."""
+    settings = settings if settings is not None else Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Quart(__name__)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="upload_service_session",
+        MAX_CONTENT_LENGTH=1024 * 1024,  # plain form posts only; uploads stream past Quart's body buffer
+    )
+    UploadService(app, settings=settings, **service_options)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Any:
+        """Unknown routes and methods under /api answer problem+json like every other API error."""
+        if request.path.startswith("/api/"):
+            return problem_response(Problem(error.code or 500, error.description or error.name, title=error.name))
+        return error
+
+    return app

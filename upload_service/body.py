@@ -1,0 +1,127 @@
+"""Request bodies read straight from the ASGI server, with backpressure, limits and an idle timeout.
+
+Quart drains ``receive()`` into an unbounded buffer as fast as the network delivers. For the service's API
+paths an ASGI middleware (wrapping ``app.asgi_app``, so it works inside a host app too) hands Quart an empty
+body and keeps the real ``receive`` for the handler. The handler then pulls one message at a time, only
+after storage took the previous chunk; Hypercorn's bounded app queue stops reading the socket meanwhile, so
+memory per upload stays at a small window whatever the file size and storage speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from quart import Request
+
+from .errors import Problem
+
+STREAM_KEY = "upload_service.body_stream"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its body was complete."""
+
+
+class BodyStream:
+    """The real ``receive`` of one request, read only when the handler asks for the next chunk."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._complete = False
+        self._gave_quart_its_body = False
+        self._disconnected = asyncio.Event()
+
+    async def quart_receive(self) -> dict[str, Any]:
+        """What Quart's own receive loop sees: an empty body, then a disconnect only if the client left."""
+        if not self._gave_quart_its_body:
+            self._gave_quart_its_body = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self._disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
+        while not self._complete:
+            try:
+                message = await asyncio.wait_for(self._receive(), idle_timeout)
+            except TimeoutError:
+                raise Problem(408, f"no data received for {idle_timeout:g} seconds; the upload was dropped",
+                              reason="idle_timeout") from None
+            if message["type"] == "http.disconnect":
+                self._disconnected.set()
+                raise ClientDisconnected()
+            self._complete = not message.get("more_body", False)
+            body = message.get("body", b"")
+            if body:
+                yield body
+
+
+class StreamingBodyMiddleware:
+    """Wraps an ASGI app so that body-carrying requests under ``prefix`` stream to their handler."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in BODY_METHODS and self._matches(scope):
+            stream = BodyStream(receive)
+            await self.app({**scope, STREAM_KEY: stream}, stream.quart_receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _matches(self, scope: Scope) -> bool:
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        return path.startswith(self.prefix)
+
+
+async def _buffered_body(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.body:
+        yield chunk
+
+
+def body_chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The request body as chunks: streamed when the middleware is in place, else Quart's buffered body."""
+    stream = request.scope.get(STREAM_KEY)
+    if isinstance(stream, BodyStream):
+        return stream.chunks(idle_timeout)
+    return _buffered_body(request)
+
+
+async def limited(chunks: AsyncIterator[bytes], max_size: int, what: str = "upload") -> AsyncIterator[bytes]:
+    """Pass chunks through, answering 413 as soon as more than ``max_size`` bytes have arrived."""
+    seen = 0
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > max_size:
+            raise too_large(max_size, what)
+        yield chunk
+
+
+def too_large(max_size: int, what: str = "upload") -> Problem:
+    return Problem(413, f"the {what} is larger than the limit of {max_size} bytes", reason="too_large",
+                   max_size=max_size)
+
+
+def check_declared_length(request: Request, max_size: int, what: str = "upload") -> None:
+    """Refuse a declared Content-Length over the limit before reading a byte."""
+    if request.content_length is not None and request.content_length > max_size:
+        raise too_large(max_size, what)
+
+
+async def read_all(request: Request, max_size: int, idle_timeout: float, what: str = "body") -> bytes:
+    """Read a whole (small) body, refusing it with 413 past ``max_size``."""
+    check_declared_length(request, max_size, what)
+    parts = bytearray()
+    async for chunk in limited(body_chunks(request, idle_timeout), max_size, what):
+        parts += chunk
+    return bytes(parts)

@@ -1,0 +1,62 @@
+"""The ``--dev`` sign-in: one local user, by a button in the browser or by the printed dev API token.
+
+Active only when ``DEV`` is on (``upload-service --dev``), which also binds the server to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+
+from quart import Request, redirect, request
+
+from upload_service import Identity, hookimpl
+from upload_service.auth import bearer_token, check_csrf
+from upload_service.sessions import sign_in, signed_in
+
+log = logging.getLogger("upload_service.dev")
+DEV_IDENTITY = Identity(id="dev:local", name="local developer", provider="dev", email=None)
+
+
+class DevSignIn:
+    name = "dev"
+    title = "Sign in as the local developer"
+
+    def __init__(self, service) -> None:
+        self.service_name = service.name
+        self.login_url = f"{service.url_prefix}/login/dev"
+        configured = service.settings.dev_token
+        self.token = configured.get_secret_value() if configured else secrets.token_urlsafe(24)
+        if configured is None:
+            log.warning("dev API token for this process: %s", self.token)
+
+    async def authenticate(self, request: Request) -> Identity | None:
+        token = bearer_token(request)
+        if token is not None:
+            presented = hashlib.sha256(token.encode()).digest()
+            expected = hashlib.sha256(self.token.encode()).digest()
+            return DEV_IDENTITY if hmac.compare_digest(presented, expected) else None
+        return signed_in(self.service_name, provider=self.name)
+
+
+@hookimpl
+def register_auth_providers(register, service) -> None:
+    if service.settings.dev:
+        register(DevSignIn(service))
+
+
+@hookimpl
+def register_routes(blueprint, service) -> None:
+    if not service.settings.dev:
+        return
+
+    @blueprint.route("/login/dev", methods=["GET", "POST"], endpoint="login_dev")
+    async def login_dev():
+        if request.method == "GET":
+            return redirect(service.url("index"))
+        form = await request.form
+        check_csrf(service, form.get("csrf_token"))
+        sign_in(service.name, DEV_IDENTITY)
+        return redirect(service.url("index"), 303)

@@ -1,0 +1,362 @@
+"""Local-disk storage backend (``STORAGE_BACKEND=local``), safe with several workers on one ``UPLOAD_DIR``.
+
+Layout under ``UPLOAD_DIR``::
+
+    objects/<key>/data        the bytes
+    objects/<key>/meta.json   size, sha256, created_at and the core's metadata
+    .staging/<random>/        writes in progress; the writer holds an flock on its ``data`` file
+    .trash/<random>/          deleted objects on their way out
+
+An object is one directory, so every change is one atomic ``rename``: a commit renames a fully written,
+fsynced staging directory into place; a delete renames it into ``.trash`` first; a move renames it across.
+A writer killed mid-upload leaves only an unlocked staging directory, which ``sweep_staging`` removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+
+from upload_service import hookimpl
+from upload_service.errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
+from upload_service.storage import StoredObject, check_key, check_prefix
+
+WRITE_BUFFER = 1024 * 1024
+READ_CHUNK = 256 * 1024
+STAGING_GRACE_SECONDS = 5.0
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _storage_error(error: OSError) -> StorageError:
+    if error.errno in _FULL:
+        return StorageFull("no space left in UPLOAD_DIR")
+    return StorageError(str(error))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, separators=(",", ":"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class LocalObjectWriter:
+    """Streams into ``.staging/<random>/data`` with sha256 computed on the way, one buffer behind the network.
+
+    Chunks are gathered into ~1 MiB buffers; each buffer is hashed and written in a worker thread while the
+    next one fills, so at most two buffers are held and the event loop never blocks on the disk.
+    """
+
+    def __init__(self, storage: LocalStorage) -> None:
+        self._storage = storage
+        self._dir = storage.staging / secrets.token_hex(16)
+        self._fd: int | None = None
+        self._hash = hashlib.sha256()
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._pending: asyncio.Future[None] | None = None
+        self.size = 0
+        self.committed = False
+
+    async def __aenter__(self) -> LocalObjectWriter:
+        await asyncio.to_thread(self._open)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if not self.committed:
+            await self.abort()
+
+    def _open(self) -> None:
+        try:
+            self._dir.mkdir(parents=True)
+            self._fd = os.open(self._dir / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as error:
+            raise _storage_error(error) from error
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def _write_sync(self, data: bytes) -> None:
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._fd, view)  # type: ignore[arg-type]
+            except OSError as error:
+                raise _storage_error(error) from error
+            view = view[written:]
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        if self._buffer:
+            data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+            self._buffer, self._buffered = [], 0
+            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+
+    async def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._buffer.append(bytes(chunk))
+        self._buffered += len(chunk)
+        self.size += len(chunk)
+        if self._buffered >= WRITE_BUFFER:
+            await self._flush()
+
+    async def finish(self) -> None:
+        await self._flush()
+        await self._flush()
+
+    async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
+        check_key(key)
+        await self.finish()
+        created = datetime.now(UTC)
+        record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
+        await asyncio.to_thread(self._commit_sync, key, record)
+        self.committed = True
+        return StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
+
+    def _commit_sync(self, key: str, record: dict[str, Any]) -> None:
+        target = self._storage.object_dir(key)
+        try:
+            os.fsync(self._fd)  # type: ignore[arg-type]
+            _write_json(self._dir / "meta.json", record)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self._dir, target)
+            _fsync_dir(target.parent)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise ObjectExists(key) from error
+            raise _storage_error(error) from error
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def abort(self) -> None:
+        """Drop everything written; safe to call twice, and shielded so a cancelled request still cleans up."""
+        pending, self._pending = self._pending, None
+
+        async def discard() -> None:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            await asyncio.to_thread(self._discard_sync)
+
+        await asyncio.shield(discard())
+
+    def _discard_sync(self) -> None:
+        self._close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class LocalStorage:
+    """Objects as directories under ``root/objects``; see the module docstring for the layout."""
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.objects = self.root / "objects"
+        self.staging = self.root / ".staging"
+        self.trash = self.root / ".trash"
+        for folder in (self.objects, self.staging, self.trash):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def object_dir(self, key: str) -> Path:
+        return self.objects.joinpath(*check_key(key).split("/"))
+
+    def writer(self) -> LocalObjectWriter:
+        return LocalObjectWriter(self)
+
+    def _load(self, key: str) -> StoredObject | None:
+        try:
+            with open(self.object_dir(key) / "meta.json", encoding="utf-8") as handle:
+                record = json.load(handle)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return StoredObject(
+            key=key,
+            size=record["size"],
+            sha256=record["sha256"],
+            created_at=datetime.fromisoformat(record["created_at"]),
+            metadata=record.get("metadata", {}),
+        )
+
+    async def stat(self, key: str) -> StoredObject | None:
+        return await asyncio.to_thread(self._load, key)
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        try:
+            handle = await aiofiles.open(self.object_dir(key) / "data", "rb")
+        except (FileNotFoundError, NotADirectoryError) as error:
+            raise ObjectNotFound(key) from error
+        async with handle:
+            await handle.seek(start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                chunk = await handle.read(READ_CHUNK if remaining is None else min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def _delete_sync(self, key: str) -> bool:
+        doomed = self.trash / secrets.token_hex(16)
+        try:
+            os.rename(self.object_dir(key), doomed)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
+
+    async def delete(self, key: str) -> bool:
+        return await asyncio.to_thread(self._delete_sync, key)
+
+    def _list_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
+        base = self.objects.joinpath(*check_prefix(prefix)[:-1].split("/"))
+        keys = sorted(self._keys_under(base, prefix[:-1]))
+        if start_after is not None:
+            keys = [key for key in keys if key > start_after]
+        found = []
+        for key in keys:
+            if limit is not None and len(found) >= limit:
+                break
+            stored = self._load(key)
+            if stored is not None:
+                found.append(stored)
+        return found
+
+    def _keys_under(self, folder: Path, key: str) -> list[str]:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        keys = []
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            child = f"{key}/{entry.name}"
+            if os.path.exists(os.path.join(entry.path, "meta.json")):
+                keys.append(child)
+            else:
+                keys.extend(self._keys_under(Path(entry.path), child))
+        return keys
+
+    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
+        return await asyncio.to_thread(self._list_sync, prefix, start_after, limit)
+
+    def _move_sync(self, src: str, dst: str) -> None:
+        target = self.object_dir(dst)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self.object_dir(src), target)
+        except (FileNotFoundError, NotADirectoryError) as error:
+            raise ObjectNotFound(src) from error
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise ObjectExists(dst) from error
+            raise _storage_error(error) from error
+        _fsync_dir(target.parent)
+
+    async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
+        await asyncio.to_thread(self._move_sync, src, dst)
+        if metadata is not None:
+            return await self.update_metadata(dst, metadata)
+        stored = await self.stat(dst)
+        if stored is None:
+            raise ObjectNotFound(dst)
+        return stored
+
+    def _update_sync(self, key: str, metadata: dict[str, Any]) -> StoredObject:
+        stored = self._load(key)
+        if stored is None:
+            raise ObjectNotFound(key)
+        record = {"size": stored.size, "sha256": stored.sha256, "created_at": stored.created_at.isoformat(),
+                  "metadata": metadata}
+        try:
+            _write_json(self.object_dir(key) / "meta.json", record)
+        except FileNotFoundError as error:
+            raise ObjectNotFound(key) from error
+        except OSError as error:
+            raise _storage_error(error) from error
+        return StoredObject(key, stored.size, stored.sha256, stored.created_at, metadata)
+
+    async def update_metadata(self, key: str, metadata: dict[str, Any]) -> StoredObject:
+        return await asyncio.to_thread(self._update_sync, key, metadata)
+
+    def _sweep_sync(self) -> int:
+        removed = 0
+        now = time.time()
+        for folder in (self.staging, self.trash):
+            for entry in os.scandir(folder):
+                if now - entry.stat(follow_symlinks=False).st_mtime < STAGING_GRACE_SECONDS:
+                    continue
+                if self._abandoned(Path(entry.path)):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed += 1
+        return removed
+
+    @staticmethod
+    def _abandoned(folder: Path) -> bool:
+        """True when no live writer holds the flock on the folder's ``data`` file."""
+        try:
+            fd = os.open(folder / "data", os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    async def sweep_staging(self) -> int:
+        return await asyncio.to_thread(self._sweep_sync)
+
+    def _check_sync(self) -> None:
+        probe = self.staging / f"ready-{secrets.token_hex(8)}"
+        try:
+            probe.write_bytes(b"ok")
+        finally:
+            probe.unlink(missing_ok=True)
+
+    async def check_ready(self) -> None:
+        await asyncio.to_thread(self._check_sync)
+
+
+@hookimpl
+def register_storage_backends(register, service) -> None:
+    register("local", lambda service: LocalStorage(service.settings.upload_dir))

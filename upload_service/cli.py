@@ -1,0 +1,108 @@
+"""The ``upload-service`` command: serve (default), ``plugins`` and ``cleanup``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from .errors import StartupError
+
+APP_PATH = "upload_service.app:create_app()"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upload-service", description="Self-hosted upload service.")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "plugins", "cleanup"],
+                        help="serve (default), list the loaded plugins as JSON, or run one cleanup sweep")
+    parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to bind (PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (WORKERS, default 1)")
+    parser.add_argument("--dev", action="store_true",
+                        help="local development: generated secret, dev sign-in and API token, 127.0.0.1 only")
+    return parser
+
+
+def _apply_arguments(args: argparse.Namespace) -> None:
+    """Command-line options become environment settings, so every worker process sees the same."""
+    for name in ("host", "port", "workers"):
+        if getattr(args, name) is not None:
+            os.environ[name.upper()] = str(getattr(args, name))
+    if args.dev:
+        os.environ["DEV"] = "1"
+        os.environ["HOST"] = "127.0.0.1"
+        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
+        os.environ.setdefault("DEV_TOKEN", "dev-" + secrets.token_urlsafe(18))
+
+
+def _load():
+    from .app import create_app
+    from .settings import Settings
+
+    settings = Settings()
+    return settings, create_app(settings)
+
+
+def _service(app):
+    return next(ext for ext in app.extensions.values() if ext.__class__.__name__ == "UploadService")
+
+
+def _serve(settings) -> int:
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    config = Config()
+    config.application_path = APP_PATH
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.workers = 0 if settings.workers == 1 else settings.workers
+    config.accesslog = None
+    config.errorlog = "-"
+    url = f"http://{settings.host}:{settings.port}/"
+    if settings.dev:
+        print("=" * 72, flush=True)
+        print(" DEVELOPMENT MODE: generated secret key, dev sign-in, bound to 127.0.0.1 only", flush=True)
+        print(f" open        {url}", flush=True)
+        print(f" API token   {settings.dev_token.get_secret_value()}", flush=True)
+        print(f" try         curl -H 'Authorization: Bearer {settings.dev_token.get_secret_value()}' {url}api/files",
+              flush=True)
+        print("=" * 72, flush=True)
+    else:
+        print(f"upload-service listening on {url} ({settings.workers} worker(s))", flush=True)
+    return run(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _apply_arguments(args)
+    try:
+        settings, app = _load()
+        service = _service(app)
+        if args.command == "plugins":
+            from .plugins import describe_plugins
+
+            print(json.dumps(describe_plugins(service.pm), indent=2))
+            return 0
+        asyncio.run(service.preflight())
+        if args.command == "cleanup":
+            removed = asyncio.run(service.sweep())
+            print(json.dumps({"removed": removed}))
+            return 0
+    except ValidationError as error:
+        print("upload-service: invalid settings:", file=sys.stderr)
+        for problem in error.errors():
+            print(f"  {'.'.join(str(p) for p in problem['loc']).upper()}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except StartupError as error:
+        print(f"upload-service: cannot start: {error}", file=sys.stderr)
+        return 2
+    return _serve(settings) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

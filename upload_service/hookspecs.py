@@ -1,0 +1,111 @@
+"""The hooks a plugin can implement.
+
+Every hook may be a plain function or ``async def``: the core awaits whatever is awaitable. Results are
+collected in pluggy's order (plugins registered later run first); the core never iterates plugins itself.
+A plugin implements only the hooks it needs and may leave out any argument it does not use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from quart import Blueprint
+
+    from .files import StoredFile, UploadInfo
+    from .identity import Identity
+    from .service import UploadService
+
+PROJECT_NAME = "upload_service"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def startup(service: UploadService) -> None:
+    """Check the plugin's own settings and resources before the service serves anything.
+
+    Called once per service instance, before serving starts (and by ``upload-service`` before it binds
+    its port). Raise ``upload_service.StartupError(message)`` to refuse to start; the operator sees the message.
+    """
+
+
+@hookspec
+def register_auth_providers(register: Callable[[Any], None], service: UploadService) -> None:
+    """Register auth providers by calling ``register(provider)`` for each.
+
+    Called once at start-up. A provider has a unique ``name``, ``async authenticate(request)`` returning an
+    ``Identity`` or None, and optionally ``login_url`` (the UI shows a sign-in button for it) and ``title``.
+    The first provider that returns an identity wins. A duplicate name is a start-up error.
+    """
+
+
+@hookspec
+def register_storage_backends(register: Callable[[str, Callable[[UploadService], Any]], None], service: UploadService) -> None:
+    """Register storage backends by calling ``register(name, factory)``.
+
+    Called once at start-up. ``STORAGE_BACKEND`` picks one by name; its factory gets the service and
+    returns a storage object (see ``upload_service.storage.Storage``). A duplicate name is a start-up error.
+    """
+
+
+@hookspec
+def register_routes(blueprint: Blueprint, service: UploadService) -> None:
+    """Add routes to the service's blueprint (login pages, a thumbnail route, ...).
+
+    Called once at start-up, before the blueprint is registered on the app, so routes land under the
+    service's ``url_prefix``.
+    """
+
+
+@hookspec
+def validate_upload(upload: UploadInfo, identity: Identity, service: UploadService) -> None:
+    """Refuse an upload before any byte of it is stored.
+
+    Called for every file of every upload path (JSON, multipart, raw, tus creation). ``upload`` has
+    ``filename`` (safe display name), ``content_type``, ``size`` (None when not known yet) and ``temporary``.
+    Raise ``upload_service.UploadRejected(detail, status=422)`` to refuse; the return value is ignored.
+    """
+
+
+@hookspec
+def process_upload(file: StoredFile, service: UploadService) -> dict[str, Any] | None:
+    """Inspect or transform a file after its bytes are stored and before the client gets its answer.
+
+    Return a dict to merge into ``file.metadata`` (later plugins' keys win), or None. Raising
+    ``UploadRejected`` deletes the file (and the rest of its batch) and the client gets that status.
+    """
+
+
+@hookspec
+def upload_persisted(file: StoredFile, service: UploadService) -> None:
+    """Notification: ``file`` has become persistent (uploaded directly, persisted from a token, or from tus).
+
+    An error here is logged and never loses the file.
+    """
+
+
+@hookspec
+def file_deleted(file: StoredFile, service: UploadService) -> None:
+    """Notification: ``file`` was deleted by its owner or expired. An error here is logged."""
+
+
+@hookspec
+def background_tasks(service: UploadService) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """Return coroutine functions to run while the app serves.
+
+    Called when serving starts; each function is started as a task and cancelled cleanly at shutdown.
+    """
+
+
+@hookspec
+def sweep(service: UploadService) -> int | None:
+    """Remove what has expired or been abandoned: expired temporary uploads, staging leftovers of a crash.
+
+    Called by the cleanup task every ``CLEANUP_INTERVAL`` and once by ``upload-service cleanup``. Return how
+    many things were removed (or None); an error is logged and the other sweeps still run.
+    """

@@ -1,0 +1,57 @@
+"""Prometheus metrics of one service instance (prometheus-client), in a registry of its own.
+
+A private registry keeps two service instances in one process (or one test run) from colliding. With
+several Hypercorn workers, ``PROMETHEUS_MULTIPROC_DIR`` switches prometheus-client to its multiprocess mode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+SIZE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+class Metrics:
+    def __init__(self, backend: str = "local") -> None:
+        self.backend = backend
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.uploads = Counter("upload_service_uploads", "Files stored", ["path", "backend"], registry=self.registry)
+        self.bytes = Counter("upload_service_upload_bytes", "Bytes stored", ["path", "backend"], registry=self.registry)
+        self.duration = Histogram("upload_service_upload_seconds", "Time to receive one file", ["path"],
+                                  buckets=SIZE_BUCKETS, registry=self.registry)
+        self.active = Gauge("upload_service_active_uploads", "Uploads being received", ["path"],
+                            registry=self.registry, multiprocess_mode="livesum")
+        self.rejections = Counter("upload_service_rejections", "Refused requests", ["reason", "status"],
+                                  registry=self.registry)
+        self.sweeps = Counter("upload_service_cleanup_removed", "Things removed by cleanup sweeps",
+                              registry=self.registry)
+
+    @contextmanager
+    def active_upload(self, path: str) -> Iterator[None]:
+        self.active.labels(path).inc()
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.active.labels(path).dec()
+            self.duration.labels(path).observe(time.perf_counter() - started)
+
+    def uploaded(self, path: str, size: int) -> None:
+        self.uploads.labels(path, self.backend).inc()
+        self.bytes.labels(path, self.backend).inc(size)
+
+    def rejected(self, reason: str, status: int) -> None:
+        self.rejections.labels(reason, str(status)).inc()
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -1,0 +1,124 @@
+"""Streaming multipart/form-data: python-multipart's push parser turned into parts you can pull from.
+
+Each incoming chunk is fed to the parser, which reports part boundaries, headers and data through callbacks;
+the callbacks only queue events, and the async side pulls the next chunk from the network when the queue is
+empty. So a part's bytes flow to storage as they arrive, with nothing but the current chunk held.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from .errors import Problem
+
+MAX_FIELD_SIZE = 64 * 1024
+
+
+def boundary_of(content_type: str) -> bytes:
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary or len(boundary) > 200:
+        raise Problem(400, "multipart/form-data needs a boundary parameter", reason="bad_multipart")
+    return boundary
+
+
+@dataclass
+class Part:
+    name: str
+    filename: str | None
+    content_type: str | None
+    reader: MultipartReader
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self.reader.part_data()
+
+    async def text(self, limit: int = MAX_FIELD_SIZE) -> str:
+        data = bytearray()
+        async for chunk in self.chunks():
+            data += chunk
+            if len(data) > limit:
+                raise Problem(413, f"the form field {self.name!r} is too long", reason="too_large")
+        return data.decode("utf-8", errors="replace")
+
+
+class MultipartReader:
+    """Pull-style reader: ``async for part in reader.parts()``; read each part's chunks before the next."""
+
+    def __init__(self, boundary: bytes, source: AsyncIterator[bytes]) -> None:
+        self._source = source
+        self._events: deque[tuple[str, Any]] = deque()
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._finished = False
+        self._in_part = False
+        self._parser = MultipartParser(boundary, callbacks={
+            "on_part_begin": lambda: self._events.append(("begin", None)),
+            "on_part_data": lambda data, start, end: self._events.append(("data", bytes(data[start:end]))),
+            "on_part_end": lambda: self._events.append(("end", None)),
+            "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": lambda: self._events.append(("headers_done", None)),
+            "on_end": lambda: self._events.append(("finish", None)),
+        })
+
+    def _header_end(self) -> None:
+        self._events.append(("header", (bytes(self._header_field).lower(), bytes(self._header_value))))
+        self._header_field.clear()
+        self._header_value.clear()
+
+    async def _next_event(self) -> tuple[str, Any]:
+        while not self._events:
+            chunk = await anext(self._source, None)
+            if chunk is None:
+                raise Problem(400, "the multipart body ended before its closing boundary", reason="bad_multipart")
+            try:
+                self._parser.write(chunk)
+            except MultipartParseError as error:
+                raise Problem(400, f"malformed multipart body: {error}", reason="bad_multipart") from None
+        return self._events.popleft()
+
+    async def parts(self) -> AsyncIterator[Part]:
+        while True:
+            if self._in_part:
+                async for _ in self.part_data():
+                    pass
+            kind, _ = await self._next_event()
+            if kind == "finish":
+                return
+            if kind == "begin":
+                yield await self._read_headers()
+
+    async def _read_headers(self) -> Part:
+        headers: dict[bytes, bytes] = {}
+        while True:
+            kind, value = await self._next_event()
+            if kind == "headers_done":
+                break
+            if kind == "header":
+                headers[value[0]] = value[1]
+        _, options = parse_options_header(headers.get(b"content-disposition", b""))
+        filename = options.get(b"filename")
+        ctype = headers.get(b"content-type")
+        self._in_part = True
+        return Part(
+            name=options.get(b"name", b"").decode("utf-8", errors="replace"),
+            filename=None if filename is None else filename.decode("utf-8", errors="replace"),
+            content_type=ctype.decode("latin-1") if ctype else None,
+            reader=self,
+        )
+
+    async def part_data(self) -> AsyncIterator[bytes]:
+        while self._in_part:
+            kind, value = await self._next_event()
+            if kind == "data":
+                if value:
+                    yield value
+            elif kind == "end":
+                self._in_part = False

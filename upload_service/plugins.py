@@ -1,0 +1,85 @@
+"""The plugin manager of one service instance, and how the core calls hooks that may be async.
+
+pluggy is synchronous: an ``async def`` implementation returns a coroutine, so hooks are called normally
+and their awaitable results awaited afterwards, in pluggy's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+
+log = logging.getLogger("upload_service.plugins")
+
+
+def make_plugin_manager(disabled: Iterable[str] = (), extra_plugins: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """Build a plugin manager: block disabled names, load entry points, add programmatic plugins, check names.
+
+    Blocking happens before loading, so a disabled plugin is never even imported.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for name in disabled:
+        pm.set_blocked(name)
+    pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+    for plugin in extra_plugins:
+        name = getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or repr(plugin)
+        if not pm.is_blocked(name):
+            pm.register(plugin, name=name)
+    pm.check_pending()
+    return pm
+
+
+async def call_all(hook: pluggy.HookCaller, **kwargs: Any) -> list[Any]:
+    """Call a hook and await each awaitable result in order; exceptions propagate."""
+    results = []
+    for result in hook(**kwargs):
+        if inspect.isawaitable(result):
+            result = await result
+        results.append(result)
+    return results
+
+
+async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:
+    """Call a notification hook: run the awaitable results together and log failures instead of raising."""
+    try:
+        results = hook(**kwargs)
+    except Exception:
+        log.exception("hook %s failed", hook.name)
+        return
+    awaitables = [result for result in results if inspect.isawaitable(result)]
+    for outcome in await asyncio.gather(*awaitables, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            log.error("hook %s failed", hook.name, exc_info=outcome)
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
+    """Name, version and implemented hooks of every loaded plugin (for ``upload-service plugins``)."""
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    described = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:
+            continue
+        dist = dists.get(id(plugin))
+        version = dist.version if dist is not None else _package_version(plugin)
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        described.append({"name": name, "version": version, "hooks": hooks})
+    return described
+
+
+def _package_version(plugin: Any) -> str | None:
+    module = getattr(plugin, "__module__", None) or getattr(plugin, "__name__", "")
+    top = (module or "").split(".")[0]
+    try:
+        packages = metadata.packages_distributions().get(top, [])
+        return metadata.version(packages[0]) if packages else None
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,205 @@
+"""``UploadService``: the Quart extension that owns one plugin manager, storage and blueprint.
+
+Stand-alone, ``create_app`` makes an app and attaches one service at ``/``; embedded, a host app does
+``UploadService(app, url_prefix="/uploads")``. Nothing is global: two services in one process (with different
+names and prefixes) never see each other's plugins, sessions or metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from quart import Blueprint, Quart, url_for
+
+from .api.files import register_file_routes
+from .api.uploads import register_upload_routes
+from .auth import AuthProviders
+from .body import StreamingBodyMiddleware
+from .errors import StartupError
+from .files import FileStore, StoredFile, UploadInfo
+from .health import register_health_routes
+from .identity import Identity
+from .metrics import Metrics
+from .plugins import call_all, make_plugin_manager, notify
+from .responses import as_problem, problem_response
+from .settings import Settings
+from .storage import Storage
+from .tokens import TemporaryTokens
+from .ui import register_ui_routes
+from .uploads import run_process_hooks
+
+log = logging.getLogger("upload_service")
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def templates_dir() -> Path:
+    """Inside the wheel the templates sit in the package; in a source checkout, beside it."""
+    packaged = PACKAGE_DIR / "templates"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "templates"
+
+
+class UploadService:
+    """The upload service as a Quart extension: ``UploadService(app)`` or ``UploadService()`` + ``init_app(app)``."""
+
+    def __init__(
+        self,
+        app: Quart | None = None,
+        *,
+        settings: Settings | None = None,
+        url_prefix: str = "",
+        name: str = "upload_service",
+        plugins: Iterable[Any] = (),
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.url_prefix = url_prefix.rstrip("/")
+        self.name = name
+        self.extra_plugins = list(plugins)
+        self.app: Quart | None = None
+        self.auth = AuthProviders()
+        self.storage_backends: dict[str, Callable[[UploadService], Storage]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        if app is not None:
+            self.init_app(app)
+
+    # -- set-up ---------------------------------------------------------------------------------------
+
+    def init_app(self, app: Quart) -> None:
+        """Load plugins, pick the storage, mount the blueprint and the streaming middleware on ``app``."""
+        self.app = app
+        self.secret_key = self._secret_key(app)
+        self.pm: pluggy.PluginManager = make_plugin_manager(self.settings.disabled_plugin_names, self.extra_plugins)
+        self.hook = self.pm.hook
+        self._call_at_setup(self.hook.register_auth_providers, register=self.auth.register, service=self)
+        self._call_at_setup(self.hook.register_storage_backends, register=self._register_backend, service=self)
+        self.storage = self._make_storage()
+        self.files = FileStore(self.storage)
+        self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
+        self.metrics = Metrics(self.storage.name)
+        app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
+        app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/")  # type: ignore[method-assign]
+        app.before_serving(self.start)
+        app.after_serving(self.stop)
+        app.extensions[self.name] = self
+
+    def _secret_key(self, app: Quart) -> str:
+        if self.settings.secret_key is not None:
+            key = self.settings.secret_key.get_secret_value()
+        elif app.secret_key:
+            key = str(app.secret_key)
+        elif self.settings.dev:
+            key = secrets.token_urlsafe(32)
+        else:
+            raise StartupError("SECRET_KEY is not set: set it in the environment or .env (or run with --dev)")
+        if len(key) < 16:
+            raise StartupError("SECRET_KEY is too short: use at least 16 random characters")
+        if not app.secret_key:
+            app.secret_key = key
+        return key
+
+    def _call_at_setup(self, hook: pluggy.HookCaller, **kwargs: Any) -> None:
+        """Registration hooks run while the app is built, outside any event loop, so they must be plain functions."""
+        for result in hook(**kwargs):
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise StartupError(f"the {hook.name} hook must be a plain function, not async")
+
+    def _register_backend(self, name: str, factory: Callable[[UploadService], Storage]) -> None:
+        if name in self.storage_backends:
+            raise StartupError(f"two storage backends are named {name!r}")
+        self.storage_backends[name] = factory
+
+    def _make_storage(self) -> Storage:
+        factory = self.storage_backends.get(self.settings.storage_backend)
+        if factory is None:
+            known = ", ".join(sorted(self.storage_backends)) or "none"
+            raise StartupError(f"STORAGE_BACKEND={self.settings.storage_backend!r} is not installed (known: {known})")
+        return factory(self)
+
+    def _blueprint(self) -> Blueprint:
+        bp = Blueprint(self.name, __name__, template_folder=str(templates_dir()),
+                       static_folder=str(PACKAGE_DIR / "static"), static_url_path="/static")
+        register_upload_routes(bp, self)
+        register_file_routes(bp, self)
+        register_health_routes(bp, self)
+        register_ui_routes(bp, self)
+        self._call_at_setup(self.hook.register_routes, blueprint=bp, service=self)
+        bp.register_error_handler(Exception, self._error_response)
+        return bp
+
+    async def _error_response(self, error: Exception) -> Any:
+        problem = as_problem(error)
+        self.metrics.rejected(problem.reason, problem.status)
+        return problem_response(problem)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def preflight(self) -> None:
+        """Run the ``startup`` hooks and check storage: what must hold before the service may serve."""
+        opener = getattr(self.storage, "open", None)
+        if opener is not None:
+            await opener()
+        await call_all(self.hook.startup, service=self)
+        try:
+            await self.storage.check_ready()
+        except Exception as error:
+            raise StartupError(f"storage {self.storage.name!r} is not writable: {error}") from error
+
+    async def start(self) -> None:
+        await self.preflight()
+        for functions in await call_all(self.hook.background_tasks, service=self):
+            for function in functions or []:
+                self._tasks.append(asyncio.create_task(self._run_background(function)))
+
+    async def _run_background(self, function: Callable[[], Any]) -> None:
+        try:
+            await function()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s stopped with an error", getattr(function, "__name__", function))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        closer = getattr(self.storage, "close", None)
+        if closer is not None:
+            await closer()
+
+    # -- what routes and plugins call -----------------------------------------------------------------
+
+    def url(self, endpoint: str, **values: Any) -> str:
+        """``url_for`` an endpoint of this service's blueprint (works under any ``url_prefix``)."""
+        return url_for(f"{self.name}.{endpoint}", **values)
+
+    async def validate(self, upload: UploadInfo, identity: Identity) -> None:
+        await call_all(self.hook.validate_upload, upload=upload, identity=identity, service=self)
+
+    async def process(self, file: StoredFile) -> StoredFile:
+        return await run_process_hooks(self, file)
+
+    async def sweep(self) -> int:
+        """One cleanup pass through every plugin's ``sweep`` hook; failures are logged, the rest still run."""
+        removed = 0
+        for result in self.hook.sweep(service=self):
+            try:
+                count = await result if inspect.isawaitable(result) else result
+            except Exception:
+                log.exception("a sweep failed")
+                continue
+            removed += count or 0
+        if removed:
+            self.metrics.sweeps.inc(removed)
+        return removed
+
+    async def notify_deleted(self, file: StoredFile) -> None:
+        await notify(self.hook.file_deleted, file=file, service=self)

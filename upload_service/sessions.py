@@ -1,0 +1,53 @@
+"""Browser sessions of the service: the signed-in identity and the CSRF token, under namespaced keys.
+
+Keys are prefixed with the service's name so that the service coexists with a host app's own session data
+(and two services in one app do not see each other's sign-ins). Auth providers call ``sign_in`` from their
+login routes and ``signed_in`` from ``authenticate``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from quart import session
+
+from .identity import Identity
+
+
+def _key(service_name: str, what: str) -> str:
+    return f"{service_name}.{what}"
+
+
+def sign_in(service_name: str, identity: Identity) -> None:
+    """Start a session for ``identity`` with a fresh CSRF token (a new token on every sign-in)."""
+    session[_key(service_name, "identity")] = identity.to_dict()
+    session[_key(service_name, "csrf")] = secrets.token_urlsafe(32)
+    session.permanent = True
+
+
+def sign_out(service_name: str) -> None:
+    for what in ("identity", "csrf"):
+        session.pop(_key(service_name, what), None)
+
+
+def signed_in(service_name: str, provider: str | None = None) -> Identity | None:
+    """The session's identity (only if it came from ``provider`` when given)."""
+    data = session.get(_key(service_name, "identity"))
+    if not isinstance(data, dict):
+        return None
+    identity = Identity.from_dict(data)
+    return identity if provider is None or identity.provider == provider else None
+
+
+def csrf_token(service_name: str) -> str:
+    """The session's CSRF token, created on first use (the sign-in page needs one before anyone signs in)."""
+    key = _key(service_name, "csrf")
+    if not session.get(key):
+        session[key] = secrets.token_urlsafe(32)
+    return session[key]
+
+
+def csrf_valid(service_name: str, presented: str | None) -> bool:
+    expected = session.get(_key(service_name, "csrf"))
+    return bool(expected and presented and hmac.compare_digest(str(expected), str(presented)))

@@ -1,0 +1,111 @@
+"""The one upload pipeline every path (JSON, multipart, raw, tus) goes through.
+
+validate (hooks) -> stream into a staging writer with the size limit -> commit every file of the batch ->
+process (hooks) -> notify. A batch is all or nothing: if any file fails, every staged or committed file of
+the batch is removed before the error reaches the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .body import limited
+from .digests import ExpectedDigests
+from .files import StoredFile, UploadInfo, file_key, new_file_id
+from .identity import Identity
+from .plugins import call_all, notify
+from .storage import ObjectWriter
+
+if TYPE_CHECKING:
+    from .service import UploadService
+
+
+class UploadBatch:
+    """Files received in one request; use as ``async with UploadBatch(...) as batch``."""
+
+    def __init__(self, service: UploadService, identity: Identity, *, temporary: bool, path: str) -> None:
+        self.service = service
+        self.identity = identity
+        self.temporary = temporary
+        self.path = path
+        self._stack = AsyncExitStack()
+        self._staged: list[tuple[UploadInfo, ObjectWriter]] = []
+
+    async def __aenter__(self) -> UploadBatch:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._stack.__aexit__(*exc_info)
+
+    def info(self, filename: str, content_type: str, size: int | None) -> UploadInfo:
+        return UploadInfo(filename=filename, content_type=content_type, size=size, temporary=self.temporary)
+
+    async def add(self, info: UploadInfo, chunks: AsyncIterator[bytes], digests: ExpectedDigests | None = None) -> None:
+        """Validate one file, then stream it into staging (nothing is visible until ``commit``)."""
+        await self.service.validate(info, self.identity)
+        writer = await self._stack.enter_async_context(self.service.storage.writer())
+        md5 = digests.md5_hasher() if digests else None
+        with self.service.metrics.active_upload(self.path):
+            async for chunk in limited(chunks, self.service.settings.max_upload_size):
+                if md5 is not None:
+                    md5.update(chunk)
+                await writer.write(chunk)
+        if digests is not None:
+            await writer.finish()
+            digests.verify(writer.sha256, md5)
+        self._staged.append((info, writer))
+
+    @property
+    def staged_count(self) -> int:
+        return len(self._staged)
+
+    async def commit(self) -> list[StoredFile]:
+        """Make every staged file visible, run ``process_upload``, and notify; all or nothing."""
+        committed: list[StoredFile] = []
+        try:
+            for info, writer in self._staged:
+                committed.append(await self._commit_one(info, writer))
+            processed = [await self.service.process(file) for file in committed]
+        except BaseException:
+            await asyncio.shield(self._remove(committed))
+            raise
+        for file in processed:
+            self.service.metrics.uploaded(self.path, file.size)
+            if not file.temporary:
+                await notify(self.service.hook.upload_persisted, file=file, service=self.service)
+        return processed
+
+    async def _commit_one(self, info: UploadInfo, writer: ObjectWriter) -> StoredFile:
+        file_id = new_file_id()
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=self.service.settings.temp_upload_ttl) if self.temporary else None
+        draft = StoredFile(
+            id=file_id, key=file_key(self.identity.owner_key, file_id, temporary=self.temporary),
+            owner=self.identity.id, filename=info.filename, content_type=info.content_type,
+            size=writer.size, sha256=writer.sha256, created_at=now, temporary=self.temporary, expires_at=expires,
+        )
+        stored = await writer.commit(draft.key, draft.storage_metadata())
+        return StoredFile.from_stored(stored)
+
+    async def _remove(self, files: list[StoredFile]) -> None:
+        for file in files:
+            await self.service.storage.delete(file.key)
+
+
+async def run_process_hooks(service: UploadService, file: StoredFile) -> StoredFile:
+    """``process_upload`` results merged into the file's metadata, saved once if anything changed."""
+    merged: dict[str, Any] = dict(file.metadata)
+    for result in await call_all(service.hook.process_upload, file=file, service=service):
+        if isinstance(result, dict):
+            merged.update(result)
+    if merged == file.metadata:
+        return file
+    updated = replace(file, metadata=merged)
+    await service.storage.update_metadata(file.key, updated.storage_metadata())
+    return updated
