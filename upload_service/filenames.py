@@ -42,7 +42,8 @@ def _truncate(name: str) -> str:
 def content_type_for(claimed: str | None, filename: str) -> str:
     """The client's type when well-formed, else a guess from the name, else application/octet-stream."""
     value = (claimed or "").split(";")[0].strip().lower()
-    if _CONTENT_TYPE.fullmatch(value) and value not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    generic = ("application/octet-stream", "application/x-www-form-urlencoded", "multipart/form-data")
+    if _CONTENT_TYPE.fullmatch(value) and value not in generic:
         return value
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     github_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
     allowed_users: str = ""
+    allowed_orgs: str = ""
     api_tokens: SecretStr = SecretStr("")
     disabled_plugins: str = ""
     static_url: str = ""
@@ -109,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def allowed_user_logins(self) -> list[str]:
         return [login.lower() for login in parse_list(self.allowed_users)]
+
+    @property
+    def allowed_org_logins(self) -> list[str]:
+        return [org.lower() for org in parse_list(self.allowed_orgs)]
 
     @property
     def static_api_tokens(self) -> dict[str, str]:
