@@ -76,7 +76,7 @@ def validate_upload(upload: UploadInfo, identity: Identity, service: UploadServi
 def process_upload(file: StoredFile, service: UploadService) -> dict[str, Any] | None:
     """Inspect or transform a file after its bytes are stored and before the client gets its answer.
 
-    Return a dict to merge into ``file.metadata`` (later plugins' keys win), or None. Raising
+    Called once per stored file on every upload path (temporary ones included). Return a dict to merge into ``file.metadata`` (later plugins' keys win), or None. Raising
     ``UploadRejected`` deletes the file (and the rest of its batch) and the client gets that status.
     """
 
