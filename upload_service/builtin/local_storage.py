@@ -6,6 +6,7 @@ Layout under ``UPLOAD_DIR``::
     objects/<key>/meta.json   size, sha256, created_at and the core's metadata
     .staging/<random>/        writes in progress; the writer holds an flock on its ``data`` file
     .trash/<random>/          deleted objects on their way out
+    .resumable/<id>/          tus uploads in progress (see ``local_resumable``)
 
 An object is one directory, so every change is one atomic ``rename``: a commit renames a fully written,
 fsynced staging directory into place; a delete renames it into ``.trash`` first; a move renames it across.
@@ -64,21 +65,74 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class LocalObjectWriter:
-    """Streams into ``.staging/<random>/data`` with sha256 computed on the way, one buffer behind the network.
+class BufferedFileWriter:
+    """Writes chunks to an open file one buffer behind the network, hashing what it writes.
 
-    Chunks are gathered into ~1 MiB buffers; each buffer is hashed and written in a worker thread while the
-    next one fills, so at most two buffers are held and the event loop never blocks on the disk.
+    Chunks are gathered into ~1 MiB buffers; each buffer is written and then hashed in a worker thread while
+    the next one fills, so at most two buffers are held and the event loop never blocks on the disk.
+    ``written`` counts only bytes the disk took, and the hashers saw exactly those bytes.
     """
+
+    def __init__(self, fd: int, hashers: list[Any]) -> None:
+        self.fd = fd
+        self.hashers = hashers
+        self.written = 0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    def _write_sync(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                count = os.write(self.fd, view)
+            except OSError as error:
+                raise _storage_error(error) from error
+            for hasher in self.hashers:
+                hasher.update(view[:count])
+            self.written += count
+            view = view[count:]
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        if self._buffer:
+            data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+            self._buffer, self._buffered = [], 0
+            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+
+    async def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._buffer.append(bytes(chunk))
+        self._buffered += len(chunk)
+        if self._buffered >= WRITE_BUFFER:
+            await self._flush()
+
+    async def finish(self) -> None:
+        """Write out everything buffered."""
+        await self._flush()
+        await self._flush()
+
+    async def settle(self) -> None:
+        """After an error or cancellation: wait for the write in flight (shielded), drop the unwritten buffer."""
+        pending, self._pending = self._pending, None
+        self._buffer, self._buffered = [], 0
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(pending)
+
+
+class LocalObjectWriter:
+    """Streams into ``.staging/<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``)."""
 
     def __init__(self, storage: LocalStorage) -> None:
         self._storage = storage
         self._dir = storage.staging / secrets.token_hex(16)
         self._fd: int | None = None
         self._hash = hashlib.sha256()
-        self._buffer: list[bytes] = []
-        self._buffered = 0
-        self._pending: asyncio.Future[None] | None = None
+        self._out: BufferedFileWriter | None = None
         self.size = 0
         self.committed = False
 
@@ -97,42 +151,18 @@ class LocalObjectWriter:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except OSError as error:
             raise _storage_error(error) from error
+        self._out = BufferedFileWriter(self._fd, [self._hash])
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
-    def _write_sync(self, data: bytes) -> None:
-        self._hash.update(data)
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._fd, view)  # type: ignore[arg-type]
-            except OSError as error:
-                raise _storage_error(error) from error
-            view = view[written:]
-
-    async def _flush(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-        if self._buffer:
-            data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-            self._buffer, self._buffered = [], 0
-            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
-
     async def write(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._buffer.append(bytes(chunk))
-        self._buffered += len(chunk)
         self.size += len(chunk)
-        if self._buffered >= WRITE_BUFFER:
-            await self._flush()
+        await self._out.write(chunk)  # type: ignore[union-attr]
 
     async def finish(self) -> None:
-        await self._flush()
-        await self._flush()
+        await self._out.finish()  # type: ignore[union-attr]
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
@@ -144,17 +174,10 @@ class LocalObjectWriter:
         return StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
 
     def _commit_sync(self, key: str, record: dict[str, Any]) -> None:
-        target = self._storage.object_dir(key)
         try:
             os.fsync(self._fd)  # type: ignore[arg-type]
             _write_json(self._dir / "meta.json", record)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self._dir, target)
-            _fsync_dir(target.parent)
-        except OSError as error:
-            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise ObjectExists(key) from error
-            raise _storage_error(error) from error
+            self._storage.place(self._dir, key)
         finally:
             self._close()
 
@@ -165,12 +188,10 @@ class LocalObjectWriter:
 
     async def abort(self) -> None:
         """Drop everything written; safe to call twice, and shielded so a cancelled request still cleans up."""
-        pending, self._pending = self._pending, None
 
         async def discard() -> None:
-            if pending is not None:
-                with contextlib.suppress(BaseException):
-                    await pending
+            if self._out is not None:
+                await self._out.settle()
             await asyncio.to_thread(self._discard_sync)
 
         await asyncio.shield(discard())
@@ -192,9 +213,24 @@ class LocalStorage:
         self.trash = self.root / ".trash"
         for folder in (self.objects, self.staging, self.trash):
             folder.mkdir(parents=True, exist_ok=True)
+        from .local_resumable import LocalResumableUploads  # imports this module's helpers, so not at the top
+
+        self.resumable = LocalResumableUploads(self)
 
     def object_dir(self, key: str) -> Path:
         return self.objects.joinpath(*check_key(key).split("/"))
+
+    def place(self, folder: Path, key: str) -> None:
+        """Rename a complete staging folder (``data`` + ``meta.json``) into place as ``key``: the atomic commit."""
+        target = self.object_dir(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(folder, target)
+            _fsync_dir(target.parent)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise ObjectExists(key) from error
+            raise _storage_error(error) from error
 
     def writer(self) -> LocalObjectWriter:
         return LocalObjectWriter(self)
