@@ -149,7 +149,7 @@ class LocalResumableUploads:
             if verify is not None:
                 verify()
         except BaseException:
-            await out.settle()
+            await out.settle(keep=verify is None)  # bytes that arrived intact count, unless all-or-nothing
             kept = 0 if verify is not None else out.written
             self._keep_hash(upload_id, offset + kept, before if verify is not None else hasher)
             await asyncio.shield(asyncio.to_thread(self._end_append, upload, fd, offset + kept))

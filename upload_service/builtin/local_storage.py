@@ -115,13 +115,22 @@ class BufferedFileWriter:
         await self._flush()
         await self._flush()
 
-    async def settle(self) -> None:
-        """After an error or cancellation: wait for the write in flight (shielded), drop the unwritten buffer."""
+    async def settle(self, *, keep: bool = False) -> None:
+        """After an error or cancellation: wait for the write in flight, then write (``keep``) or drop the
+        buffered rest. Shielded, so a cancelled request still leaves the file in a known state."""
         pending, self._pending = self._pending, None
+        rest = b"".join(self._buffer) if keep else b""
         self._buffer, self._buffered = [], 0
-        if pending is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(pending)
+
+        async def drain() -> None:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            if rest:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._write_sync, rest)
+
+        await asyncio.shield(drain())
 
 
 class LocalObjectWriter:
