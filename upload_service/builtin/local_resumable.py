@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiofiles
 
+from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound
 from upload_service.storage import OffsetMismatch, ResumableUpload, StoredObject, check_key
 
@@ -149,13 +150,18 @@ class LocalResumableUploads:
             if verify is not None:
                 verify()
         except BaseException:
-            await out.settle(keep=verify is None)  # bytes that arrived intact count, unless all-or-nothing
-            kept = 0 if verify is not None else out.written
-            self._keep_hash(upload_id, offset + kept, before if verify is not None else hasher)
-            await asyncio.shield(asyncio.to_thread(self._end_append, upload, fd, offset + kept))
+            await complete(self._after_failure(upload, fd, out, offset, hasher, before, verify is not None))
             raise
         self._keep_hash(upload_id, offset + out.written, hasher)
-        return await asyncio.to_thread(self._end_append, upload, fd, offset + out.written)
+        return await complete(asyncio.to_thread(self._end_append, upload, fd, offset + out.written))
+
+    async def _after_failure(self, upload: ResumableUpload, fd: int, out: BufferedFileWriter, offset: int,
+                             hasher: Any | None, before: Any | None, all_or_nothing: bool) -> None:
+        """Count the bytes that arrived intact (none for an all-or-nothing chunk) and record the offset."""
+        await out.settle(keep=not all_or_nothing)
+        kept = 0 if all_or_nothing else out.written
+        self._keep_hash(upload.id, offset + kept, before if all_or_nothing else hasher)
+        await asyncio.to_thread(self._end_append, upload, fd, offset + kept)
 
     def _end_append(self, upload: ResumableUpload, fd: int, offset: int) -> ResumableUpload:
         try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Request
 
+from ..aio import complete
 from ..body import body_chunks, limited, too_large
 from ..errors import ObjectNotFound, Problem, UploadRejected
 from ..filenames import content_type_for, safe_filename
@@ -212,9 +213,9 @@ class TusUploads:
         finally:
             released.cancel()
             if not writing.done():
-                writing.cancel()
+                writing.cancel()  # the storage records what arrived; wait for that before the lock goes
                 with contextlib.suppress(asyncio.CancelledError):
-                    await writing
+                    await complete(asyncio.wait({writing}))
         if writing.cancelled():
             raise Problem(400, "another request for this upload took over; this one stopped",
                           reason="tus_interrupted")
