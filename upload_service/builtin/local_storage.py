@@ -25,7 +25,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,15 +73,16 @@ class BufferedFileWriter:
     ``written`` counts only bytes the disk took, and the hashers saw exactly those bytes.
     """
 
-    def __init__(self, fd: int, hashers: list[Any]) -> None:
+    def __init__(self, fd: int, hashers: list[Any], sink: Callable[[bytes], None] | None = None) -> None:
         self.fd = fd
         self.hashers = hashers
+        self.sink = sink or self.write_sync  # what runs in the worker thread (a subclass may wrap it)
         self.written = 0
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._pending: asyncio.Future[None] | None = None
 
-    def _write_sync(self, data: bytes) -> None:
+    def write_sync(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             try:
@@ -100,7 +101,7 @@ class BufferedFileWriter:
         if self._buffer:
             data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
             self._buffer, self._buffered = [], 0
-            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+            self._pending = asyncio.get_running_loop().run_in_executor(None, self.sink, data)
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -128,7 +129,7 @@ class BufferedFileWriter:
                     await pending
             if rest:
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self._write_sync, rest)
+                    await asyncio.to_thread(self.sink, rest)
 
         await asyncio.shield(drain())
 
@@ -160,7 +161,11 @@ class LocalObjectWriter:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except OSError as error:
             raise _storage_error(error) from error
-        self._out = BufferedFileWriter(self._fd, [self._hash])
+        self._out = BufferedFileWriter(self._fd, [self._hash], self._write_sync)
+
+    def _write_sync(self, data: bytes) -> None:
+        """Runs in a worker thread for each buffer (a test plugin slows it down to mimic a busy disk)."""
+        self._out.write_sync(data)  # type: ignore[union-attr]
 
     @property
     def sha256(self) -> str:

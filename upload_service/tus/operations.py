@@ -166,12 +166,12 @@ class TusUploads:
                 raise Problem(403, "a final upload cannot be patched", reason="tus_final")
             if offset != upload.offset:
                 raise _conflict(upload.offset)
-            upload = await self._set_length(upload, request)
+            upload = await self._set_length(identity, upload, request)
             upload = await self._receive(identity, request, upload, lock)
             return upload, await self._finish_if_complete(identity, upload)
 
-    async def _set_length(self, upload: TusUpload, request: Request) -> TusUpload:
-        """creation-defer-length: the length may be given by a PATCH, once."""
+    async def _set_length(self, identity: Identity, upload: TusUpload, request: Request) -> TusUpload:
+        """creation-defer-length: the length may be given by a PATCH, once; plugins then see the size."""
         length = non_negative(request.headers, "Upload-Length")
         if length is None or length == upload.length:
             return upload
@@ -181,6 +181,12 @@ class TusUploads:
             raise too_large(self.max_size)
         if length < upload.offset:
             raise Problem(400, "Upload-Length is smaller than what was already received", reason="tus_bad_header")
+        if not upload.is_partial:
+            try:
+                await self.service.validate(self._info(upload, length), identity)
+            except UploadRejected:
+                await self.store.delete(upload.id)
+                raise
         return TusUpload(await self.store.set_info(upload.id, upload.with_info(length=length)))
 
     async def _receive(self, identity: Identity, request: Request, upload: TusUpload, lock: UploadLock) -> TusUpload:
@@ -193,7 +199,8 @@ class TusUploads:
         chunks = limited(body_chunks(request, self.service.settings.upload_idle_timeout), room)
         if checksum is not None:
             chunks = checksum.wrap(chunks)
-        await self.store.set_info(upload.id, upload.with_info(expires_at=expiry(self.ttl)))
+        if upload.due_for_refresh(self.ttl):
+            upload = TusUpload(await self.store.set_info(upload.id, upload.with_info(expires_at=expiry(self.ttl))))
         with self.service.metrics.active_upload("tus"):
             stored = await self._append_unless_released(upload, chunks, checksum, lock)
         return TusUpload(stored)
@@ -236,8 +243,7 @@ class TusUploads:
 
     async def _finish(self, identity: Identity, upload: TusUpload) -> StoredFile:
         """The complete upload becomes a file through the pipeline; a rejected one leaves nothing behind."""
-        info = UploadInfo(upload.info["filename"], upload.info["content_type"], upload.length,
-                          upload.info["temporary"])
+        info = self._info(upload, upload.length)
         try:
             staged = await self.store.stage(upload.id)
             await staged.finish()
@@ -250,9 +256,9 @@ class TusUploads:
         await self.store.set_info(upload.id, upload.with_info(file_id=file.id, expires_at=expiry(self.ttl)))
         return file
 
-    async def file_of(self, identity: Identity, upload: TusUpload) -> StoredFile | None:
-        """The file a finished upload became (None if it was deleted since)."""
-        return await self.service.files.get(identity, upload.file_id) if upload.file_id else None
+    @staticmethod
+    def _info(upload: TusUpload, length: int | None) -> UploadInfo:
+        return UploadInfo(upload.info["filename"], upload.info["content_type"], length, upload.info["temporary"])
 
     # -- terminating and sweeping ---------------------------------------------------------------------
 

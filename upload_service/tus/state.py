@@ -70,6 +70,11 @@ class TusUpload:
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires_at <= (now or datetime.now(UTC))
 
+    def due_for_refresh(self, ttl: float) -> bool:
+        """Activity pushes the expiry out; rewriting it at most every ``ttl / 10`` (a minute at most) is plenty."""
+        left = (self.expires_at - datetime.now(UTC)).total_seconds()
+        return left < ttl - min(60.0, ttl / 10)
+
     def with_info(self, **changes: Any) -> dict[str, Any]:
         return {**self.info, **changes}
 
