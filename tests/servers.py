@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -46,6 +47,8 @@ class Server:
     env: dict[str, str]
     log_path: Path
     clients: list[httpx.Client] = field(default_factory=list)
+    backend: str = "local"
+    bucket: Any = None  # tests.s3.Bucket when the server stores on S3
 
     def client(self, user: str | None = "alice", **options) -> httpx.Client:
         headers = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
