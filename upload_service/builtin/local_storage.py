@@ -37,7 +37,7 @@ from upload_service.storage import StoredObject, check_key, check_prefix
 
 WRITE_BUFFER = 1024 * 1024
 READ_CHUNK = 256 * 1024
-STAGING_GRACE_SECONDS = 5.0
+STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging folder and locking it
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
