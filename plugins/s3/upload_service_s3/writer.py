@@ -46,7 +46,8 @@ class S3ObjectWriter:
         self.blob_id = new_blob_id()
         self._blob = storage.layout.blob(self.blob_id)
         self._hash = hashlib.sha256()
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._buffered = 0
         self._entry: Entry | None = None
         self._upload_id: str | None = None
         self._next_part = 1
@@ -75,13 +76,19 @@ class S3ObjectWriter:
         if not chunk:
             return
         self._check_failure()
-        self._buffer += chunk
+        self._chunks.append(bytes(chunk))
+        self._buffered += len(chunk)
         self.size += len(chunk)
-        while len(self._buffer) >= part_size(self._next_part):
-            cut = part_size(self._next_part)
-            part = bytes(self._buffer[:cut])
-            del self._buffer[:cut]
-            await self._send_part(part)
+        while self._buffered >= part_size(self._next_part):
+            await self._send_part(self._take(part_size(self._next_part)))
+
+    def _take(self, size: int | None = None) -> bytes:
+        """The first ``size`` buffered bytes (all when None) as one bytes object: a single copy."""
+        data = b"".join(self._chunks)
+        size = len(data) if size is None else size
+        rest = data[size:]
+        self._chunks, self._buffered = ([rest] if rest else []), len(rest)
+        return data[:size] if rest else data
 
     def _check_failure(self) -> None:
         if self._failure is not None:
@@ -122,14 +129,14 @@ class S3ObjectWriter:
         if self._finished:
             return
         if self._upload_id is None:
-            await asyncio.to_thread(self._hash.update, bytes(self._buffer))
+            data = self._take()
+            await asyncio.to_thread(self._hash.update, data)
             await self._journal()
             client = await self._storage.clients.get()
-            await client.put_object(Bucket=self._storage.bucket, Key=self._blob, Body=bytes(self._buffer))
+            await client.put_object(Bucket=self._storage.bucket, Key=self._blob, Body=data)
             self._blob_exists = True
-        elif self._buffer:
-            await self._send_part(bytes(self._buffer))
-        self._buffer = bytearray()
+        elif self._buffered:
+            await self._send_part(self._take())
         await asyncio.gather(*self._sending, return_exceptions=True)
         self._check_failure()
         self._finished = True
