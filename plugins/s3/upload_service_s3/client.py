@@ -21,6 +21,7 @@ CLIENT_CONFIG = Config(
     response_checksum_validation="when_required",
     retries={"max_attempts": 5, "mode": "standard"},
     max_pool_connections=32,
+    signature_version="s3v4",
 )
 
 
