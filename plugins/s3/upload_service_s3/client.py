@@ -15,10 +15,12 @@ from botocore.exceptions import ClientError
 from .settings import S3Settings
 
 # Checksums only where S3 requires them: the trailing CRC checksums newer botocore adds by default are not
-# understood by every S3-compatible store, and the backend computes its own sha256 anyway.
+# understood by every S3-compatible store. Payload signing off: botocore would hash every part on the event
+# loop; the writer sends a Content-MD5 computed in a worker thread instead, which S3 checks.
 CLIENT_CONFIG = Config(
     request_checksum_calculation="when_required",
     response_checksum_validation="when_required",
+    s3={"payload_signing_enabled": False},
     retries={"max_attempts": 5, "mode": "standard"},
     max_pool_connections=32,
     signature_version="s3v4",

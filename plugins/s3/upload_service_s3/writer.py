@@ -1,13 +1,15 @@
 """Streaming writes: bytes go to a new blob (one PutObject when small, a multipart upload when not).
 
 Memory per write is bounded by the part being filled plus ``MAX_PARTS_IN_FLIGHT`` parts being sent: the
-writer awaits a free slot before it takes more bytes, so a fast client is slowed to S3's pace. sha256 is
-computed part by part in a worker thread, in order. Nothing is visible until ``commit`` writes the record.
+writer awaits a free slot before it takes more bytes, so a fast client is slowed to S3's pace. sha256 (and
+each request's Content-MD5) is computed part by part in a worker thread, in order. Nothing is visible until
+``commit`` writes the record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -106,17 +108,22 @@ class S3ObjectWriter:
             await self._journal()
             created = await client.create_multipart_upload(Bucket=self._storage.bucket, Key=self._blob)
             self._upload_id = created["UploadId"]
-        await asyncio.to_thread(self._hash.update, part)
+        md5 = await asyncio.to_thread(self._digest, part)
         await self._slots.acquire()
         number, self._next_part = self._next_part, self._next_part + 1
-        task = asyncio.create_task(self._upload_part(client, number, part))
+        task = asyncio.create_task(self._upload_part(client, number, part, md5))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _upload_part(self, client: Any, number: int, part: bytes) -> None:
+    def _digest(self, data: bytes) -> str:
+        """Runs in a worker thread: the object's running sha256, and the Content-MD5 S3 checks for this request."""
+        self._hash.update(data)
+        return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+    async def _upload_part(self, client: Any, number: int, part: bytes, md5: str) -> None:
         try:
-            response = await client.upload_part(Bucket=self._storage.bucket, Key=self._blob,
-                                                UploadId=self._upload_id, PartNumber=number, Body=part)
+            response = await client.upload_part(Bucket=self._storage.bucket, Key=self._blob, UploadId=self._upload_id,
+                                                PartNumber=number, Body=part, ContentMD5=md5)
             self._etags[number] = response["ETag"]
         except BaseException as error:
             self._failure = self._failure or error
@@ -130,10 +137,10 @@ class S3ObjectWriter:
             return
         if self._upload_id is None:
             data = self._take()
-            await asyncio.to_thread(self._hash.update, data)
+            md5 = await asyncio.to_thread(self._digest, data)
             await self._journal()
             client = await self._storage.clients.get()
-            await client.put_object(Bucket=self._storage.bucket, Key=self._blob, Body=data)
+            await client.put_object(Bucket=self._storage.bucket, Key=self._blob, Body=data, ContentMD5=md5)
             self._blob_exists = True
         elif self._buffered:
             await self._send_part(self._take())
