@@ -105,20 +105,35 @@ def test_a_client_hanging_up_mid_upload_leaves_no_parts(s3_service):
     assert server.client().get("/api/files").json()["files"] == []
 
 
-def test_a_killed_server_leaves_parts_that_the_next_sweep_aborts(s3_service, s3_server):
-    bucket = s3_server.bucket()
-    doomed = s3_service(bucket)
-    sock = _start_raw_put(doomed, 100 * MiB)
+def _kill_mid_upload(server) -> None:
+    sock = _start_raw_put(server, 100 * MiB)
     for chunk in _chunks(20 * MiB):
         sock.sendall(chunk)
-    _wait_for(lambda: bucket.multipart_uploads() != [])
-    doomed.process.send_signal(signal.SIGKILL)
-    doomed.process.wait()
+    _wait_for(lambda: server.bucket.multipart_uploads() != [])
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait()
     sock.close()
-    assert bucket.leftovers() != []  # kill -9: nobody aborted anything
+    assert server.bucket.leftovers() != []  # kill -9: nobody aborted anything
+
+
+def test_a_killed_server_leaves_parts_that_the_next_sweep_aborts(s3_service, s3_server):
+    bucket = s3_server.bucket()
+    _kill_mid_upload(s3_service(bucket))
     s3_service(bucket, s3_staging_timeout="1s", cleanup_interval="1s")
     _wait_for(lambda: bucket.leftovers() == [])
     assert bucket.records() == []
+
+
+def test_cleanup_command_aborts_the_parts_of_a_killed_server(s3_service):
+    server = s3_service()
+    _kill_mid_upload(server)
+    time.sleep(2.2)  # older than the staging timeout below, by the S3 server's whole-second clock
+    result = subprocess.run([sys.executable, "-m", "upload_service.cli", "cleanup"],
+                            env={**server.env, "S3_STAGING_TIMEOUT": "1s"}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert '"removed": 1' in result.stdout
+    assert server.bucket.leftovers() == [] and server.bucket.multipart_uploads() == []
+    assert "Unclosed" not in result.stderr
 
 
 def test_two_instances_on_one_bucket_see_each_others_files(s3_service, s3_server):
