@@ -14,12 +14,16 @@ import pytest
 from .s3 import S3Server
 from .servers import Server, start_server
 
-STORAGE_SUITES = ("test_api_", "test_bad_input", "test_tus", "test_storage_")
+STORAGE_SUITES = ("test_api_", "test_bad_input", "test_robustness", "test_tus", "test_storage_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "local_storage: the test looks at local disk, so it runs on local storage only")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests of the storage suites that start servers run once per storage backend."""
-    if "storage_backend" not in metafunc.fixturenames:
+    if "storage_backend" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("local_storage"):
         return
     if metafunc.module.__name__.rsplit(".", 1)[-1].startswith(STORAGE_SUITES):
         metafunc.parametrize("storage_backend", ["local", "s3"], indirect=True, scope="module")
