@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from .github_double import GitHubDouble
 from .servers import Server, start_server
 
 
@@ -31,6 +32,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("server"))
     yield running
     running.stop()
+
+
+@pytest.fixture
+def github_double() -> Iterator[GitHubDouble]:
+    """A GitHub double on 127.0.0.1 (``make_server(**github_double.settings())`` points a server at it)."""
+    double = GitHubDouble().start()
+    yield double
+    double.stop()
 
 
 def stored_files(upload_dir: Path) -> list[Path]:

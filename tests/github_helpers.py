@@ -1,0 +1,65 @@
+"""What a browser does to sign in with GitHub, done with a real HTTP client that keeps cookies."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from quart import Quart
+from quart.sessions import SecureCookieSessionInterface
+
+from .servers import Server
+
+SESSION_COOKIE = "upload_service_session"
+
+
+def browser(server: Server) -> httpx.Client:
+    """A client without credentials that keeps cookies and, like a test, looks at every redirect itself."""
+    return server.client(None, follow_redirects=False)
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF token field"
+    return match.group(1)
+
+
+def start_sign_in(client: httpx.Client) -> str:
+    """Press the sign-in page's GitHub button: the answer sends the browser to GitHub's authorize page."""
+    page = client.get("/")
+    assert 'action="/login"' in page.text
+    response = client.post("/login", data={"csrf_token": csrf_from(page.text)})
+    assert response.status_code == 303, response.text
+    return response.headers["Location"]
+
+
+def at_github(client: httpx.Client, authorize_url: str) -> str:
+    """GitHub's authorize page approves (or denies) and sends the browser back: the callback URL."""
+    response = client.get(authorize_url)
+    assert response.status_code == 302, response.text
+    return response.headers["Location"]
+
+
+def sign_in(client: httpx.Client) -> httpx.Response:
+    """The whole flow; returns the callback's answer (a redirect to ``/`` when it worked)."""
+    return client.get(at_github(client, start_sign_in(client)))
+
+
+def query(url: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
+def session_data(server: Server, client: httpx.Client) -> dict[str, Any]:
+    """What the signed session cookie holds (decoded with the server's secret key, as the server does)."""
+    raw = client.cookies.get(SESSION_COOKIE)
+    if raw is None:
+        return {}
+    app = Quart("decode")
+    app.secret_key = server.env["SECRET_KEY"]
+    return SecureCookieSessionInterface().get_signing_serializer(app).loads(raw)
+
+
+def signed_in_identity(server: Server, client: httpx.Client) -> dict[str, Any] | None:
+    return session_data(server, client).get("upload_service.identity")
