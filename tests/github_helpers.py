@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,7 +18,9 @@ import httpx
 from quart import Quart
 from quart.sessions import SecureCookieSessionInterface
 
-from .servers import Server
+from .servers import Server, free_port
+
+REPO = Path(__file__).resolve().parent.parent
 
 SESSION_COOKIE = "upload_service_session"
 
@@ -63,3 +73,31 @@ def session_data(server: Server, client: httpx.Client) -> dict[str, Any]:
 
 def signed_in_identity(server: Server, client: httpx.Client) -> dict[str, Any] | None:
     return session_data(server, client).get("upload_service.identity")
+
+
+@contextmanager
+def hypercorn(app_path: str, tmp: Path, settings: dict[str, str], *, certfile: Path | None = None,
+              keyfile: Path | None = None) -> Iterator[tuple[str, ssl.SSLContext | bool]]:
+    """Serve ``app_path`` with Hypercorn on 127.0.0.1 (over TLS with a certificate); yields (url, verify)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "UPLOAD_DIR": str(tmp / "uploads"), "LOG_LEVEL": "WARNING",
+           **{name.upper(): value for name, value in settings.items()}}
+    tls = ["--certfile", str(certfile), "--keyfile", str(keyfile)] if certfile else []
+    process = subprocess.Popen([sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", *tls, app_path],
+                               env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(certfile)) if certfile else True
+    url = f"{'https' if certfile else 'http'}://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url + "/", verify=verify, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"{app_path} did not come up on {url}") from None
+                time.sleep(0.05)
+        yield url, verify
+    finally:
+        process.terminate()
+        process.wait(10)

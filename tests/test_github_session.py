@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .github_helpers import SESSION_COOKIE, browser, csrf_from, sign_in, signed_in_identity
-from .servers import free_port
+from .github_helpers import SESSION_COOKIE, browser, csrf_from, hypercorn, sign_in, signed_in_identity
 
 
 def session_cookie_header(response: httpx.Response) -> str:
@@ -96,32 +91,12 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def https_server(tmp_path: Path, github_double) -> Iterator[tuple[str, ssl.SSLContext]]:
+def https_server(tmp_path: Path, github_double) -> Iterator[tuple[str, ssl.SSLContext | bool]]:
     """The stand-alone app served by Hypercorn over TLS (a self-signed certificate for 127.0.0.1)."""
     cert, key = _self_signed(tmp_path)
-    port = free_port()
-    env = {**os.environ, "SECRET_KEY": "test-secret-key-0123456789abcdef", "UPLOAD_DIR": str(tmp_path / "uploads"),
-           "LOG_LEVEL": "WARNING", **{name.upper(): value for name, value in github_double.settings().items()}}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "--certfile", str(cert),
-         "--keyfile", str(key), "upload_service.app:create_app()"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    trust = ssl.create_default_context(cafile=str(cert))
-    url = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/healthz", verify=trust, timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the https server did not come up") from None
-                time.sleep(0.05)
-        yield url, trust
-    finally:
-        process.terminate()
-        process.wait(10)
+    settings = {"secret_key": "test-secret-key-0123456789abcdef", **github_double.settings()}
+    with hypercorn("upload_service.app:create_app()", tmp_path, settings, certfile=cert, keyfile=key) as running:
+        yield running
 
 
 def test_session_cookie_is_secure_over_https(https_server, github_double):
