@@ -5,8 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from .github_helpers import (at_github, browser, csrf_from, query, session_data, sign_in, signed_in_identity,
-                             start_sign_in)
+from .github_helpers import (
+    at_github,
+    browser,
+    csrf_from,
+    query,
+    session_data,
+    sign_in,
+    signed_in_identity,
+    start_sign_in,
+)
 
 
 def test_sign_in_redirects_to_github_with_state_pkce_and_scope(make_server, github_double):

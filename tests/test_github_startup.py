@@ -14,7 +14,7 @@ def run_cli(tmp_path, *args: str, **settings: str) -> subprocess.CompletedProces
     env = {key: value for key, value in os.environ.items() if not key.startswith("GITHUB_")}
     env.update({"SECRET_KEY": "test-secret-key-0123456789abcdef", "UPLOAD_DIR": str(tmp_path / "uploads"),
                 **{key.upper(): value for key, value in settings.items()}})
-    return subprocess.run([sys.executable, "-m", "upload_service.cli", *args], env=env, cwd=tmp_path,
+    return subprocess.run([sys.executable, "-m", "upload_service.cli", *args], check=False, env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from upload_service import hookimpl
 
 from .config import GitHubConfig, check_settings
-from .oauth import register_oauth_routes
+from .oauth import SignInFlow
 from .provider import GitHubProvider
 
 
@@ -31,4 +31,4 @@ def register_auth_providers(register, service) -> None:
 def register_routes(blueprint, service) -> None:
     provider = service.auth.providers.get("github")
     if isinstance(provider, GitHubProvider):
-        register_oauth_routes(blueprint, service, provider)
+        SignInFlow(service, provider).register(blueprint)

@@ -9,6 +9,7 @@ says what happened, and no session is started.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from quart import Blueprint, redirect, render_template, request, session
 
+from upload_service import Identity
 from upload_service.sessions import csrf_token, csrf_valid, sign_in
 
 from .client import TIMEOUT, BadCredentials, GitHubAPI, GitHubUnavailable, http_client
@@ -27,6 +29,7 @@ from .provider import GitHubProvider, github_identity
 if TYPE_CHECKING:
     from upload_service.service import UploadService
 
+log = logging.getLogger("upload_service.github")
 SCOPE = "user:email"
 STATE_TTL = 600.0  # seconds a started sign-in may take on GitHub's side
 MAX_PENDING = 5  # sign-ins started in other tabs that stay valid
@@ -78,39 +81,48 @@ def oauth_client(config: GitHubConfig, redirect_uri: str) -> AsyncOAuth2Client:
     )
 
 
-def register_oauth_routes(bp: Blueprint, service: UploadService, provider: GitHubProvider) -> None:
-    config = provider.config
-    pending = PendingSignIns(service.name)
+class SignInFlow:
+    """The two routes of the browser flow and the steps between them."""
 
-    def callback_url() -> str:
-        return service.url("github_authorized", _external=True)
+    def __init__(self, service: UploadService, provider: GitHubProvider) -> None:
+        self.service = service
+        self.provider = provider
+        self.config = provider.config
+        self.pending = PendingSignIns(service.name)
 
-    async def failure(status: int, message: str) -> tuple[str, int]:
-        page = await render_template("upload_service/signin_error.html", service=service, url=service.url,
-                                     csrf_token=csrf_token(service.name), message=message)
-        return page, status
+    def register(self, bp: Blueprint) -> None:
+        bp.add_url_rule("/login", "github_login", self.login, methods=["GET", "POST"])
+        bp.add_url_rule("/login/authorized", "github_authorized", self.authorized)
 
-    @bp.route("/login", methods=["GET", "POST"], endpoint="github_login")
-    async def login() -> Any:
+    def callback_url(self) -> str:
+        return self.service.url("github_authorized", _external=True)
+
+    async def login(self) -> Any:
         """GET (a link) or POST (the sign-in page's button, with its CSRF token): off to GitHub."""
-        if request.method == "POST" and not csrf_valid(service.name, (await request.form).get("csrf_token")):
-            return await failure(403, "The sign-in form was out of date. Go back to the sign-in page and try again.")
+        if request.method == "POST" and not csrf_valid(self.service.name, (await request.form).get("csrf_token")):
+            return await self.failure(403, "The sign-in form was out of date. Go back to the sign-in page and try again.")
         verifier = generate_token(48)
-        async with oauth_client(config, callback_url()) as client:
-            url, state = client.create_authorization_url(config.authorize_url, code_verifier=verifier)
-        pending.add(state, verifier)
+        async with oauth_client(self.config, self.callback_url()) as client:
+            url, state = client.create_authorization_url(self.config.authorize_url, code_verifier=verifier)
+        self.pending.add(state, verifier)
         return redirect(url, 303 if request.method == "POST" else 302)
 
-    @bp.route("/login/authorized", endpoint="github_authorized")
-    async def authorized() -> Any:
+    async def authorized(self) -> Any:
+        """GitHub's callback: a session starts only when every step below succeeded."""
         try:
-            identity = await finish_sign_in(pending.take(request.args.get("state", "")))
+            identity = await self.finish(self.pending.take(request.args.get("state", "")))
         except SignInFailed as failed:
-            return await failure(failed.status, failed.message)
-        sign_in(service.name, identity)
-        return redirect(service.url("index"))
+            return await self.failure(failed.status, failed.message)
+        sign_in(self.service.name, identity)
+        return redirect(self.service.url("index"))
 
-    async def finish_sign_in(verifier: str | None) -> Any:
+    async def failure(self, status: int, message: str) -> tuple[str, int]:
+        log.info("GitHub sign-in failed (%d): %s", status, message)
+        page = await render_template("upload_service/signin_error.html", service=self.service, url=self.service.url,
+                                     csrf_token=csrf_token(self.service.name), message=message)
+        return page, status
+
+    async def finish(self, verifier: str | None) -> Identity:
         if verifier is None:
             raise SignInFailed(400, "This sign-in link is not valid here: it was already used, it expired, or the "
                                     "sign-in was started in another browser. Start again from the sign-in page.")
@@ -120,14 +132,13 @@ def register_oauth_routes(bp: Blueprint, service: UploadService, provider: GitHu
         if error or not request.args.get("code"):
             detail = request.args.get("error_description") or error or "no authorization code"
             raise SignInFailed(400, f"GitHub did not complete the sign-in: {detail}.")
-        access_token = await exchange_code(verifier)
-        return await who_signed_in(access_token)
+        return await self.who_signed_in(await self.exchange_code(verifier))
 
-    async def exchange_code(verifier: str) -> str:
+    async def exchange_code(self, verifier: str) -> str:
         """The code for an access token; GitHub answers refusals with HTTP 200 and ``{"error": ...}``."""
         try:
-            async with oauth_client(config, callback_url()) as client:
-                token = await client.fetch_token(config.token_url, authorization_response=str(request.url),
+            async with oauth_client(self.config, self.callback_url()) as client:
+                token = await client.fetch_token(self.config.token_url, authorization_response=str(request.url),
                                                  state=request.args["state"], code_verifier=verifier)
         except AuthlibBaseError as error:
             detail = error.description or error.error
@@ -138,12 +149,13 @@ def register_oauth_routes(bp: Blueprint, service: UploadService, provider: GitHu
             raise SignInFailed(400, "GitHub's answer held no access token. Start again.")
         return token["access_token"]
 
-    async def who_signed_in(access_token: str) -> Any:
+    async def who_signed_in(self, access_token: str) -> Identity:
+        """The token's owner, if the access policy lets them in; the token itself is dropped afterwards."""
         try:
             async with http_client() as http:
-                api = GitHubAPI(config.api_url, access_token, http)
+                api = GitHubAPI(self.config.api_url, access_token, http)
                 user = await api.user()
-                refusal = await provider.policy.refusal(api, user)
+                refusal = await self.provider.policy.refusal(api, user)
                 if refusal:
                     raise SignInFailed(403, refusal[0].upper() + refusal[1:] + ".")
                 email = user.email or await api.primary_email()

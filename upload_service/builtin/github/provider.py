@@ -9,6 +9,7 @@ without a GitHub call.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from .client import BadCredentials, GitHubAPI, GitHubUnavailable, GitHubUser, ht
 from .config import GitHubConfig
 from .token_cache import TokenCache
 
+log = logging.getLogger("upload_service.github")
 PROVIDER_NAME = "github"
 GITHUB_TOKEN = re.compile(r"(?:gh[a-z]_|github_pat_)[A-Za-z0-9_]{20,255}|[0-9a-f]{40}")
 
@@ -75,5 +77,6 @@ class GitHubProvider:
         except BadCredentials:
             return None
         except GitHubUnavailable as error:
+            log.warning("a GitHub token could not be checked: %s", error)
             raise unavailable(error) from None
         return Refusal(refusal) if refusal else github_identity(user)
