@@ -2,7 +2,7 @@
 
 It plays both ``GITHUB_URL`` (``/login/oauth/authorize``, ``/login/oauth/access_token``) and, under ``/api/v3``
 like GitHub Enterprise, ``GITHUB_API_URL`` (``/user``, ``/user/emails``, ``/users/<login>/orgs``,
-``/orgs/<org>/public_members/<login>``). The authorize page approves at once as ``signed_in_as`` (or denies
+``/orgs/<org>/public_members/<login>``). The authorize page approves at once as ``signed_in_as`` (the newest user; or denies
 when ``deny`` is set), so a browser or an HTTP client goes straight through. Codes are single-use and checked
 against PKCE S256, the client credentials and the redirect URI, and errors come back as GitHub sends them:
 HTTP 200 with ``{"error": ...}``. ``down`` makes every route answer 503; ``calls`` counts requests by route.
@@ -93,7 +93,7 @@ class GitHubDouble:
 
     def add_user(self, login: str, *, email: str | None = None, private_email: str | None = None,
                  public_orgs: tuple[str, ...] = (), private_orgs: tuple[str, ...] = ()) -> FakeUser:
-        """A GitHub account; the first one added is the one signed in on the authorize page."""
+        """A GitHub account; the newest one is the one signed in on the authorize page (``signed_in_as``)."""
         user_id = 1000 + len(self.users) * 7919 + secrets.randbelow(7000)
         address = email or private_email or f"{login}@users.example"
         emails = [{"email": address, "primary": True, "verified": True,
@@ -102,8 +102,14 @@ class GitHubDouble:
         user = FakeUser(user_id, login, email, emails, list(public_orgs), list(private_orgs))
         with self.lock:
             self.users[user_id] = user
-            self.signed_in_as = self.signed_in_as or login
+            self.signed_in_as = login
         return user
+
+    def reset(self) -> None:
+        """Back to a healthy GitHub that approves sign-ins (between tests sharing one double)."""
+        with self.lock:
+            self.deny = self.down = False
+            self.token_error = None
 
     def user(self, login: str) -> FakeUser:
         return next(user for user in self.users.values() if user.login.lower() == login.lower())

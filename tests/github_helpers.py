@@ -18,7 +18,8 @@ import httpx
 from quart import Quart
 from quart.sessions import SecureCookieSessionInterface
 
-from .servers import Server, free_port
+from .github_double import GitHubDouble
+from .servers import Server, free_port, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,3 +102,15 @@ def hypercorn(app_path: str, tmp: Path, settings: dict[str, str], *, certfile: P
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextmanager
+def double_and_server(tmp: Path, **settings: str) -> Iterator[tuple[GitHubDouble, Server]]:
+    """A GitHub double and a server pointed at it, for a test module to share (tests use their own users)."""
+    double = GitHubDouble().start()
+    server = start_server(tmp, **double.settings(), **settings)
+    try:
+        yield double, server
+    finally:
+        server.stop()
+        double.stop()

@@ -1,32 +1,59 @@
-"""Browser sign-in with GitHub, end to end: a real server, the GitHub double, an HTTP client keeping cookies."""
+"""Browser sign-in with GitHub, end to end: a real server, the GitHub double, an HTTP client keeping cookies.
+
+The tests of this module share one server and one double (each test signs in as its own GitHub user).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 
+import pytest
+
+from .github_double import GitHubDouble
 from .github_helpers import (
     at_github,
     browser,
     csrf_from,
+    double_and_server,
     query,
     session_data,
     sign_in,
     signed_in_identity,
     start_sign_in,
 )
+from .servers import Server
+
+EXCHANGE = "POST /login/oauth/access_token"
 
 
-def test_sign_in_redirects_to_github_with_state_pkce_and_scope(make_server, github_double):
-    github_double.add_user("octocat", email="octocat@example.com")
-    server = make_server(**github_double.settings())
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GitHubDouble, Server]]:
+    with double_and_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture
+def github(shared: tuple[GitHubDouble, Server]) -> GitHubDouble:
+    shared[0].reset()
+    return shared[0]
+
+
+@pytest.fixture
+def server(shared: tuple[GitHubDouble, Server]) -> Server:
+    return shared[1]
+
+
+def test_sign_in_redirects_to_github_with_state_pkce_and_scope(server, github):
+    github.add_user("redirected", email="redirected@example.com")
     client = browser(server)
 
     authorize_url = start_sign_in(client)
 
-    assert authorize_url.startswith(f"{github_double.url}/login/oauth/authorize?")
+    assert authorize_url.startswith(f"{github.url}/login/oauth/authorize?")
     params = query(authorize_url)
-    assert params["client_id"] == github_double.client_id
+    assert params["client_id"] == github.client_id
     assert params["response_type"] == "code"
     assert params["scope"] == "user:email"
     assert params["redirect_uri"] == f"{server.url}/login/authorized"
@@ -36,9 +63,9 @@ def test_sign_in_redirects_to_github_with_state_pkce_and_scope(make_server, gith
     assert list(pending) == [params["state"]]  # the state waits in the session under a namespaced key
 
 
-def test_whole_flow_signs_in_and_the_session_works(make_server, github_double):
-    user = github_double.add_user("octocat", email="octocat@example.com")
-    server = make_server(**github_double.settings())
+def test_whole_flow_signs_in_and_the_session_works(server, github):
+    user = github.add_user("octocat", email="octocat@example.com")
+    emails_before = github.count("GET /api/v3/user/emails")
     client = browser(server)
 
     callback = sign_in(client)
@@ -49,53 +76,49 @@ def test_whole_flow_signs_in_and_the_session_works(make_server, github_double):
         "id": f"github:{user.id}", "name": "octocat", "provider": "github", "email": "octocat@example.com"}
     assert "upload_service.github_pending" not in session_data(server, client)  # the state was used up
     assert client.get("/api/files").status_code == 200
-    # the code was exchanged with the PKCE verifier whose S256 digest was sent to GitHub, and the client secret
-    exchange = github_double.token_requests[-1]
-    challenge = github_double.authorize_requests[-1]["code_challenge"]
+    # the code was exchanged with the PKCE verifier whose S256 digest went to GitHub, and with the client secret
+    exchange = github.token_requests[-1]
     digest = hashlib.sha256(exchange["code_verifier"].encode()).digest()
-    assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == challenge
-    assert exchange["client_secret"] == github_double.client_secret
-    assert github_double.count("GET /api/v3/user/emails") == 0  # the email was public: no second call
+    assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == github.authorize_requests[-1]["code_challenge"]
+    assert exchange["client_secret"] == github.client_secret
+    assert github.count("GET /api/v3/user/emails") == emails_before  # the email was public: no second call
 
 
-def test_private_email_is_read_from_user_emails(make_server, github_double):
-    github_double.add_user("hidden", private_email="hidden@example.net")
-    server = make_server(**github_double.settings())
+def test_private_email_is_read_from_user_emails(server, github):
+    github.add_user("hidden", private_email="hidden@example.net")
+    emails_before = github.count("GET /api/v3/user/emails")
     client = browser(server)
 
     assert sign_in(client).status_code == 302
 
     assert signed_in_identity(server, client)["email"] == "hidden@example.net"
-    assert github_double.count("GET /api/v3/user/emails") == 1
+    assert github.count("GET /api/v3/user/emails") == emails_before + 1
 
 
-def test_get_login_also_redirects_to_github(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
-
+def test_get_login_also_redirects_to_github(server, github):
     response = browser(server).get("/login")
 
     assert response.status_code == 302
-    assert response.headers["Location"].startswith(f"{github_double.url}/login/oauth/authorize?")
+    assert response.headers["Location"].startswith(f"{github.url}/login/oauth/authorize?")
 
 
-def test_login_form_without_csrf_token_is_refused(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
+def test_login_form_without_csrf_token_is_refused(server, github):
     client = browser(server)
     client.get("/")
+    authorize_before = github.count("GET /login/oauth/authorize")
 
     response = client.post("/login", data={"csrf_token": "forged"})
 
     assert response.status_code == 403
     assert "sign-in form was out of date" in response.text
-    assert github_double.count("GET /login/oauth/authorize") == 0
+    assert "upload_service.github_pending" not in session_data(server, client)
+    assert github.count("GET /login/oauth/authorize") == authorize_before
 
 
-def test_denied_authorization_ends_on_a_page_without_session(make_server, github_double):
-    github_double.add_user("octocat")
-    github_double.deny = True
-    server = make_server(**github_double.settings())
+def test_denied_authorization_ends_on_a_page_without_session(server, github):
+    github.add_user("denier")
+    github.deny = True
+    exchanges_before = github.count(EXCHANGE)
     client = browser(server)
 
     response = sign_in(client)
@@ -105,26 +128,25 @@ def test_denied_authorization_ends_on_a_page_without_session(make_server, github
     assert "Sign-in failed" in response.text and "was not granted" in response.text
     assert signed_in_identity(server, client) is None
     assert client.get("/api/files").status_code == 401
-    assert github_double.count("POST /login/oauth/access_token") == 0
+    assert github.count(EXCHANGE) == exchanges_before
 
 
-def test_tampered_state_is_refused_without_asking_github(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
+def test_tampered_state_is_refused_without_asking_github(server, github):
+    github.add_user("tamperer")
     client = browser(server)
     callback = at_github(client, start_sign_in(client))
     state = query(callback)["state"]
+    exchanges_before = github.count(EXCHANGE)
 
     response = client.get(callback.replace(f"state={state}", f"state={state[:-2]}xx"))
 
     assert response.status_code == 400 and "not valid here" in response.text
     assert signed_in_identity(server, client) is None
-    assert github_double.count("POST /login/oauth/access_token") == 0
+    assert github.count(EXCHANGE) == exchanges_before
 
 
-def test_missing_state_is_refused(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
+def test_missing_state_is_refused(server, github):
+    github.add_user("stateless")
     client = browser(server)
     callback = at_github(client, start_sign_in(client))
 
@@ -134,14 +156,13 @@ def test_missing_state_is_refused(make_server, github_double):
     assert signed_in_identity(server, client) is None
 
 
-def test_replayed_callback_is_refused(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
+def test_replayed_callback_is_refused(server, github):
+    github.add_user("replayer")
     client = browser(server)
     callback = at_github(client, start_sign_in(client))
+    exchanges_before = github.count(EXCHANGE)
     assert client.get(callback).status_code == 302
-    logout = client.get("/logout")
-    client.post("/logout", data={"csrf_token": csrf_from(logout.text)})
+    client.post("/logout", data={"csrf_token": csrf_from(client.get("/logout").text)})
     assert signed_in_identity(server, client) is None
 
     replayed = client.get(callback)
@@ -151,13 +172,12 @@ def test_replayed_callback_is_refused(make_server, github_double):
     assert replayed.status_code == 400 and "already used" in replayed.text
     assert stolen.status_code == 400
     assert signed_in_identity(server, client) is None and signed_in_identity(server, elsewhere) is None
-    assert github_double.count("POST /login/oauth/access_token") == 1
+    assert github.count(EXCHANGE) == exchanges_before + 1
 
 
-def test_token_endpoint_error_answer_ends_on_a_page(make_server, github_double):
-    github_double.add_user("octocat")
-    github_double.token_error = "bad_verification_code"
-    server = make_server(**github_double.settings())
+def test_token_endpoint_error_answer_ends_on_a_page(server, github):
+    github.add_user("unlucky")
+    github.token_error = "bad_verification_code"
     client = browser(server)
 
     response = sign_in(client)
@@ -166,6 +186,35 @@ def test_token_endpoint_error_answer_ends_on_a_page(make_server, github_double):
     assert "bad_verification_code" in response.text and "incorrect or expired" in response.text
     assert signed_in_identity(server, client) is None
     assert client.get("/api/files").status_code == 401
+
+
+def test_github_down_during_callback_gives_503_page(server, github):
+    github.add_user("patient")
+    client = browser(server)
+    callback = at_github(client, start_sign_in(client))
+    github.down = True
+
+    response = client.get(callback)
+
+    assert response.status_code == 503 and "could not be reached" in response.text
+    assert signed_in_identity(server, client) is None
+
+
+def test_renamed_account_keeps_its_identity(server, github):
+    user = github.add_user("renamer")
+    first = browser(server)
+    sign_in(first)
+    upload = first.post("/api/upload", json=[{"filename": "a.txt", "content": "aGk="}],
+                        headers={"X-CSRF-Token": csrf_from(first.get("/logout").text)})
+    assert upload.status_code == 201, upload.text
+
+    github.rename("renamer", "renamed")
+    second = browser(server)
+    sign_in(second)
+
+    assert signed_in_identity(server, second) == {
+        "id": f"github:{user.id}", "name": "renamed", "provider": "github", "email": "renamer@users.example"}
+    assert [f["filename"] for f in second.get("/api/files").json()["files"]] == ["a.txt"]
 
 
 def test_wrong_client_secret_is_reported(make_server, github_double):
@@ -177,34 +226,3 @@ def test_wrong_client_secret_is_reported(make_server, github_double):
 
     assert response.status_code == 400 and "incorrect_client_credentials" in response.text
     assert signed_in_identity(server, client) is None
-
-
-def test_github_down_during_callback_gives_503_page(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
-    client = browser(server)
-    callback = at_github(client, start_sign_in(client))
-    github_double.down = True
-
-    response = client.get(callback)
-
-    assert response.status_code == 503 and "could not be reached" in response.text
-    assert signed_in_identity(server, client) is None
-
-
-def test_renamed_account_keeps_its_identity(make_server, github_double):
-    user = github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
-    first = browser(server)
-    sign_in(first)
-    upload = first.post("/api/upload", json=[{"filename": "a.txt", "content": "aGk="}],
-                        headers={"X-CSRF-Token": csrf_from(first.get("/logout").text)})
-    assert upload.status_code == 201, upload.text
-
-    github_double.rename("octocat", "octocat-renamed")
-    second = browser(server)
-    sign_in(second)
-
-    assert signed_in_identity(server, second) == {
-        "id": f"github:{user.id}", "name": "octocat-renamed", "provider": "github", "email": "octocat@users.example"}
-    assert [f["filename"] for f in second.get("/api/files").json()["files"]] == ["a.txt"]

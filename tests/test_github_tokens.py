@@ -1,15 +1,39 @@
-"""GitHub bearer tokens on the API, end to end: validation, the short cache, revocation, GitHub down."""
+"""GitHub bearer tokens on the API, end to end: validation, the short cache, revocation, GitHub down.
+
+Tests that need no special settings share one server and one double (each with its own GitHub users).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
-from .servers import TOKENS, free_port
+from .github_double import GitHubDouble
+from .github_helpers import browser, double_and_server, sign_in
+from .servers import TOKENS, Server, free_port
 
 USER_ROUTE = "GET /api/v3/user"
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GitHubDouble, Server]]:
+    with double_and_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture
+def github(shared: tuple[GitHubDouble, Server]) -> GitHubDouble:
+    shared[0].reset()
+    return shared[0]
+
+
+@pytest.fixture
+def server(shared: tuple[GitHubDouble, Server]) -> Server:
+    return shared[1]
 
 
 def api(server, token: str) -> httpx.Client:
@@ -18,12 +42,11 @@ def api(server, token: str) -> httpx.Client:
     return client
 
 
-def test_github_token_uploads_and_lists_own_files(make_server, github_double):
-    github_double.add_user("octocat")
-    github_double.add_user("hubot")
-    server = make_server(**github_double.settings())
-    octocat = api(server, github_double.issue_token("octocat"))
-    hubot = api(server, github_double.issue_token("hubot", prefix="github_pat_"))
+def test_github_token_uploads_and_lists_own_files(server, github):
+    github.add_user("tok-octo")
+    github.add_user("tok-hubot")
+    octocat = api(server, github.issue_token("tok-octo"))
+    hubot = api(server, github.issue_token("tok-hubot", prefix="github_pat_"))
 
     created = octocat.post("/api/upload", json=[{"filename": "mine.txt", "content": "aGk="}])  # no CSRF needed
 
@@ -33,23 +56,22 @@ def test_github_token_uploads_and_lists_own_files(make_server, github_double):
     assert hubot.get(created.json()["files"][0]["url"]).status_code == 404
 
 
-def test_token_owner_is_the_same_as_the_browser_user(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
-    token_client = api(server, github_double.issue_token("octocat"))
-    token_client.put("/api/files/from-token.txt", content=b"hello")
+def test_token_owner_is_the_same_as_the_browser_user(server, github):
+    github.add_user("same-owner")
+    api(server, github.issue_token("same-owner")).put("/api/files/from-token.txt", content=b"hello")
+    api(server, github.issue_token("same-owner", prefix="gho_")).put("/api/files/from-oauth-token.txt", content=b"x")
 
-    # a GitHub token issued by the OAuth flow (gho_) for the same account sees the same files
-    oauth_token = github_double.issue_token("octocat", prefix="gho_")
-    listed = api(server, oauth_token).get("/api/files").json()["files"]
+    client = browser(server)
+    sign_in(client)
+    listed = client.get("/api/files").json()["files"]
 
-    assert [f["filename"] for f in listed] == ["from-token.txt"]
+    assert sorted(f["filename"] for f in listed) == ["from-oauth-token.txt", "from-token.txt"]
 
 
-def test_a_burst_of_calls_costs_one_github_call(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
-    token = github_double.issue_token("octocat")
+def test_a_burst_of_calls_costs_one_github_call(server, github):
+    github.add_user("burster")
+    token = github.issue_token("burster")
+    before = github.count(USER_ROUTE)
 
     def list_files(_: int) -> int:
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as client:
@@ -60,7 +82,7 @@ def test_a_burst_of_calls_costs_one_github_call(make_server, github_double):
     statuses += [list_files(0) for _ in range(5)]
 
     assert statuses == [200] * 29
-    assert github_double.count(USER_ROUTE) == 1
+    assert github.count(USER_ROUTE) == before + 1
 
 
 def test_revoked_token_stops_working_within_the_cache_time(make_server, github_double):
@@ -82,28 +104,26 @@ def test_revoked_token_stops_working_within_the_cache_time(make_server, github_d
     assert github_double.count(USER_ROUTE) == 2
 
 
-def test_bad_credentials_give_401_and_are_remembered(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
+def test_bad_credentials_give_401_and_are_remembered(server, github):
+    before = github.count(USER_ROUTE)
     client = api(server, "ghp_" + "0" * 36)  # GitHub's format, but GitHub does not know it
 
     answers = [client.get("/api/files") for _ in range(3)]
 
     assert [answer.status_code for answer in answers] == [401] * 3
     assert answers[0].json()["status"] == 401
-    assert github_double.count(USER_ROUTE) == 1
+    assert github.count(USER_ROUTE) == before + 1
 
 
-def test_static_and_unknown_non_github_tokens_cost_no_github_call(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
+def test_static_and_unknown_non_github_tokens_cost_no_github_call(server, github):
+    before = github.total_calls()
 
     static = server.client("alice").get("/api/files")
     unknown = api(server, "not-a-github-token-at-all").get("/api/files")
 
     assert static.status_code == 200
     assert unknown.status_code == 401
-    assert github_double.total_calls() == 0
+    assert github.total_calls() == before
 
 
 def test_static_token_in_github_format_is_matched_before_github(make_server, github_double):
@@ -117,15 +137,14 @@ def test_static_token_in_github_format_is_matched_before_github(make_server, git
     assert github_double.total_calls() == 0
 
 
-def test_github_down_gives_503_and_lets_nobody_in(make_server, github_double):
-    github_double.add_user("octocat")
-    server = make_server(**github_double.settings())
-    token = github_double.issue_token("octocat")
+def test_github_down_gives_503_and_lets_nobody_in(server, github):
+    github.add_user("downer")
+    token = github.issue_token("downer")
     client = api(server, token)
-    github_double.down = True
+    github.down = True
 
     down = client.put("/api/files/nope.txt", content=b"x")
-    github_double.down = False
+    github.down = False
     back = client.get("/api/files")
 
     assert down.status_code == 503
