@@ -7,6 +7,8 @@ Built on the public hook API only.
 
 from __future__ import annotations
 
+import logging
+
 from upload_service import hookimpl
 
 from .config import GitHubConfig, check_settings
@@ -14,9 +16,16 @@ from .oauth import SignInFlow
 from .provider import GitHubProvider
 
 
+log = logging.getLogger("upload_service.github")
+
+
 @hookimpl
 def startup(service) -> None:
+    """Refuse a half-configured OAuth app; say so when access rules are set but GitHub sign-in is off."""
     check_settings(service.settings)
+    settings = service.settings
+    if GitHubConfig.from_settings(settings) is None and (settings.allowed_users or settings.allowed_orgs):
+        log.warning("ALLOWED_USERS/ALLOWED_ORGS are set but GitHub sign-in is off (no GITHUB_CLIENT_ID/SECRET)")
 
 
 @hookimpl(trylast=True)
