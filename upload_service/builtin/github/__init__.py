@@ -15,7 +15,6 @@ from .config import GitHubConfig, check_settings
 from .oauth import SignInFlow
 from .provider import GitHubProvider
 
-
 log = logging.getLogger("upload_service.github")
 
 
