@@ -65,11 +65,14 @@ def query(url: str) -> dict[str, str]:
 def session_data(server: Server, client: httpx.Client) -> dict[str, Any]:
     """What the signed session cookie holds (decoded with the server's secret key, as the server does)."""
     raw = client.cookies.get(SESSION_COOKIE)
-    if raw is None:
-        return {}
+    return {} if raw is None else session_serializer(server).loads(raw)
+
+
+def session_serializer(server: Server) -> Any:
+    """The signing serializer of the server's session cookie (Quart's, with the server's secret key)."""
     app = Quart("decode")
     app.secret_key = server.env["SECRET_KEY"]
-    return SecureCookieSessionInterface().get_signing_serializer(app).loads(raw)
+    return SecureCookieSessionInterface().get_signing_serializer(app)
 
 
 def signed_in_identity(server: Server, client: httpx.Client) -> dict[str, Any] | None:

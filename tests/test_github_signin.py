@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from .github_double import GitHubDouble
 from .github_helpers import (
+    SESSION_COOKIE,
     at_github,
     browser,
     csrf_from,
     double_and_server,
     query,
     session_data,
+    session_serializer,
     sign_in,
     signed_in_identity,
     start_sign_in,
@@ -226,3 +229,20 @@ def test_wrong_client_secret_is_reported(make_server, github_double):
 
     assert response.status_code == 400 and "incorrect_client_credentials" in response.text
     assert signed_in_identity(server, client) is None
+
+
+def test_expired_state_is_refused(server, github):
+    github.add_user("slowpoke")
+    client = browser(server)
+    callback = at_github(client, start_sign_in(client))
+    state = query(callback)["state"]
+    data = session_data(server, client)
+    data["upload_service.github_pending"][state][1] = time.time() - 1  # ten minutes have passed
+    client.cookies.set(SESSION_COOKIE, session_serializer(server).dumps(data), domain="127.0.0.1")
+    exchanges_before = github.count(EXCHANGE)
+
+    response = client.get(callback)
+
+    assert response.status_code == 400 and "expired" in response.text
+    assert signed_in_identity(server, client) is None
+    assert github.count(EXCHANGE) == exchanges_before
