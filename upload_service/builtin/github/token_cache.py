@@ -25,6 +25,9 @@ class TokenCache(Generic[Verdict]):
         self._entries: OrderedDict[bytes, tuple[float, Verdict]] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[Verdict]] = {}
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     async def get(self, token: str, check: Callable[[], Awaitable[Verdict]]) -> Verdict:
         """The cached verdict on ``token``, or ``await check()`` (once, however many callers wait for it)."""
         key = hashlib.sha256(token.encode()).digest()
