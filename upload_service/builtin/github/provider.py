@@ -48,6 +48,7 @@ def looks_like_github_token(token: str) -> bool:
 class GitHubProvider:
     name = PROVIDER_NAME
     title = "Sign in with GitHub"
+    login_method = "post"  # the sign-in page posts a form with the CSRF token; a plain GET link works too
 
     def __init__(self, service_name: str, url_prefix: str, config: GitHubConfig) -> None:
         self.service_name = service_name
