@@ -146,6 +146,8 @@ class GitHubDouble:
         self.authorize_requests.append(query)
         if query.get("client_id") != self.client_id:
             return 404, {}, {"message": "Not Found"}
+        if self.signed_in_as is None:
+            return 401, {}, {"message": "nobody is signed in on the GitHub double: call add_user() first"}
         target = query["redirect_uri"]
         state = {"state": query["state"]} if "state" in query else {}
         if self.deny:
