@@ -122,7 +122,9 @@ class GitHubDouble:
                 self.signed_in_as = new_login
 
     def issue_token(self, login: str, prefix: str = "ghp_", scopes: tuple[str, ...] = ()) -> str:
-        token = prefix + secrets.token_hex(18)
+        """A token for ``login``: ``ghp_``/``gho_``/``github_pat_`` + 36 characters, or ``prefix=""`` for the
+        legacy form (40 hex digits)."""
+        token = prefix + secrets.token_hex(18) if prefix else secrets.token_hex(20)
         with self.lock:
             self.tokens[token] = (self.user(login).id, set(scopes))
         return token

@@ -54,6 +54,8 @@ def test_github_token_uploads_and_lists_own_files(server, github):
     assert [f["filename"] for f in octocat.get("/api/files").json()["files"]] == ["mine.txt"]
     assert hubot.get("/api/files").json()["files"] == []
     assert hubot.get(created.json()["files"][0]["url"]).status_code == 404
+    legacy = api(server, github.issue_token("tok-octo", prefix=""))  # 40 hex digits, from before 2021
+    assert [f["filename"] for f in legacy.get("/api/files").json()["files"]] == ["mine.txt"]
 
 
 def test_token_owner_is_the_same_as_the_browser_user(server, github):
