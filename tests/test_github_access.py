@@ -93,3 +93,17 @@ def test_refusal_is_cached_like_any_answer(make_server, github_double):
 
     assert [client.get("/api/files").status_code for _ in range(3)] == [403] * 3
     assert github_double.count("GET /api/v3/user") == 1
+
+
+def test_changed_access_rules_end_sessions_started_under_the_old_ones(make_server, github_double):
+    github_double.add_user("octocat")
+    before = make_server(**github_double.settings(), allowed_users="octocat,hubot")
+    client = browser(before)
+    assert sign_in(client).status_code == 302
+    # the same secret key and the same cookie, after the operator restarts with other rules (or the same ones)
+    narrowed = make_server(**github_double.settings(), allowed_users="hubot")
+    unchanged = make_server(**github_double.settings(), allowed_users="hubot, OCTOCAT")
+
+    assert client.get(f"{before.url}/api/files").status_code == 200
+    assert client.get(f"{narrowed.url}/api/files").status_code == 401
+    assert client.get(f"{unchanged.url}/api/files").status_code == 200

@@ -6,6 +6,8 @@ rule applies to browser sign-in and to GitHub bearer tokens (not to the operator
 
 from __future__ import annotations
 
+import hashlib
+
 from .client import GitHubAPI, GitHubUser
 
 
@@ -13,6 +15,12 @@ class AccessPolicy:
     def __init__(self, users: frozenset[str], orgs: frozenset[str]) -> None:
         self.users = frozenset(user.lower() for user in users)
         self.orgs = frozenset(org.lower() for org in orgs)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names these rules; a session started under other rules (the operator changed them) is not honoured."""
+        rules = ",".join(sorted(self.users)) + "|" + ",".join(sorted(self.orgs))
+        return hashlib.sha256(rules.encode()).hexdigest()[:16]
 
     async def refusal(self, api: GitHubAPI, user: GitHubUser) -> str | None:
         """Why ``user`` may not enter, or None. Asks GitHub for organisations only when the login is not listed."""

@@ -20,7 +20,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from quart import Blueprint, redirect, render_template, request, session
 
 from upload_service import Identity
-from upload_service.sessions import csrf_token, csrf_valid, sign_in
+from upload_service.sessions import csrf_token, csrf_valid
 
 from .client import TIMEOUT, BadCredentials, GitHubAPI, GitHubUnavailable, http_client
 from .config import GitHubConfig
@@ -113,7 +113,7 @@ class SignInFlow:
             identity = await self.finish(self.pending.take(request.args.get("state", "")))
         except SignInFailed as failed:
             return await self.failure(failed.status, failed.message)
-        sign_in(self.service.name, identity)
+        self.provider.start_session(identity)
         return redirect(self.service.url("index"))
 
     async def failure(self, status: int, message: str) -> tuple[str, int]:

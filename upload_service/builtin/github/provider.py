@@ -13,11 +13,11 @@ import logging
 import re
 from dataclasses import dataclass
 
-from quart import Request
+from quart import Request, session
 
 from upload_service import Identity, Problem
 from upload_service.auth import bearer_token
-from upload_service.sessions import signed_in
+from upload_service.sessions import sign_in, signed_in
 
 from .access import AccessPolicy
 from .client import BadCredentials, GitHubAPI, GitHubUnavailable, GitHubUser, http_client, unavailable
@@ -57,10 +57,25 @@ class GitHubProvider:
         self.policy = AccessPolicy(config.allowed_users, config.allowed_orgs)
         self.tokens: TokenCache[Identity | Refusal | None] = TokenCache(config.token_cache_ttl)
 
+    @property
+    def _rules_key(self) -> str:
+        return f"{self.service_name}.github_rules"
+
+    def start_session(self, identity: Identity) -> None:
+        """Sign in, remembering under which access rules, so a change of ``ALLOWED_*`` ends older sessions."""
+        sign_in(self.service_name, identity)
+        session[self._rules_key] = self.policy.fingerprint
+
+    def _session_identity(self) -> Identity | None:
+        identity = signed_in(self.service_name, provider=self.name)
+        if identity is not None and session.get(self._rules_key) != self.policy.fingerprint:
+            return None  # signed in under access rules that no longer hold: sign in again
+        return identity
+
     async def authenticate(self, request: Request) -> Identity | None:
         token = bearer_token(request)
         if token is None:
-            return signed_in(self.service_name, provider=self.name)
+            return self._session_identity()
         if not looks_like_github_token(token):
             return None
         verdict = await self.tokens.get(token, lambda: self._check_token(token))
