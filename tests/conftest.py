@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .github_double import GitHubDouble
 from .s3 import S3Server
 from .servers import Server, start_server
 
@@ -79,6 +80,14 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     running = _starter(request, tmp_path_factory, storage_backend)()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def github_double() -> Iterator[GitHubDouble]:
+    """A GitHub double on 127.0.0.1 (``make_server(**github_double.settings())`` points a server at it)."""
+    double = GitHubDouble().start()
+    yield double
+    double.stop()
 
 
 def stored_files(server: Server | Path, area: str = "") -> list:

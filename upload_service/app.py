@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from .errors import Problem
 from .responses import problem_response
 from .service import UploadService
+from .session_cookie import SchemeAwareSessionInterface
 from .settings import Settings
 
 
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> Quar
         SESSION_COOKIE_NAME="upload_service_session",
         MAX_CONTENT_LENGTH=1024 * 1024,  # plain form posts only; uploads stream past Quart's body buffer
     )
+    app.session_interface = SchemeAwareSessionInterface()
     UploadService(app, settings=settings, **service_options)
 
     @app.errorhandler(HTTPException)
