@@ -23,6 +23,7 @@ DEV_IDENTITY = Identity(id="dev:local", name="local developer", provider="dev", 
 class DevSignIn:
     name = "dev"
     title = "Sign in as the local developer"
+    login_method = "post"  # the sign-in page posts a form with the CSRF token (other providers get a link)
 
     def __init__(self, service) -> None:
         self.service_name = service.name
