@@ -40,3 +40,6 @@ def stored_files(upload_dir: Path) -> list[Path]:
 
 def staging_entries(upload_dir: Path) -> list[Path]:
     return sorted((upload_dir / ".staging").iterdir())
+
+
+from .browser import browser, contexts  # noqa: E402,F401  (Chromium fixtures for tests/test_ui_*.py)
