@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
 
 
@@ -81,6 +82,8 @@ def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.exe
         "LOG_LEVEL": "WARNING",
         **{key.upper(): str(value) for key, value in settings.items()},
     }
+    if python == sys.executable:  # the repo's own interpreter: let PLUGINS name test plugins under tests/
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     log_path = tmp / f"server-{port}.log"
     process = subprocess.Popen(
         [python, "-m", "upload_service.cli", *args], env=env, cwd=tmp,

@@ -118,10 +118,10 @@ def check_declared_length(request: Request, max_size: int, what: str = "upload")
         raise too_large(max_size, what)
 
 
-async def read_all(request: Request, max_size: int, idle_timeout: float, what: str = "body") -> bytes:
-    """Read a whole (small) body, refusing it with 413 past ``max_size``."""
+async def read_all(request: Request, max_size: int, idle_timeout: float, what: str = "body") -> bytearray:
+    """Read a whole body into one buffer (no second copy), refusing it with 413 past ``max_size``."""
     check_declared_length(request, max_size, what)
     parts = bytearray()
     async for chunk in limited(body_chunks(request, idle_timeout), max_size, what):
         parts += chunk
-    return bytes(parts)
+    return parts

@@ -76,22 +76,27 @@ def validate_upload(upload: UploadInfo, identity: Identity, service: UploadServi
 def process_upload(file: StoredFile, service: UploadService) -> dict[str, Any] | None:
     """Inspect or transform a file after its bytes are stored and before the client gets its answer.
 
-    Return a dict to merge into ``file.metadata`` (later plugins' keys win), or None. Raising
+    Called once per stored file on every upload path (temporary ones included). Return a dict to merge into ``file.metadata`` (later plugins' keys win), or None. Raising
     ``UploadRejected`` deletes the file (and the rest of its batch) and the client gets that status.
     """
 
 
 @hookspec
 def upload_persisted(file: StoredFile, service: UploadService) -> None:
-    """Notification: ``file`` has become persistent (uploaded directly, persisted from a token, or from tus).
+    """Notification: ``file`` has become persistent.
 
-    An error here is logged and never loses the file.
+    Called after a direct upload's ``process_upload``, after ``/api/persist`` moved a temporary upload, and when
+    a tus upload completes. Implementations run together; an error here is logged and never loses the file.
     """
 
 
 @hookspec
 def file_deleted(file: StoredFile, service: UploadService) -> None:
-    """Notification: ``file`` was deleted by its owner or expired. An error here is logged."""
+    """Notification: ``file`` is gone.
+
+    Called after its owner deleted it, or after the cleanup sweep removed an expired temporary upload.
+    An error here is logged.
+    """
 
 
 @hookspec

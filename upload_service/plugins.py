@@ -7,6 +7,7 @@ and their awaitable results awaited afterwards, in pluggy's order.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 from collections.abc import Iterable
@@ -20,8 +21,11 @@ from . import hookspecs
 log = logging.getLogger("upload_service.plugins")
 
 
-def make_plugin_manager(disabled: Iterable[str] = (), extra_plugins: Iterable[Any] = ()) -> pluggy.PluginManager:
-    """Build a plugin manager: block disabled names, load entry points, add programmatic plugins, check names.
+def make_plugin_manager(
+    disabled: Iterable[str] = (), extra_plugins: Iterable[Any] = (), modules: Iterable[str] = ()
+) -> pluggy.PluginManager:
+    """Build a plugin manager: block disabled names, load entry points, then modules named in ``PLUGINS``
+    and programmatic plugins, and check that every implementation matches a hook.
 
     Blocking happens before loading, so a disabled plugin is never even imported.
     """
@@ -30,6 +34,9 @@ def make_plugin_manager(disabled: Iterable[str] = (), extra_plugins: Iterable[An
     for name in disabled:
         pm.set_blocked(name)
     pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+    for module_name in modules:
+        if not pm.is_blocked(module_name) and pm.get_plugin(module_name) is None:
+            pm.register(importlib.import_module(module_name), name=module_name)
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", None) or getattr(plugin, "name", None) or repr(plugin)
         if not pm.is_blocked(name):

@@ -74,7 +74,9 @@ class UploadService:
         """Load plugins, pick the storage, mount the blueprint and the streaming middleware on ``app``."""
         self.app = app
         self.secret_key = self._secret_key(app)
-        self.pm: pluggy.PluginManager = make_plugin_manager(self.settings.disabled_plugin_names, self.extra_plugins)
+        self.pm: pluggy.PluginManager = make_plugin_manager(
+            self.settings.disabled_plugin_names, self.extra_plugins, self.settings.plugin_modules
+        )
         self.hook = self.pm.hook
         self._call_at_setup(self.hook.register_auth_providers, register=self.auth.register, service=self)
         self._call_at_setup(self.hook.register_storage_backends, register=self._register_backend, service=self)

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     allowed_orgs: str = ""
     api_tokens: SecretStr = SecretStr("")
     disabled_plugins: str = ""
+    plugins: str = ""
     static_url: str = ""
     log_level: str = "INFO"
     locker: str = "file"
@@ -106,6 +107,10 @@ class Settings(BaseSettings):
     @property
     def disabled_plugin_names(self) -> list[str]:
         return parse_list(self.disabled_plugins)
+
+    @property
+    def plugin_modules(self) -> list[str]:
+        return parse_list(self.plugins)
 
     @property
     def allowed_user_logins(self) -> list[str]:

@@ -37,7 +37,7 @@ from upload_service.storage import StoredObject, check_key, check_prefix
 
 WRITE_BUFFER = 1024 * 1024
 READ_CHUNK = 256 * 1024
-STAGING_GRACE_SECONDS = 5.0
+STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging folder and locking it
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -221,7 +221,7 @@ class LocalStorage:
             handle = await aiofiles.open(self.object_dir(key) / "data", "rb")
         except (FileNotFoundError, NotADirectoryError) as error:
             raise ObjectNotFound(key) from error
-        async with handle:
+        try:
             await handle.seek(start)
             remaining = None if end is None else max(0, end - start)
             while remaining is None or remaining > 0:
@@ -231,6 +231,8 @@ class LocalStorage:
                 if remaining is not None:
                     remaining -= len(chunk)
                 yield chunk
+        finally:
+            await handle.close()
 
     def _delete_sync(self, key: str) -> bool:
         doomed = self.trash / secrets.token_hex(16)
