@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from .browser import dev_client, dev_settings, drop_files, sign_in, throttle_uploads
 from .conftest import stored_files
+from .plugins import refuse_executables
 
 
 @pytest.fixture(scope="module")
@@ -126,19 +127,22 @@ def test_older_files_load_below_the_first_page(contexts, make_server):
     expect(page.get_by_role("link", name="Older files")).to_have_count(0)
 
 
-def test_a_refused_upload_shows_the_servers_detail_and_stores_nothing(contexts, make_server):
-    server = make_server(**dev_settings(max_upload_size="1KiB"))
-    expected = dev_client(server).put("/api/files/probe.bin", content=b"x" * 4096).json()["detail"]
+def test_refused_uploads_show_the_servers_detail_and_store_nothing(contexts, make_server):
+    server = make_server(**dev_settings(max_upload_size="1KiB", plugins="tests.plugins.refuse_executables"))
+    too_large = dev_client(server).put("/api/files/probe.bin", content=b"x" * 4096)
+    assert too_large.status_code == 413
     page = sign_in(contexts().new_page(), server)
     page.set_input_files("#upload-input", files=[
         {"name": "too-big.bin", "mimeType": "application/octet-stream", "buffer": b"x" * 4096},
+        {"name": "setup.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"},
         {"name": "small.txt", "mimeType": "text/plain", "buffer": b"fits"},
     ])
-    refused = page.locator("#upload-queue .upload", has_text="too-big.bin")
-    expect(refused.locator(".upload-state")).to_have_text("Refused")
-    expect(refused.locator(".upload-error")).to_have_text(expected)
+    for name, detail in [("too-big.bin", too_large.json()["detail"]), ("setup.exe", refuse_executables.DETAIL)]:
+        refused = page.locator("#upload-queue .upload", has_text=name)
+        expect(refused.locator(".upload-state")).to_have_text("Refused")
+        expect(refused.locator(".upload-error")).to_have_text(detail)
+        expect(row(page, name)).to_have_count(0)
     expect(row(page, "small.txt")).to_have_count(1)
-    expect(row(page, "too-big.bin")).to_have_count(0)
     assert len(stored_files(server.upload_dir)) == 1
 
 
