@@ -17,10 +17,11 @@ export function humanSpeed(bytesPerSecond) {
   return `${humanSize(Math.round(bytesPerSecond))}/s`;
 }
 
-/** Bytes per second over the last `window` milliseconds of progress samples. */
+/** Bytes per second over the last `window` milliseconds of progress samples (null until there is enough). */
 export class SpeedMeter {
-  constructor(window = 1500) {
+  constructor(window = 1500, least = 250) {
     this.window = window;
+    this.least = least;
     this.samples = [];
   }
 
@@ -28,7 +29,7 @@ export class SpeedMeter {
     this.samples.push([now, loaded]);
     while (this.samples.length > 2 && now - this.samples[0][0] > this.window) this.samples.shift();
     const [[firstTime, firstLoaded]] = this.samples;
-    const elapsed = (now - firstTime) / 1000;
-    return elapsed > 0 ? (loaded - firstLoaded) / elapsed : 0;
+    const elapsed = now - firstTime;
+    return elapsed >= this.least ? ((loaded - firstLoaded) * 1000) / elapsed : null;
   }
 }

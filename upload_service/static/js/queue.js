@@ -32,7 +32,8 @@ class UploadRow {
     const percent = total ? Math.floor((loaded / total) * 100) : 0;
     this.part("bar").value = percent;
     this.part("percent").textContent = `${percent} %`;
-    this.part("speed").textContent = humanSpeed(this.meter.add(loaded));
+    const speed = this.meter.add(loaded);
+    this.part("speed").textContent = speed === null ? "" : humanSpeed(speed);
   }
 
   finished(started) {
@@ -46,11 +47,14 @@ class UploadRow {
 
   failed(error) {
     this.part("cancel").hidden = true;
+    this.part("speed").textContent = "";
     if (error.cancelled) {
       this.state("Cancelled");
       return;
     }
     this.state("Refused", "failed");
+    this.part("bar").hidden = true;
+    this.part("percent").hidden = true;
     const line = this.part("error");
     line.textContent = refusalText(error);
     line.hidden = false;
@@ -86,7 +90,7 @@ export class UploadQueue {
 
   async run(row) {
     const started = performance.now();
-    row.state("Uploading");
+    row.state("", "uploading");
     try {
       const transport = this.pickTransport(row.file);
       const described = await transport.upload(row.file, {
