@@ -32,7 +32,7 @@ def test_sign_in_page_has_a_button_per_provider_and_dev_sign_in_works(contexts, 
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.locator(".providers li")).to_have_count(1)
     sign_in(page, ui_server)
-    expect(page.locator(".who")).to_have_text("local developer")
+    expect(page.locator(".who")).to_have_text("Signed in as local developer")
     expect(page.get_by_role("heading", name="My files")).to_be_visible()
 
 
@@ -153,3 +153,31 @@ def test_an_upload_after_the_session_ended_says_so(contexts, ui_server):
     page.set_input_files("#upload-input", files=[{"name": "late.txt", "mimeType": "text/plain", "buffer": b"late"}])
     error = page.locator("#upload-queue .upload", has_text="late.txt").locator(".upload-error")
     expect(error).to_contain_text("You are signed out: sign in or send Authorization")
+
+
+def test_the_page_works_from_the_keyboard_with_visible_focus_and_labelled_controls(contexts, ui_server):
+    page = contexts().new_page()
+    page.goto(ui_server.url + "/")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_role("button", name="Sign in as the local developer").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#file-rows")
+
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), button, a[href]')]
+        .filter(e => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim()))
+        .map(e => e.outerHTML)""")
+    assert unlabelled == []
+
+    page.locator("#upload-input").focus()
+    outline = page.eval_on_selector(".dropzone-label", "e => getComputedStyle(e).outlineStyle")
+    assert outline == "solid"  # the hidden file input's focus shows on the drop zone
+
+    dev_client(ui_server).put("/api/files/keyboard.txt", content=b"k").raise_for_status()
+    page.reload()
+    delete = row(page, "keyboard.txt").get_by_role("button", name="Delete keyboard.txt")
+    delete.focus()
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.keyboard.press("Enter")
+    expect(row(page, "keyboard.txt")).to_have_count(0)
