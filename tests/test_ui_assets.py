@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
+from quart import Quart
 
+from upload_service import UploadService
 from upload_service.assets import MANIFEST, STATIC_DIR, Assets, sri_hash
+from upload_service.settings import Settings
 from upload_service.ui import human_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,3 +101,31 @@ def test_the_wheel_ships_templates_static_files_and_the_bundled_htmx(tmp_path):
 ])
 def test_sizes_read_like_a_file_manager(size, shown):
     assert human_size(size) == shown
+
+
+def test_fingerprinted_assets_are_cached_for_good_and_the_others_revalidated(make_server):
+    server = make_server()
+    page = httpx.get(server.url + "/").text
+    stylesheet = re.search(r'href="(/static/css/app\.css\?v=\w+)"', page).group(1)
+    assert httpx.get(server.url + stylesheet).headers["cache-control"] == "public, max-age=31536000, immutable"
+    module = httpx.get(server.url + "/static/js/http.js")  # imported by app.js, so no fingerprint in its URL
+    assert module.headers["cache-control"] == "no-cache"
+    again = httpx.get(server.url + "/static/js/http.js", headers={"If-None-Match": module.headers["etag"]})
+    assert again.status_code == 304
+
+
+async def test_an_embedded_service_builds_every_page_url_under_its_prefix(tmp_path):
+    app = Quart(__name__)
+    settings = Settings(secret_key="embedded-secret-0123456789", dev=True, upload_dir=tmp_path)
+    UploadService(app, settings=settings, url_prefix="/uploads")
+    client = app.test_client()
+    async with app.test_app():
+        signin = await (await client.get("/uploads/")).get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', signin).group(1)
+        assert (await client.post("/uploads/login/dev", form={"csrf_token": csrf})).status_code == 303
+        page = await (await client.get("/uploads/")).get_data(as_text=True)
+        urls = re.findall(r'(?:href|src|action|hx-get|data-[a-z-]+-url)="([^"#][^"]*)"', page)
+        assert len(urls) >= 10
+        for url in urls:
+            assert url.startswith("/uploads/"), url
+        assert (await client.get(re.search(r'src="(/uploads/static/js/app\.js[^"]*)"', page).group(1))).status_code == 200
