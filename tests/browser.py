@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from .servers import Server
 
@@ -21,6 +21,7 @@ DEV_TOKEN = "dev-token-for-browser-tests-0123"
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 VENDORED_HTMX = ROOT / "upload_service" / "static" / "vendor" / "htmx.min.js"
+expect.set_options(timeout=15_000)  # the machine is shared: give a busy browser time before failing
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +67,7 @@ def sign_in(page: Page, server: Server) -> Page:
     page.goto(server.url + "/")
     page.get_by_role("button", name="Sign in as the local developer").click()
     page.wait_for_selector("#file-rows")
+    page.wait_for_load_state("load")  # the scripts have run: the page is ready for input
     return page
 
 

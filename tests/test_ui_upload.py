@@ -163,6 +163,7 @@ def test_the_page_works_from_the_keyboard_with_visible_focus_and_labelled_contro
     page.get_by_role("button", name="Sign in as the local developer").focus()
     page.keyboard.press("Enter")
     page.wait_for_selector("#file-rows")
+    page.wait_for_load_state("load")
 
     unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), button, a[href]')]
         .filter(e => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim()))
