@@ -54,6 +54,7 @@ def test_main_states(contexts, ui_server, device, scheme):
     expect(video.locator(".upload-percent")).to_have_text(re.compile(r"^[1-9]\d? %$"))
     expect(page.locator("#upload-queue .upload[data-state=failed]")).to_have_count(1)
     expect(page.locator("#upload-queue .upload[data-state=done]")).to_have_count(1)
+    expect(page.locator("#file-rows tr.file-row", has_text="checklist.txt")).to_have_count(1)
     snap(page, f"uploading-{device}-{scheme}")
     video.get_by_role("button", name="Cancel upload of holiday-video.mp4").click()
     expect(video.locator(".upload-state")).to_have_text("Cancelled")

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from .browser import dev_client, dev_settings, sign_in
+from .browser import dev_client, dev_settings, sign_in, snap
 
 XSS_NAME = "<img src=x onerror=alert(1)>.txt"
 WATCH_CSP = """
@@ -104,3 +104,4 @@ def test_without_javascript_a_plain_form_uploads_and_the_list_renders(contexts, 
     assert page.url.rstrip("/") == ui_server.url
     expect(page.locator("#file-rows tr.file-row", has_text="no-js-1.txt")).to_contain_text("5 bytes")
     expect(page.locator("#file-rows tr.file-row", has_text="no-js-2.txt")).to_contain_text("9 bytes")
+    snap(page, "no-javascript-desktop-light")
