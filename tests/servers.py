@@ -71,7 +71,7 @@ class Server:
 
 def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.executable, **settings: str) -> Server:
     port = free_port()
-    upload_dir = tmp / "uploads"
+    upload_dir = Path(settings.pop("upload_dir", tmp / "uploads"))
     env = {
         **os.environ,
         "HOST": "127.0.0.1",

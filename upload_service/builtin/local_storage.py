@@ -24,7 +24,8 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ class LocalObjectWriter:
         self.committed = False
 
     async def __aenter__(self) -> LocalObjectWriter:
-        await asyncio.to_thread(self._open)
+        await self._storage.run(self._open)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -119,7 +120,7 @@ class LocalObjectWriter:
         if self._buffer:
             data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
             self._buffer, self._buffered = [], 0
-            self._pending = asyncio.get_running_loop().run_in_executor(None, self._write_sync, data)
+            self._pending = self._storage.submit(self._write_sync, data)
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -136,16 +137,22 @@ class LocalObjectWriter:
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
-        await self.finish()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        tail, self._buffer, self._buffered = b"".join(self._buffer), [], 0
         created = datetime.now(UTC)
-        record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
-        await asyncio.to_thread(self._commit_sync, key, record)
+        await self._storage.run(self._commit_sync, key, tail, created, metadata)
         self.committed = True
         return StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
 
-    def _commit_sync(self, key: str, record: dict[str, Any]) -> None:
+    def _commit_sync(self, key: str, tail: bytes, created: datetime, metadata: dict[str, Any]) -> None:
+        """Last buffer, fsync, metadata, rename into place: one trip to a worker thread for a small file."""
         target = self._storage.object_dir(key)
         try:
+            if tail:
+                self._write_sync(tail)
+            record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
             os.fsync(self._fd)  # type: ignore[arg-type]
             _write_json(self._dir / "meta.json", record)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +178,7 @@ class LocalObjectWriter:
             if pending is not None:
                 with contextlib.suppress(BaseException):
                     await pending
-            await asyncio.to_thread(self._discard_sync)
+            await self._storage.run(self._discard_sync)
 
         await asyncio.shield(discard())
 
@@ -185,13 +192,21 @@ class LocalStorage:
 
     name = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, io_threads: int = 32) -> None:
+        # A pool of its own: small uploads wait on fsync, and asyncio's default pool has only cores + 4 threads.
+        self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="local-storage")
         self.root = Path(root).resolve()
         self.objects = self.root / "objects"
         self.staging = self.root / ".staging"
         self.trash = self.root / ".trash"
         for folder in (self.objects, self.staging, self.trash):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await self.submit(function, *args)
 
     def object_dir(self, key: str) -> Path:
         return self.objects.joinpath(*check_key(key).split("/"))
@@ -214,7 +229,7 @@ class LocalStorage:
         )
 
     async def stat(self, key: str) -> StoredObject | None:
-        return await asyncio.to_thread(self._load, key)
+        return await self.run(self._load, key)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         try:
@@ -244,7 +259,7 @@ class LocalStorage:
         return True
 
     async def delete(self, key: str) -> bool:
-        return await asyncio.to_thread(self._delete_sync, key)
+        return await self.run(self._delete_sync, key)
 
     def _list_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
         base = self.objects.joinpath(*check_prefix(prefix)[:-1].split("/"))
@@ -277,7 +292,7 @@ class LocalStorage:
         return keys
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
-        return await asyncio.to_thread(self._list_sync, prefix, start_after, limit)
+        return await self.run(self._list_sync, prefix, start_after, limit)
 
     def _move_sync(self, src: str, dst: str) -> None:
         target = self.object_dir(dst)
@@ -293,7 +308,7 @@ class LocalStorage:
         _fsync_dir(target.parent)
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
-        await asyncio.to_thread(self._move_sync, src, dst)
+        await self.run(self._move_sync, src, dst)
         if metadata is not None:
             return await self.update_metadata(dst, metadata)
         stored = await self.stat(dst)
@@ -316,7 +331,7 @@ class LocalStorage:
         return StoredObject(key, stored.size, stored.sha256, stored.created_at, metadata)
 
     async def update_metadata(self, key: str, metadata: dict[str, Any]) -> StoredObject:
-        return await asyncio.to_thread(self._update_sync, key, metadata)
+        return await self.run(self._update_sync, key, metadata)
 
     def _sweep_sync(self) -> int:
         removed = 0
@@ -346,7 +361,7 @@ class LocalStorage:
             os.close(fd)
 
     async def sweep_staging(self) -> int:
-        return await asyncio.to_thread(self._sweep_sync)
+        return await self.run(self._sweep_sync)
 
     def _check_sync(self) -> None:
         probe = self.staging / f"ready-{secrets.token_hex(8)}"
@@ -356,7 +371,7 @@ class LocalStorage:
             probe.unlink(missing_ok=True)
 
     async def check_ready(self) -> None:
-        await asyncio.to_thread(self._check_sync)
+        await self.run(self._check_sync)
 
 
 @hookimpl
