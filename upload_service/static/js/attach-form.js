@@ -2,8 +2,7 @@
 // holding the token (shown as a chip), and saving the form persists the tokens with the description.
 
 import { humanSize } from "./format.js";
-import { send } from "./http.js";
-import { refusalText } from "./queue.js";
+import { refusalText, send } from "./http.js";
 
 function persistFailure(error) {
   if (error.status === 410) {

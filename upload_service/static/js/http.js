@@ -25,6 +25,12 @@ export function problemError(status, statusText, body) {
   return new RequestError(detail, { status, problem: body });
 }
 
+/** Text for a refusal: the server's detail, with what to do when the session has ended. */
+export function refusalText(error) {
+  if (error.status === 401) return `You are signed out: ${error.message}. Sign in again and retry.`;
+  return error.message;
+}
+
 /**
  * Send a request; resolves with the parsed JSON answer, rejects with a RequestError.
  * `onProgress(loaded, total)` follows the request body; `signal` (an AbortSignal) cancels.

@@ -1,7 +1,6 @@
 // Page-wide behaviour: errors of htmx requests, and local times in the file list.
 
-import { problemError } from "./http.js";
-import { refusalText } from "./queue.js";
+import { problemError, refusalText } from "./http.js";
 
 function parse(text) {
   try {

@@ -1,12 +1,7 @@
 // The upload queue: one row per file with a progress bar, percent, speed, a cancel button and an error line.
 
 import { humanSize, humanSpeed, SpeedMeter } from "./format.js";
-
-/** Text for a refusal: the server's detail, with what to do when the session has ended. */
-export function refusalText(error) {
-  if (error.status === 401) return `You are signed out: ${error.message}. Sign in again and retry.`;
-  return error.message;
-}
+import { refusalText } from "./http.js";
 
 class UploadRow {
   constructor(file, template) {
