@@ -40,10 +40,12 @@ def human_size(size: int) -> str:
 def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
     assets = Assets(lambda path: service.url("static", filename=path), service.settings.static_url)
 
-    async def render(template: str, **context: Any) -> str:
-        return await render_template(template, service=service, csrf_token=csrf_token(service.name),
-                                     url=service.url, asset=assets.url, htmx=assets.htmx(),
-                                     human_size=human_size, iso=iso, files_changed=FILES_CHANGED, **context)
+    @bp.context_processor
+    def page_context() -> dict[str, Any]:
+        """What every page of this blueprint can use, plugin pages included (they extend ``base.html``)."""
+        return {"service": service, "url": service.url, "csrf_token": csrf_token(service.name),
+                "asset": assets.url, "htmx": assets.htmx(), "human_size": human_size, "iso": iso,
+                "files_changed": FILES_CHANGED}
 
     async def file_page(identity: Identity, cursor: str | None) -> dict[str, Any]:
         files, next_cursor = await service.files.page(identity, temporary=False, limit=PAGE_SIZE, cursor=cursor)
@@ -53,15 +55,15 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
     async def index() -> Any:
         identity = await service.auth.identify(request)
         if identity is None:
-            return await render("upload_service/signin.html", providers=service.auth.with_login())
-        return await render("upload_service/index.html", identity=identity,
+            return await render_template("upload_service/signin.html", providers=service.auth.with_login())
+        return await render_template("upload_service/index.html", identity=identity,
                             **await file_page(identity, request.args.get("cursor")))
 
     @bp.route("/ui/files", methods=["GET"], endpoint="ui_files")
     async def file_rows() -> Any:
         """The rows of the file list (one page, with an "older files" row when there are more)."""
         identity = await require_identity(service, request)
-        return await render("upload_service/_file_rows.html",
+        return await render_template("upload_service/_file_rows.html",
                             **await file_page(identity, request.args.get("cursor")))
 
     @bp.route("/ui/files/<file_id>", methods=["DELETE"], endpoint="ui_delete_file")
@@ -72,7 +74,7 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
 
     @bp.route("/logout", methods=["GET"], endpoint="logout_page")
     async def logout_page() -> Any:
-        return await render("upload_service/logout.html")
+        return await render_template("upload_service/logout.html")
 
     @bp.route("/logout", methods=["POST"], endpoint="logout")
     async def logout() -> Any:
