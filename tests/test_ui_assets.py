@@ -17,7 +17,7 @@ from quart import Quart
 from upload_service import UploadService
 from upload_service.assets import MANIFEST, STATIC_DIR, Assets, sri_hash
 from upload_service.settings import Settings
-from upload_service.ui import human_size
+from upload_service.ui import form_targets, human_size
 
 ROOT = Path(__file__).resolve().parent.parent
 HTMX = json.loads(MANIFEST.read_text())["htmx"]
@@ -129,3 +129,22 @@ async def test_an_embedded_service_builds_every_page_url_under_its_prefix(tmp_pa
         for url in urls:
             assert url.startswith("/uploads/"), url
         assert (await client.get(re.search(r'src="(/uploads/static/js/app\.js[^"]*)"', page).group(1))).status_code == 200
+
+
+class Provider:
+    def __init__(self, method: str | None = None, origins: tuple[str, ...] | None = None) -> None:
+        if method:
+            self.login_method = method
+        if origins is not None:
+            self.login_origins = origins
+
+
+def test_form_posts_may_only_go_where_sign_in_forms_say_they_redirect():
+    assert form_targets([Provider("post", ()), Provider()]) == []  # links do not post forms
+    assert form_targets([Provider("post", ("https://github.example.com/login/oauth",))]) == [
+        "https://github.example.com"]
+    assert form_targets([Provider("post", ()), Provider("post")]) is None  # unknown: no form-action at all
+    assets = Assets(local, static_dir=STATIC_DIR)
+    assert "form-action 'self' https://github.example.com;" in assets.content_security_policy(
+        ["https://github.example.com"])
+    assert "form-action" not in assets.content_security_policy(None)

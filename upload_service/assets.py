@@ -42,7 +42,7 @@ def _fingerprint(path: Path, mtime: float) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def _origin(url: str) -> str | None:
+def origin(url: str) -> str | None:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
@@ -78,11 +78,16 @@ class Assets:
             return f"{self.static_url}/{path}{query}"
         return self.local_url(path) + query
 
-    def content_security_policy(self) -> str:
-        """Scripts and styles only from this origin (and STATIC_URL, and the htmx CDN when not bundled)."""
-        static = [origin for origin in [_origin(self.static_url)] if origin]
+    def content_security_policy(self, form_targets: list[str] | None = None) -> str:
+        """Scripts and styles only from this origin (and STATIC_URL, and the htmx CDN when not bundled).
+
+        ``form_targets``: origins besides this one that a form post may redirect to (a sign-in that goes on to
+        an identity provider); None when that is not known, which leaves ``form-action`` out.
+        """
+        static = [found for found in [origin(self.static_url)] if found]
         scripts, styles = ["'self'", *static], ["'self'", *static]
-        if not self.htmx_bundled and (cdn := _origin(self._htmx[0])):
+        forms = None if form_targets is None else ["'self'", *form_targets]
+        if not self.htmx_bundled and (cdn := origin(self._htmx[0])):
             scripts.append(cdn)
         return "; ".join([
             "default-src 'self'",
@@ -90,7 +95,7 @@ class Assets:
             f"style-src {' '.join(styles)}",
             "img-src 'self' data:",
             "connect-src 'self'",
-            "form-action 'self'",
+            *([f"form-action {' '.join(forms)}"] if forms is not None else []),
             "frame-ancestors 'none'",
             "base-uri 'none'",
             "object-src 'none'",

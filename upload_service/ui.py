@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint, Response, redirect, render_template, request
 
 from .api.files import delete_own_file
-from .assets import Assets
+from .assets import Assets, origin
 from .auth import check_csrf, require_identity
 from .responses import iso
 from .sessions import csrf_token, sign_out
@@ -37,8 +37,24 @@ def human_size(size: int) -> str:
     return f"{value:.1f} {_UNITS[unit]}" if value < 100 else f"{value:.0f} {_UNITS[unit]}"
 
 
+def form_targets(providers: list[Any]) -> list[str] | None:
+    """Where the page's form posts may be redirected besides this origin: the ``login_origins`` of providers
+    whose sign-in button posts a form; None when such a provider does not say (then form posts are not limited).
+    """
+    targets: list[str] = []
+    for provider in providers:
+        if getattr(provider, "login_method", "get") != "post":
+            continue
+        declared = getattr(provider, "login_origins", None)
+        if declared is None:
+            return None
+        targets.extend(found for found in map(origin, declared) if found)
+    return targets
+
+
 def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
     assets = Assets(lambda path: service.url("static", filename=path), service.settings.static_url)
+    policy = assets.content_security_policy(form_targets(service.auth.with_login()))
 
     @bp.context_processor
     def page_context() -> dict[str, Any]:
@@ -90,7 +106,7 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
             # fingerprinted URLs never change; the modules app.js imports (no fingerprint) are revalidated
             response.headers["Cache-Control"] = (STATIC_IMMUTABLE if request.args.get("v") else "no-cache")
         if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", assets.content_security_policy())
+            response.headers.setdefault("Content-Security-Policy", policy)
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
