@@ -81,7 +81,7 @@ def test_a_hostile_filename_is_shown_as_text(contexts, ui_server):
 
 def test_state_changes_without_the_csrf_token_are_refused(contexts, ui_server):
     context = contexts()
-    page = sign_in(context.new_page(), ui_server)
+    sign_in(context.new_page(), ui_server)
     file_id = dev_client(ui_server).put("/api/files/guarded.txt", content=b"g").json()["id"]
     cookies = {c["name"]: c["value"] for c in context.cookies()}
     with httpx.Client(base_url=ui_server.url, cookies=cookies) as browser_like:

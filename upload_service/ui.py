@@ -72,15 +72,15 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
         identity = await service.auth.identify(request)
         if identity is None:
             return await render_template("upload_service/signin.html", providers=service.auth.with_login())
-        return await render_template("upload_service/index.html", identity=identity,
-                            **await file_page(identity, request.args.get("cursor")))
+        page = await file_page(identity, request.args.get("cursor"))
+        return await render_template("upload_service/index.html", identity=identity, **page)
 
     @bp.route("/ui/files", methods=["GET"], endpoint="ui_files")
     async def file_rows() -> Any:
         """The rows of the file list (one page, with an "older files" row when there are more)."""
         identity = await require_identity(service, request)
-        return await render_template("upload_service/_file_rows.html",
-                            **await file_page(identity, request.args.get("cursor")))
+        page = await file_page(identity, request.args.get("cursor"))
+        return await render_template("upload_service/_file_rows.html", **page)
 
     @bp.route("/ui/files/<file_id>", methods=["DELETE"], endpoint="ui_delete_file")
     async def delete_row(file_id: str) -> Any:
