@@ -61,7 +61,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, separators=(",", ":"))
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fdatasync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -153,7 +153,7 @@ class LocalObjectWriter:
             if tail:
                 self._write_sync(tail)
             record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
-            os.fsync(self._fd)  # type: ignore[arg-type]
+            os.fdatasync(self._fd)  # type: ignore[arg-type]
             _write_json(self._dir / "meta.json", record)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(self._dir, target)
