@@ -24,8 +24,10 @@ VENDORED_HTMX = ROOT / "upload_service" / "static" / "vendor" / "htmx.min.js"
 expect.set_options(timeout=15_000)  # the machine is shared: give a busy browser time before failing
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per test module: Playwright's sync API holds an event loop while it runs, which async
+    tests in later modules must not find."""
     if not VENDORED_HTMX.is_file():
         pytest.fail("the bundled htmx is missing: run scripts/build-assets first")
     if not Path(CHROMIUM).exists():
