@@ -69,6 +69,7 @@ def test_main_states(contexts, ui_server, device, scheme):
     snap(page, f"form-attached-{device}-{scheme}")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#attach-result")).to_contain_text("Saved 2 files")
+    expect(page.locator("#file-rows tr.file-row", has_text="receipt-")).to_have_count(2)
     snap(page, f"form-saved-{device}-{scheme}")
     for file in dev_client(ui_server).get("/api/files").json()["files"]:  # the next run starts from EXISTING
         if file["filename"] not in {name for name, _, _ in EXISTING}:
