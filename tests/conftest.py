@@ -104,3 +104,6 @@ def staging_entries(server: Server | Path) -> list:
         return server.bucket.leftovers()
     upload_dir = server.upload_dir if isinstance(server, Server) else server
     return sorted((upload_dir / ".staging").iterdir())
+
+
+from .browser import browser, contexts  # noqa: E402,F401  (Chromium fixtures for tests/test_ui_*.py)

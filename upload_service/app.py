@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> Quar
     """Build the app from ``settings`` (default: environment and ``.env``)."""
     settings = settings if settings is not None else Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Quart(__name__)
+    app = Quart(__name__, static_folder=None)  # static files belong to the service's blueprint
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

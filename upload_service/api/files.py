@@ -124,9 +124,14 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
 
     @bp.route("/api/files/<file_id>", methods=["DELETE"], endpoint="delete_file")
     async def delete_file(file_id: str) -> Any:
-        identity = await require_identity(service, request)
-        file = await _own_file(service, identity, file_id)
-        if not await service.files.delete(file):
-            raise Problem(404, "no such file", reason="not_found")
-        await notify(service.hook.file_deleted, file=file, service=service)
+        await delete_own_file(service, await require_identity(service, request), file_id)
         return Response(b"", 204)
+
+
+async def delete_own_file(service: UploadService, identity: Identity, file_id: str) -> StoredFile:
+    """Delete one of the caller's files and notify plugins (404 when unknown or someone else's)."""
+    file = await _own_file(service, identity, file_id)
+    if not await service.files.delete(file):
+        raise Problem(404, "no such file", reason="not_found")
+    await notify(service.hook.file_deleted, file=file, service=service)
+    return file
