@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from .github_double import GitHubDouble
+from .github_fixtures import github, server, shared  # noqa: F401 (fixtures)
 from .github_helpers import (
     SESSION_COOKIE,
     at_github,
@@ -31,21 +32,6 @@ from .servers import Server
 EXCHANGE = "POST /login/oauth/access_token"
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GitHubDouble, Server]]:
-    with double_and_server(tmp_path_factory.mktemp("server")) as running:
-        yield running
-
-
-@pytest.fixture
-def github(shared: tuple[GitHubDouble, Server]) -> GitHubDouble:
-    shared[0].reset()
-    return shared[0]
-
-
-@pytest.fixture
-def server(shared: tuple[GitHubDouble, Server]) -> Server:
-    return shared[1]
 
 
 def test_sign_in_redirects_to_github_with_state_pkce_and_scope(server, github):

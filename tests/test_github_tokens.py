@@ -13,27 +13,13 @@ import httpx
 import pytest
 
 from .github_double import GitHubDouble
+from .github_fixtures import github, server, shared  # noqa: F401 (fixtures)
 from .github_helpers import browser, double_and_server, sign_in
 from .servers import TOKENS, Server, free_port
 
 USER_ROUTE = "GET /api/v3/user"
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GitHubDouble, Server]]:
-    with double_and_server(tmp_path_factory.mktemp("server")) as running:
-        yield running
-
-
-@pytest.fixture
-def github(shared: tuple[GitHubDouble, Server]) -> GitHubDouble:
-    shared[0].reset()
-    return shared[0]
-
-
-@pytest.fixture
-def server(shared: tuple[GitHubDouble, Server]) -> Server:
-    return shared[1]
 
 
 def api(server, token: str) -> httpx.Client:
