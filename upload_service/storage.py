@@ -111,6 +111,7 @@ class Storage(Protocol):
     #     served with ``filename`` as attachment and ``content_type``. When it returns a URL,
     #     ``GET /api/files/<id>/content`` answers 302 to it instead of streaming; None streams as usual.
 
+
 # -- uploads in progress (tus) ---------------------------------------------------------------------------
 
 
