@@ -247,9 +247,13 @@ class S3ResumableUploads:
                 copied = await client.upload_part_copy(Bucket=bucket, Key=blob, UploadId=progress.multipart,
                                                        PartNumber=number, CopySource={"Bucket": bucket, "Key": tail})
                 parts.append((number, copied["CopyPartResult"]["ETag"], progress.tail_size))
-            await client.complete_multipart_upload(
-                Bucket=bucket, Key=blob, UploadId=progress.multipart,
-                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag, _ in parts]})
+            try:
+                await client.complete_multipart_upload(
+                    Bucket=bucket, Key=blob, UploadId=progress.multipart,
+                    MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag, _ in parts]})
+            except ClientError as error:  # completed before, by a process that died before saving the record
+                if not is_missing(error) or await self._size(blob) != sum(size for _, _, size in parts):
+                    raise
             progress.parts, progress.multipart = parts, None
         size = progress.offset
         progress.parts, progress.tail, progress.tail_size = [(1, "", size)], None, 0
@@ -257,6 +261,15 @@ class S3ResumableUploads:
         await self._save(progress)
         if tail:
             await client.delete_object(Bucket=bucket, Key=tail)
+
+    async def _size(self, name: str) -> int | None:
+        client = await self.storage.clients.get()
+        try:
+            return (await client.head_object(Bucket=self.storage.bucket, Key=name))["ContentLength"]
+        except ClientError as error:
+            if is_missing(error):
+                return None
+            raise
 
     async def stage(self, upload_id: str) -> S3ResumableObject:
         progress = await self._require(upload_id)
