@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def test_cleanup_command_sweeps_once(make_server):
     old = time.time() - 60
     os.utime(leftover, (old, old))
     server.stop()
-    result = subprocess.run(["python", "-m", "upload_service.cli", "cleanup"], env=server.env, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "upload_service.cli", "cleanup"], env=server.env, capture_output=True,
                             text=True, check=True)
     assert '"removed": 1' in result.stdout
     assert not leftover.exists()
