@@ -53,6 +53,7 @@ class GitHubProvider:
     def __init__(self, service_name: str, url_prefix: str, config: GitHubConfig) -> None:
         self.service_name = service_name
         self.login_url = f"{url_prefix}/login"
+        self.login_origins = (config.url,)  # the sign-in form post goes on to GitHub (the page's CSP form-action)
         self.config = config
         self.policy = AccessPolicy(config.allowed_users, config.allowed_orgs)
         self.tokens: TokenCache[Identity | Refusal | None] = TokenCache(config.token_cache_ttl)
