@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -63,6 +65,7 @@ class RedisLocker:
         self.wait = wait
         self.poll = poll
         self.watch = watch
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._acquire_script = client.register_script(_ACQUIRE)
         self._renew_script = client.register_script(_RENEW)
         self._release_script = client.register_script(_RELEASE)
@@ -99,7 +102,7 @@ class RedisLocker:
     @contextlib.asynccontextmanager
     async def hold(self, upload_id: str, *, take_over: bool = True) -> AsyncIterator[UploadLock]:
         keys = self._keys(upload_id)
-        token = secrets.token_hex(16)
+        token = f"{self.holder}:{secrets.token_hex(12)}"  # who holds it, for operators looking into Redis
         await self._acquire(keys, token, take_over)
         lock = UploadLock()
         keeper = asyncio.create_task(self._keep(keys, token, lock))

@@ -12,6 +12,6 @@ class RedisLockerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REDIS_", env_file=".env", extra="ignore", case_sensitive=False)
 
-    lock_ttl: Duration = parse_duration("30s")
-    lock_wait: Duration = parse_duration("10s")
+    lock_ttl: Duration = parse_duration("10s")
+    lock_wait: Duration = parse_duration("15s")
     key_prefix: str = "upload-service:"
