@@ -74,6 +74,14 @@ class TusUploads:
             raise Problem(410, "this upload has expired", reason="tus_expired")
         return upload
 
+    async def current(self, identity: Identity, upload_id: str) -> tuple[TusUpload, StoredFile | None]:
+        """HEAD: the upload once any stale PATCH let go. One whose bytes all arrived but whose finishing was
+        cut off (its instance died between the last chunk and the file) is finished now, so a client that
+        sees the full offset also finds its file."""
+        async with self.locker.hold(check_id(upload_id)):
+            upload = await self.find(identity, upload_id)
+            return upload, await self._finish_if_complete(identity, upload)
+
     # -- creating -------------------------------------------------------------------------------------
 
     def _length(self, request: Request, concat: Concat | None) -> int | None:
