@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from upload_service.storage import check_key
 from upload_service.tus.locking import UploadLock, busy
@@ -90,7 +91,7 @@ class RedisLocker:
             await asyncio.sleep(self.watch)
             try:
                 state = await self._renew_script(keys=keys, args=[token, self.ttl_ms])
-            except Exception:  # Redis away for a moment: the key outlives a few missed renewals
+            except RedisError:  # Redis away for a moment: the key outlives a few missed renewals
                 log.warning("could not extend the lock %s", keys[0], exc_info=True)
                 continue
             if state != 0:
@@ -112,7 +113,10 @@ class RedisLocker:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            await asyncio.shield(self._release_script(keys=keys, args=[token, "1" if lock.forgotten else "0"]))
+            try:
+                await asyncio.shield(self._release_script(keys=keys, args=[token, "1" if lock.forgotten else "0"]))
+            except RedisError:  # the key expires after the ttl anyway; the request's own outcome matters more
+                log.warning("could not release the lock %s", keys[0], exc_info=True)
 
     async def close(self) -> None:
         await self.client.aclose()
