@@ -22,9 +22,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--keep", help="keep logs (instances, nginx, Redis, moto) in this folder")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         root = Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         redis, s3 = RedisServer.start(root), S3Server.start(root)
         cluster = Cluster.start(root / "cluster", redis, s3.bucket())
         try:
