@@ -247,6 +247,10 @@ class TusUploads:
             return None
         if upload.file_id:
             return None
+        if upload.stored.committed:  # the file was made but its instance died before noting it here
+            file_id = upload.stored.committed.rsplit("/", 1)[-1]
+            await self.store.set_info(upload.id, upload.with_info(file_id=file_id, expires_at=expiry(self.ttl)))
+            return await self.service.files.get(identity, file_id)
         return await self._finish(identity, upload)
 
     async def _finish(self, identity: Identity, upload: TusUpload) -> StoredFile:
