@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .github_double import GitHubDouble
+from .redis_server import RedisServer
 from .s3 import S3Server
 from .servers import Server, start_server
 
@@ -33,6 +34,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="module")
 def storage_backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "local")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis for the session; tests keep apart by key prefix or by the upload ids they make."""
+    running = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")

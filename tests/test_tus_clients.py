@@ -136,10 +136,17 @@ def _stalled_patch(server: Server, url: str, declared: int, sent: bytes) -> sock
     return sock
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_head_after_a_silent_drop_takes_the_lock_over(make_server, workers: str) -> None:
+def lockers(request: pytest.FixtureRequest, locker: str) -> dict[str, str]:
+    """Settings for ``LOCKER=file`` or ``LOCKER=redis`` (then with the session's real Redis)."""
+    if locker == "redis":
+        return {"locker": "redis", "redis_url": request.getfixturevalue("redis_server").url}
+    return {"locker": locker}
+
+
+@pytest.mark.parametrize(("workers", "locker"), [("1", "file"), ("2", "file"), ("2", "redis")])
+def test_head_after_a_silent_drop_takes_the_lock_over(make_server, request, workers: str, locker: str) -> None:
     """The old PATCH waits for bytes that never come (idle timeout 120 s); the client's HEAD must not wait."""
-    server = make_server(upload_idle_timeout="120s", workers=workers)
+    server = make_server(upload_idle_timeout="120s", workers=workers, **lockers(request, locker))
     data = os.urandom(2 * MiB)
     client = server.client()
     client.timeout = httpx.Timeout(15)  # far below the idle timeout: a HEAD that waited for it fails
@@ -155,9 +162,10 @@ def test_head_after_a_silent_drop_takes_the_lock_over(make_server, workers: str)
     assert file_of(server, url)["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_patch_after_a_stalled_proxy_takes_the_lock_over(make_server) -> None:
+@pytest.mark.parametrize("locker", ["file", "redis"])
+def test_patch_after_a_stalled_proxy_takes_the_lock_over(make_server, request, locker: str) -> None:
     """A client behind a network that went silent mid-PATCH retries directly: its PATCH wins the lock."""
-    server = make_server(upload_idle_timeout="120s")
+    server = make_server(upload_idle_timeout="120s", **lockers(request, locker))
     data = os.urandom(2 * MiB)
     port = int(server.url.rsplit(":", 1)[1])
     url = create(server.client(), len(data))

@@ -8,7 +8,8 @@ from typing import Any
 from quart import Quart, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import Problem
+from .errors import Problem, StartupError
+from .proxies import TrustedProxies, parse_networks
 from .responses import problem_response
 from .service import UploadService
 from .session_cookie import SchemeAwareSessionInterface
@@ -28,6 +29,12 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> Quar
     )
     app.session_interface = SchemeAwareSessionInterface()
     UploadService(app, settings=settings, **service_options)
+    if settings.trusted_proxies:
+        try:
+            networks = parse_networks(settings.trusted_proxies)
+        except ValueError as error:
+            raise StartupError(f"FORWARDED_ALLOW_IPS: {error}") from error
+        app.asgi_app = TrustedProxies(app.asgi_app, networks)  # type: ignore[method-assign]
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Any:

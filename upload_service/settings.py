@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     locker: str = "file"
     redis_url: str | None = None
+    forwarded_allow_ips: str = ""
 
     @field_validator("max_upload_size", "max_json_upload_size")
     @classmethod
@@ -109,6 +110,11 @@ class Settings(BaseSettings):
     @property
     def disabled_plugin_names(self) -> list[str]:
         return parse_list(self.disabled_plugins)
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """``FORWARDED_ALLOW_IPS``: addresses or networks of reverse proxies whose X-Forwarded-* are believed."""
+        return parse_list(self.forwarded_allow_ips)
 
     @property
     def plugin_modules(self) -> list[str]:

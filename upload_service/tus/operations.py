@@ -74,6 +74,14 @@ class TusUploads:
             raise Problem(410, "this upload has expired", reason="tus_expired")
         return upload
 
+    async def current(self, identity: Identity, upload_id: str) -> tuple[TusUpload, StoredFile | None]:
+        """HEAD: the upload once any stale PATCH let go. One whose bytes all arrived but whose finishing was
+        cut off (its instance died between the last chunk and the file) is finished now, so a client that
+        sees the full offset also finds its file."""
+        async with self.locker.hold(check_id(upload_id)):
+            upload = await self.find(identity, upload_id)
+            return upload, await self._finish_if_complete(identity, upload)
+
     # -- creating -------------------------------------------------------------------------------------
 
     def _length(self, request: Request, concat: Concat | None) -> int | None:
@@ -239,6 +247,10 @@ class TusUploads:
             return None
         if upload.file_id:
             return None
+        if upload.stored.committed:  # the file was made but its instance died before noting it here
+            file_id = upload.stored.committed.rsplit("/", 1)[-1]
+            await self.store.set_info(upload.id, upload.with_info(file_id=file_id, expires_at=expiry(self.ttl)))
+            return await self.service.files.get(identity, file_id)
         return await self._finish(identity, upload)
 
     async def _finish(self, identity: Identity, upload: TusUpload) -> StoredFile:

@@ -10,7 +10,7 @@ from ..auth import require_identity
 from ..errors import Problem
 from ..files import StoredFile
 from ..identity import Identity
-from .operations import TusUploads, check_id
+from .operations import TusUploads
 from .protocol import CHECKSUMS, EXPOSED_HEADERS, EXTENSIONS, TUS_VERSION, check_version, http_date
 from .state import TusUpload
 
@@ -66,9 +66,8 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
     async def head(upload_id: str) -> Response:
         """Where to resume. Taking the lock asks a stale PATCH to let go first, so the offset is final."""
         identity = await identify()
-        async with uploads.locker.hold(check_id(upload_id)):
-            upload = await uploads.find(identity, upload_id)
-        headers = upload_headers(identity, upload)
+        upload, file = await uploads.current(identity, upload_id)
+        headers = upload_headers(identity, upload, file)
         headers["Cache-Control"] = "no-store"
         if upload.length is None:
             headers["Upload-Defer-Length"] = "1"

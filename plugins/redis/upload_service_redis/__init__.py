@@ -1,0 +1,1 @@
+"""Redis locker for upload-service, installed with ``pip install upload-service-redis``."""
