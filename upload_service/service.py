@@ -31,6 +31,7 @@ from .plugins import call_all, make_plugin_manager, notify
 from .responses import as_problem, problem_response
 from .settings import Settings
 from .storage import Storage
+from .templating import service_template_loader
 from .tokens import TemporaryTokens
 from .ui import register_ui_routes
 from .uploads import run_process_hooks
@@ -72,6 +73,8 @@ class UploadService:
 
     def init_app(self, app: Quart) -> None:
         """Load plugins, pick the storage, mount the blueprint and the streaming middleware on ``app``."""
+        if self.name in app.extensions:
+            raise StartupError(f"this app already has an extension named {self.name!r}: give each UploadService a name")
         self.app = app
         self.secret_key = self._secret_key(app)
         self.pm: pluggy.PluginManager = make_plugin_manager(
@@ -128,6 +131,7 @@ class UploadService:
     def _blueprint(self) -> Blueprint:
         bp = Blueprint(self.name, __name__, template_folder=str(templates_dir()),
                        static_folder=str(PACKAGE_DIR / "static"), static_url_path="/static")
+        bp.jinja_loader = service_template_loader(templates_dir())  # host templates first, ``default:`` prefix
         register_upload_routes(bp, self)
         register_file_routes(bp, self)
         register_health_routes(bp, self)
