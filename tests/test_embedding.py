@@ -136,6 +136,19 @@ def test_host_templates_override_and_extend_the_defaults(host: HostApp) -> None:
     assert 'action="/files/api/upload"' in page  # ...whose other blocks stay the service's, under the prefix
 
 
+def test_each_instance_documents_its_own_api_under_its_prefix(host: HostApp) -> None:
+    from openapi_spec_validator import validate
+
+    files = httpx.get(host.url + "/files/api/openapi.json").json()
+    scratch = httpx.get(host.url + "/scratch/api/openapi.json").json()
+    validate(files)
+    assert "/files/api/upload" in files["paths"] and "/scratch/api/upload" in scratch["paths"]
+    assert all(path.startswith("/files/") for path in files["paths"])
+    assert all(path.startswith("/scratch/") for path in scratch["paths"])
+    assert "/api/status" not in files["paths"]  # the host's own routes are not the service's
+
+
+
 def test_background_tasks_follow_the_hosts_serving_lifecycle(host: HostApp) -> None:
     beat = host.data / "heartbeat"
     deadline = time.monotonic() + 5

@@ -19,6 +19,7 @@ import pluggy
 from quart import Blueprint, Quart, url_for
 
 from .api.files import register_file_routes
+from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
 from .auth import AuthProviders
 from .body import StreamingBodyMiddleware
@@ -136,6 +137,7 @@ class UploadService:
         register_file_routes(bp, self)
         register_health_routes(bp, self)
         register_ui_routes(bp, self)
+        register_openapi_routes(bp, self)
         self._call_at_setup(self.hook.register_routes, blueprint=bp, service=self)
         bp.register_error_handler(Exception, self._error_response)
         return bp
