@@ -27,6 +27,7 @@ from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
 from .identity import Identity
+from .logs import register_request_ids
 from .metrics import Metrics
 from .plugins import call_all, make_plugin_manager, notify
 from .responses import as_problem, problem_response
@@ -133,6 +134,7 @@ class UploadService:
         bp = Blueprint(self.name, __name__, template_folder=str(templates_dir()),
                        static_folder=str(PACKAGE_DIR / "static"), static_url_path="/static")
         bp.jinja_loader = service_template_loader(templates_dir())  # host templates first, ``default:`` prefix
+        register_request_ids(bp)
         register_upload_routes(bp, self)
         register_file_routes(bp, self)
         register_health_routes(bp, self)
@@ -179,6 +181,7 @@ class UploadService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.metrics.close()
         closer = getattr(self.storage, "close", None)
         if closer is not None:
             await closer()
