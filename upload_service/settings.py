@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     upload_idle_timeout: Duration = 60.0
     temp_upload_ttl: Duration = parse_duration("24h")
     cleanup_interval: Duration = parse_duration("10m")
+    tus_upload_ttl: Duration = parse_duration("24h")
     github_client_id: str | None = None
     github_client_secret: SecretStr | None = None
     github_url: str = "https://github.com"
@@ -91,7 +92,7 @@ class Settings(BaseSettings):
             raise ValueError("must be larger than 0")
         return value
 
-    @field_validator("temp_upload_ttl", "cleanup_interval", "upload_idle_timeout")
+    @field_validator("temp_upload_ttl", "cleanup_interval", "upload_idle_timeout", "tus_upload_ttl")
     @classmethod
     def _positive_duration(cls, value: float) -> float:
         if value <= 0:

@@ -8,7 +8,7 @@ atomic: an object is visible whole or not at all.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -100,3 +100,65 @@ class Storage(Protocol):
 
     async def check_ready(self) -> None:
         """Raise if the storage cannot be written to right now (for ``/readyz`` and start-up)."""
+
+
+# -- uploads in progress (tus) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResumableUpload:
+    """An upload in progress: how many bytes are safely stored (``offset``) and what the protocol keeps.
+
+    ``info`` is opaque to the backend (the tus layer keeps owner, length, metadata, expiry in it).
+    ``committed`` is the key of the object it became, once ``stage().commit`` succeeded.
+    """
+
+    id: str
+    offset: int
+    info: dict[str, Any]
+    committed: str | None = None
+
+
+@runtime_checkable
+class ResumableStorage(Protocol):
+    """Uploads in progress, appended to in chunks by any worker, then turned into one committed object.
+
+    Found as ``storage.resumable`` (None or missing: the backend cannot resume, and tus is not offered).
+    Callers serialise access to one upload id with a locker; the backend need not lock.
+
+    Offsets are honest: ``offset`` never counts a byte that is not stored. An append cut short (client gone,
+    cancelled, storage error) keeps every byte written before the cut and the offset says so, as tus asks
+    ("store as much of the received data as possible"). With ``verify`` the chunk is all or nothing: it
+    counts only if ``verify()`` returns after its last byte; if it raises, the chunk is discarded, the offset
+    stays where it was, and the error propagates.
+    """
+
+    async def create(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
+        """Create an empty upload; ``ObjectExists`` if the id is taken."""
+
+    async def get(self, upload_id: str) -> ResumableUpload | None:
+        """The upload, or None if there is none under that id."""
+
+    async def set_info(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
+        """Replace the protocol's info (deferred length, expiry, resulting file id) atomically."""
+
+    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes],
+                     verify: Callable[[], None] | None = None) -> ResumableUpload:
+        """Write ``chunks`` at ``offset`` (which must equal the stored offset, else ``OffsetMismatch``)."""
+
+    def read(self, upload_id: str) -> AsyncIterator[bytes]:
+        """Stream the bytes stored so far (to concatenate partial uploads)."""
+
+    async def stage(self, upload_id: str) -> ObjectWriter:
+        """The stored bytes as a staged object (``finish`` gives size and sha256 of the whole upload, ``commit``
+        makes it an ordinary object and records ``committed``; the in-progress bytes are then gone)."""
+
+    async def delete(self, upload_id: str) -> bool:
+        """Remove the upload and its bytes; True if it was there."""
+
+    async def list(self) -> list[ResumableUpload]:
+        """Every upload (for the sweep of expired ones)."""
+
+
+class OffsetMismatch(Exception):
+    """An append started at an offset other than the stored one."""

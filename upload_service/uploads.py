@@ -61,6 +61,10 @@ class UploadBatch:
             digests.verify(writer.sha256, md5)
         self._staged.append((info, writer))
 
+    def add_staged(self, info: UploadInfo, staged: ObjectWriter) -> None:
+        """Add bytes that were stored and validated elsewhere (a finished tus upload) to the batch's commit."""
+        self._staged.append((info, staged))
+
     @property
     def staged_count(self) -> int:
         return len(self._staged)

@@ -6,6 +6,7 @@ Layout under ``UPLOAD_DIR``::
     objects/<key>/meta.json   size, sha256, created_at and the core's metadata
     .staging/<random>/        writes in progress; the writer holds an flock on its ``data`` file
     .trash/<random>/          deleted objects on their way out
+    .resumable/<id>/          tus uploads in progress (see ``local_resumable``)
 
 An object is one directory, so every change is one atomic ``rename``: a commit renames a fully written,
 fsynced staging directory into place; a delete renames it into ``.trash`` first; a move renames it across.
@@ -42,6 +43,16 @@ STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging fol
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
+# Disk work runs here rather than in asyncio's default pool (cores + 4 threads): many small uploads at once each
+# wait on fsync, and with a handful of threads they would queue behind each other.
+_IO_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="local-storage")
+
+
+def in_io_pool(function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """Run blocking disk work in the storage's thread pool."""
+    return asyncio.get_running_loop().run_in_executor(_IO_POOL, function, *args)
+
+
 def _storage_error(error: OSError) -> StorageError:
     if error.errno in _FULL:
         return StorageFull("no space left in UPLOAD_DIR")
@@ -61,30 +72,101 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, separators=(",", ":"))
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fdatasync(handle.fileno())
     os.replace(tmp, path)
 
 
-class LocalObjectWriter:
-    """Streams into ``.staging/<random>/data`` with sha256 computed on the way, one buffer behind the network.
+class BufferedFileWriter:
+    """Writes chunks to an open file one buffer behind the network, hashing what it writes.
 
-    Chunks are gathered into ~1 MiB buffers; each buffer is hashed and written in a worker thread while the
-    next one fills, so at most two buffers are held and the event loop never blocks on the disk.
+    Chunks are gathered into ~1 MiB buffers; each buffer is written and then hashed in a worker thread while
+    the next one fills, so at most two buffers are held and the event loop never blocks on the disk.
+    ``written`` counts only bytes the disk took, and the hashers saw exactly those bytes.
     """
+
+    def __init__(self, fd: int, hashers: list[Any], sink: Callable[[bytes], None] | None = None) -> None:
+        self.fd = fd
+        self.hashers = hashers
+        self.sink = sink or self.write_sync  # what runs in the worker thread (a subclass may wrap it)
+        self.written = 0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    def write_sync(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                count = os.write(self.fd, view)
+            except OSError as error:
+                raise _storage_error(error) from error
+            for hasher in self.hashers:
+                hasher.update(view[:count])
+            self.written += count
+            view = view[count:]
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        if self._buffer:
+            data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+            self._buffer, self._buffered = [], 0
+            self._pending = in_io_pool(self.sink, data)
+
+    async def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._buffer.append(bytes(chunk))
+        self._buffered += len(chunk)
+        if self._buffered >= WRITE_BUFFER:
+            await self._flush()
+
+    async def finish(self) -> None:
+        """Write out everything buffered."""
+        await self._flush()
+        await self._flush()
+
+    async def take_rest(self) -> bytes:
+        """Wait for the write in flight and hand over the buffered rest, for the caller's own thread trip."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        rest, self._buffer, self._buffered = b"".join(self._buffer), [], 0
+        return rest
+
+    async def settle(self, *, keep: bool = False) -> None:
+        """After an error or cancellation: wait for the write in flight, then write (``keep``) or drop the
+        buffered rest. Shielded, so a cancelled request still leaves the file in a known state."""
+        pending, self._pending = self._pending, None
+        rest = b"".join(self._buffer) if keep else b""
+        self._buffer, self._buffered = [], 0
+
+        async def drain() -> None:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            if rest:
+                with contextlib.suppress(Exception):
+                    await in_io_pool(self.sink, rest)
+
+        await asyncio.shield(drain())
+
+
+class LocalObjectWriter:
+    """Streams into ``.staging/<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``)."""
 
     def __init__(self, storage: LocalStorage) -> None:
         self._storage = storage
         self._dir = storage.staging / secrets.token_hex(16)
         self._fd: int | None = None
         self._hash = hashlib.sha256()
-        self._buffer: list[bytes] = []
-        self._buffered = 0
-        self._pending: asyncio.Future[None] | None = None
+        self._out: BufferedFileWriter | None = None
         self.size = 0
         self.committed = False
 
     async def __aenter__(self) -> LocalObjectWriter:
-        await self._storage.run(self._open)
+        await in_io_pool(self._open)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -98,70 +180,40 @@ class LocalObjectWriter:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except OSError as error:
             raise _storage_error(error) from error
+        self._out = BufferedFileWriter(self._fd, [self._hash], self._write_sync)
+
+    def _write_sync(self, data: bytes) -> None:
+        """Runs in a worker thread for each buffer (a test plugin slows it down to mimic a busy disk)."""
+        self._out.write_sync(data)  # type: ignore[union-attr]
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
-    def _write_sync(self, data: bytes) -> None:
-        self._hash.update(data)
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._fd, view)  # type: ignore[arg-type]
-            except OSError as error:
-                raise _storage_error(error) from error
-            view = view[written:]
-
-    async def _flush(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-        if self._buffer:
-            data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-            self._buffer, self._buffered = [], 0
-            self._pending = self._storage.submit(self._write_sync, data)
-
     async def write(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._buffer.append(bytes(chunk))
-        self._buffered += len(chunk)
         self.size += len(chunk)
-        if self._buffered >= WRITE_BUFFER:
-            await self._flush()
+        await self._out.write(chunk)  # type: ignore[union-attr]
 
     async def finish(self) -> None:
-        await self._flush()
-        await self._flush()
+        await self._out.finish()  # type: ignore[union-attr]
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-        tail, self._buffer, self._buffered = b"".join(self._buffer), [], 0
+        rest = await self._out.take_rest()  # type: ignore[union-attr]
         created = datetime.now(UTC)
-        await self._storage.run(self._commit_sync, key, tail, created, metadata)
+        await in_io_pool(self._commit_sync, key, rest, created, metadata)
         self.committed = True
         return StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
 
-    def _commit_sync(self, key: str, tail: bytes, created: datetime, metadata: dict[str, Any]) -> None:
-        """Last buffer, fsync, metadata, rename into place: one trip to a worker thread for a small file."""
-        target = self._storage.object_dir(key)
+    def _commit_sync(self, key: str, rest: bytes, created: datetime, metadata: dict[str, Any]) -> None:
+        """Last buffer, fdatasync, metadata, rename into place: one trip to a worker thread for a small file."""
         try:
-            if tail:
-                self._write_sync(tail)
+            if rest:
+                self._out.sink(rest)  # type: ignore[union-attr]
             record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
-            os.fsync(self._fd)  # type: ignore[arg-type]
+            os.fdatasync(self._fd)  # type: ignore[arg-type]
             _write_json(self._dir / "meta.json", record)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self._dir, target)
-            _fsync_dir(target.parent)
-        except OSError as error:
-            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise ObjectExists(key) from error
-            raise _storage_error(error) from error
+            self._storage.place(self._dir, key)
         finally:
             self._close()
 
@@ -172,13 +224,11 @@ class LocalObjectWriter:
 
     async def abort(self) -> None:
         """Drop everything written; safe to call twice, and shielded so a cancelled request still cleans up."""
-        pending, self._pending = self._pending, None
 
         async def discard() -> None:
-            if pending is not None:
-                with contextlib.suppress(BaseException):
-                    await pending
-            await self._storage.run(self._discard_sync)
+            if self._out is not None:
+                await self._out.settle()
+            await in_io_pool(self._discard_sync)
 
         await asyncio.shield(discard())
 
@@ -192,24 +242,31 @@ class LocalStorage:
 
     name = "local"
 
-    def __init__(self, root: Path, io_threads: int = 32) -> None:
-        # A pool of its own: small uploads wait on fsync, and asyncio's default pool has only cores + 4 threads.
-        self._executor = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="local-storage")
+    def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.objects = self.root / "objects"
         self.staging = self.root / ".staging"
         self.trash = self.root / ".trash"
         for folder in (self.objects, self.staging, self.trash):
             folder.mkdir(parents=True, exist_ok=True)
+        from .local_resumable import LocalResumableUploads  # imports this module's helpers, so not at the top
 
-    def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
-
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await self.submit(function, *args)
+        self.resumable = LocalResumableUploads(self)
 
     def object_dir(self, key: str) -> Path:
         return self.objects.joinpath(*check_key(key).split("/"))
+
+    def place(self, folder: Path, key: str) -> None:
+        """Rename a complete staging folder (``data`` + ``meta.json``) into place as ``key``: the atomic commit."""
+        target = self.object_dir(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(folder, target)
+            _fsync_dir(target.parent)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise ObjectExists(key) from error
+            raise _storage_error(error) from error
 
     def writer(self) -> LocalObjectWriter:
         return LocalObjectWriter(self)
@@ -229,7 +286,7 @@ class LocalStorage:
         )
 
     async def stat(self, key: str) -> StoredObject | None:
-        return await self.run(self._load, key)
+        return await in_io_pool(self._load, key)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         try:
@@ -259,7 +316,7 @@ class LocalStorage:
         return True
 
     async def delete(self, key: str) -> bool:
-        return await self.run(self._delete_sync, key)
+        return await in_io_pool(self._delete_sync, key)
 
     def _list_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
         base = self.objects.joinpath(*check_prefix(prefix)[:-1].split("/"))
@@ -292,7 +349,7 @@ class LocalStorage:
         return keys
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
-        return await self.run(self._list_sync, prefix, start_after, limit)
+        return await in_io_pool(self._list_sync, prefix, start_after, limit)
 
     def _move_sync(self, src: str, dst: str) -> None:
         target = self.object_dir(dst)
@@ -308,7 +365,7 @@ class LocalStorage:
         _fsync_dir(target.parent)
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
-        await self.run(self._move_sync, src, dst)
+        await in_io_pool(self._move_sync, src, dst)
         if metadata is not None:
             return await self.update_metadata(dst, metadata)
         stored = await self.stat(dst)
@@ -331,7 +388,7 @@ class LocalStorage:
         return StoredObject(key, stored.size, stored.sha256, stored.created_at, metadata)
 
     async def update_metadata(self, key: str, metadata: dict[str, Any]) -> StoredObject:
-        return await self.run(self._update_sync, key, metadata)
+        return await in_io_pool(self._update_sync, key, metadata)
 
     def _sweep_sync(self) -> int:
         removed = 0
@@ -361,7 +418,7 @@ class LocalStorage:
             os.close(fd)
 
     async def sweep_staging(self) -> int:
-        return await self.run(self._sweep_sync)
+        return await in_io_pool(self._sweep_sync)
 
     def _check_sync(self) -> None:
         probe = self.staging / f"ready-{secrets.token_hex(8)}"
@@ -371,7 +428,7 @@ class LocalStorage:
             probe.unlink(missing_ok=True)
 
     async def check_ready(self) -> None:
-        await self.run(self._check_sync)
+        await in_io_pool(self._check_sync)
 
 
 @hookimpl

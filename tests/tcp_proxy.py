@@ -1,0 +1,89 @@
+"""A small asyncio TCP proxy that breaks the first PATCH passing through it, for fault-injection tests.
+
+``mode="cut"`` resets both connections after ``after`` bytes of the PATCH request went upstream (the client
+sees a broken connection, the server a disconnect); ``mode="stall"`` stops forwarding there but keeps both
+connections open, like a network that silently dropped the client. Later connections pass untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+
+class BreakingProxy:
+    def __init__(self, upstream_port: int, *, after: int, mode: str = "cut") -> None:
+        self.upstream_port = upstream_port
+        self.after = after
+        self.mode = mode
+        self.broken = threading.Event()
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._stalled: list[asyncio.StreamWriter] = []
+
+    def __enter__(self) -> BreakingProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        for writer in self._stalled:
+            writer.transport.abort()
+        server.close()
+
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        back = asyncio.create_task(self._pump(up_reader, client_writer))
+        try:
+            await self._forward(client_reader, up_writer, client_writer)
+        finally:
+            if not self._stalled or up_writer not in self._stalled:
+                back.cancel()
+
+    async def _forward(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter,
+                       client: asyncio.StreamWriter) -> None:
+        counting = False
+        sent = 0
+        while data := await reader.read(65536):
+            if not self.broken.is_set() and not counting and data.startswith(b"PATCH "):
+                counting = True
+            if counting and not self.broken.is_set() and sent + len(data) >= self.after:
+                up.write(data[: self.after - sent])
+                await up.drain()
+                self.broken.set()
+                if self.mode == "cut":
+                    up.transport.abort()
+                    client.transport.abort()
+                else:
+                    self._stalled.extend([up, client])
+                return
+            sent += len(data) if counting else 0
+            up.write(data)
+            await up.drain()
+        up.close()
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()

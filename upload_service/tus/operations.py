@@ -1,0 +1,286 @@
+"""What tus requests do: create, append, finish into a file, concatenate, terminate, sweep.
+
+Finishing goes through the one upload pipeline (``UploadBatch``): commit, ``process_upload``,
+``upload_persisted``, metrics, the temporary area and its token, exactly as for every other path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from quart import Request
+
+from ..aio import complete
+from ..body import body_chunks, limited, too_large
+from ..errors import ObjectNotFound, Problem, UploadRejected
+from ..filenames import content_type_for, safe_filename
+from ..files import StoredFile, UploadInfo
+from ..identity import Identity
+from ..storage import OffsetMismatch, ResumableStorage
+from ..uploads import UploadBatch
+from .locking import Locker, UploadLock
+from .protocol import OFFSET_CONTENT_TYPE, UPLOAD_ID, ChunkChecksum, Concat, is_true, non_negative, parse_metadata
+from .state import TusUpload, expiry
+
+if TYPE_CHECKING:
+    from ..service import UploadService
+
+
+def _gone() -> Problem:
+    return Problem(404, "no such upload", reason="tus_not_found")
+
+
+def _conflict(offset: int) -> Problem:
+    return Problem(409, f"Upload-Offset does not match the upload's offset {offset}; send HEAD to resume",
+                   reason="tus_offset_mismatch", headers={"Upload-Offset": str(offset)})
+
+
+def check_id(upload_id: str) -> str:
+    """Only ids we could have made reach storage or the locker; anything else is simply not found."""
+    if not UPLOAD_ID.fullmatch(upload_id):
+        raise _gone()
+    return upload_id
+
+
+class TusUploads:
+    """The tus uploads of one service, kept in ``store`` and serialised by ``locker``."""
+
+    def __init__(self, service: UploadService, store: ResumableStorage, locker: Locker) -> None:
+        self.service = service
+        self.store = store
+        self.locker = locker
+
+    @property
+    def max_size(self) -> int:
+        return self.service.settings.max_upload_size
+
+    @property
+    def ttl(self) -> float:
+        return self.service.settings.tus_upload_ttl
+
+    # -- finding --------------------------------------------------------------------------------------
+
+    async def find(self, identity: Identity, upload_id: str) -> TusUpload:
+        """The caller's upload: 404 if unknown or someone else's, 410 once expired (until the sweep)."""
+        stored = await self.store.get(check_id(upload_id))
+        if stored is None or stored.info.get("owner") != identity.id:
+            raise _gone()
+        upload = TusUpload(stored)
+        if upload.expired():
+            raise Problem(410, "this upload has expired", reason="tus_expired")
+        return upload
+
+    # -- creating -------------------------------------------------------------------------------------
+
+    def _length(self, request: Request, concat: Concat | None) -> int | None:
+        length = non_negative(request.headers, "Upload-Length")
+        deferred = request.headers.get("Upload-Defer-Length")
+        if deferred is not None and deferred != "1":
+            raise Problem(400, "Upload-Defer-Length must be 1", reason="tus_bad_header")
+        if concat is None or concat.kind == "partial":
+            if (length is None) == (deferred is None):
+                raise Problem(400, "send exactly one of Upload-Length and Upload-Defer-Length: 1",
+                              reason="tus_bad_header")
+        if length is not None and length > self.max_size:
+            raise too_large(self.max_size)
+        return length
+
+    def _describe(self, request: Request, length: int | None) -> tuple[dict[str, str], UploadInfo]:
+        metadata = parse_metadata(request.headers.get("Upload-Metadata"))
+        name = safe_filename(metadata.get("filename") or metadata.get("name") or "upload")
+        content_type = content_type_for(metadata.get("filetype") or metadata.get("type"), name)
+        return metadata, UploadInfo(name, content_type, length, is_true(metadata.get("temporary")))
+
+    async def create(self, identity: Identity, request: Request) -> tuple[TusUpload, StoredFile | None, bool]:
+        """POST: a new upload (maybe with its first chunk, maybe a final concatenation).
+
+        Returns the upload, the file it became if it is already complete, and whether a body was taken.
+        """
+        concat = Concat.parse(request.headers.get("Upload-Concat"))
+        length = self._length(request, concat)
+        _, info = self._describe(request, length)
+        if concat is not None and concat.kind == "final":
+            upload, file = await self._concatenate(identity, request, concat, info)
+            return upload, file, False
+        if concat is None:
+            await self.service.validate(info, identity)
+        record = TusUpload.new_info(identity.id, length, request.headers.get("Upload-Metadata"), info.filename,
+                                    info.content_type, info.temporary, concat.kind if concat else None, [], self.ttl)
+        with_body = (request.mimetype or "").lower() == OFFSET_CONTENT_TYPE
+        if with_body:
+            self._check_room(request, length if length is not None else self.max_size)
+        upload = TusUpload(await self.store.create(secrets.token_urlsafe(18), record))
+        if not with_body:
+            return upload, await self._finish_if_complete(identity, upload), False
+        try:
+            async with self.locker.hold(upload.id) as lock:
+                upload = await self._receive(identity, request, upload, lock)
+        except BaseException:  # the client never learnt the upload's URL: it will start over
+            await asyncio.shield(self.store.delete(upload.id))
+            raise
+        return upload, await self._finish_if_complete(identity, upload), True
+
+    async def _concatenate(self, identity: Identity, request: Request, concat: Concat,
+                           info: UploadInfo) -> tuple[TusUpload, StoredFile]:
+        """A final upload: the partials, in order, streamed through the pipeline into one file."""
+        parts = [await self.find(identity, part) for part in concat.parts]
+        for part in parts:
+            if not part.is_partial or not part.complete:
+                raise Problem(400, f"upload {part.id} is not a finished partial upload", reason="tus_bad_concat")
+        length = sum(part.offset for part in parts)
+        if length > self.max_size:
+            raise too_large(self.max_size)
+        info = UploadInfo(info.filename, info.content_type, length, info.temporary)
+
+        async def joined() -> AsyncIterator[bytes]:
+            for part in parts:
+                async for chunk in self.store.read(part.id):
+                    yield chunk
+
+        async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus") as batch:
+            await batch.add(info, joined())
+            (file,) = await batch.commit()
+        record = TusUpload.new_info(identity.id, length, request.headers.get("Upload-Metadata"), info.filename,
+                                    info.content_type, info.temporary, "final", concat.parts, self.ttl)
+        record["file_id"] = file.id
+        return TusUpload(await self.store.create(secrets.token_urlsafe(18), record)), file
+
+    # -- appending ------------------------------------------------------------------------------------
+
+    async def append(self, identity: Identity, upload_id: str, request: Request) -> tuple[TusUpload, StoredFile | None]:
+        """PATCH: check, then stream the body at the offset; finish the upload if it is now complete."""
+        if (request.mimetype or "").lower() != OFFSET_CONTENT_TYPE:
+            raise Problem(415, f"PATCH bodies must be {OFFSET_CONTENT_TYPE}", reason="tus_content_type")
+        offset = non_negative(request.headers, "Upload-Offset")
+        if offset is None:
+            raise Problem(400, "Upload-Offset is required", reason="tus_bad_header")
+        ChunkChecksum.from_headers(request.headers)  # a malformed checksum is refused before the lock
+        check_id(upload_id)
+        async with self.locker.hold(upload_id) as lock:
+            upload = await self.find(identity, upload_id)
+            if upload.is_final:
+                raise Problem(403, "a final upload cannot be patched", reason="tus_final")
+            if offset != upload.offset:
+                raise _conflict(upload.offset)
+            upload = await self._set_length(identity, upload, request)
+            upload = await self._receive(identity, request, upload, lock)
+            return upload, await self._finish_if_complete(identity, upload)
+
+    async def _set_length(self, identity: Identity, upload: TusUpload, request: Request) -> TusUpload:
+        """creation-defer-length: the length may be given by a PATCH, once; plugins then see the size."""
+        length = non_negative(request.headers, "Upload-Length")
+        if length is None or length == upload.length:
+            return upload
+        if upload.length is not None:
+            raise Problem(400, "Upload-Length cannot change once set", reason="tus_bad_header")
+        if length > self.max_size:
+            raise too_large(self.max_size)
+        if length < upload.offset:
+            raise Problem(400, "Upload-Length is smaller than what was already received", reason="tus_bad_header")
+        if not upload.is_partial:
+            try:
+                await self.service.validate(self._info(upload, length), identity)
+            except UploadRejected:
+                await self.store.delete(upload.id)
+                raise
+        return TusUpload(await self.store.set_info(upload.id, upload.with_info(length=length)))
+
+    async def _receive(self, identity: Identity, request: Request, upload: TusUpload, lock: UploadLock) -> TusUpload:
+        """Stream the body into the upload; stop early (keeping what arrived) if another request takes over."""
+        checksum = ChunkChecksum.from_headers(request.headers)
+        room = (upload.length if upload.length is not None else self.max_size) - upload.offset
+        self._check_room(request, room)
+        if upload.file_id:
+            return upload
+        chunks = limited(body_chunks(request, self.service.settings.upload_idle_timeout), room)
+        if checksum is not None:
+            chunks = checksum.wrap(chunks)
+        if upload.due_for_refresh(self.ttl):
+            upload = TusUpload(await self.store.set_info(upload.id, upload.with_info(expires_at=expiry(self.ttl))))
+        with self.service.metrics.active_upload("tus"):
+            stored = await self._append_unless_released(upload, chunks, checksum, lock)
+        return TusUpload(stored)
+
+    @staticmethod
+    def _check_room(request: Request, room: int) -> None:
+        if request.content_length is not None and request.content_length > room:
+            raise Problem(413, f"the body is larger than the {room} bytes left in this upload", reason="too_large")
+
+    async def _append_unless_released(self, upload: TusUpload, chunks: AsyncIterator[bytes],
+                                      checksum: ChunkChecksum | None, lock: UploadLock) -> Any:
+        verify = checksum.verify if checksum is not None else None
+        writing = asyncio.ensure_future(self.store.append(upload.id, upload.offset, chunks, verify))
+        released = asyncio.ensure_future(lock.release_requested.wait())
+        try:
+            await asyncio.wait({writing, released}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            released.cancel()
+            if not writing.done():
+                writing.cancel()  # the storage records what arrived; wait for that before the lock goes
+                with contextlib.suppress(asyncio.CancelledError):
+                    await complete(asyncio.wait({writing}))
+        if writing.cancelled():
+            raise Problem(400, "another request for this upload took over; this one stopped",
+                          reason="tus_interrupted")
+        try:
+            return writing.result()
+        except OffsetMismatch:
+            current = await self.store.get(upload.id)
+            raise _conflict(current.offset if current else 0) from None
+
+    # -- finishing ------------------------------------------------------------------------------------
+
+    async def _finish_if_complete(self, identity: Identity, upload: TusUpload) -> StoredFile | None:
+        if not upload.complete or upload.is_partial:
+            return None
+        if upload.file_id:
+            return None
+        return await self._finish(identity, upload)
+
+    async def _finish(self, identity: Identity, upload: TusUpload) -> StoredFile:
+        """The complete upload becomes a file through the pipeline; a rejected one leaves nothing behind."""
+        info = self._info(upload, upload.length)
+        try:
+            staged = await self.store.stage(upload.id)
+            await staged.finish()
+            async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus") as batch:
+                batch.add_staged(info, staged)
+                (file,) = await batch.commit()
+        except UploadRejected:
+            await self.store.delete(upload.id)
+            raise
+        await self.store.set_info(upload.id, upload.with_info(file_id=file.id, expires_at=expiry(self.ttl)))
+        return file
+
+    @staticmethod
+    def _info(upload: TusUpload, length: int | None) -> UploadInfo:
+        return UploadInfo(upload.info["filename"], upload.info["content_type"], length, upload.info["temporary"])
+
+    # -- terminating and sweeping ---------------------------------------------------------------------
+
+    async def terminate(self, identity: Identity, upload_id: str) -> None:
+        """DELETE: the upload and its bytes go (a file it already became stays: delete that via /api/files)."""
+        check_id(upload_id)
+        async with self.locker.hold(upload_id) as lock:
+            stored = await self.store.get(upload_id)
+            if stored is None or stored.info.get("owner") != identity.id:
+                raise _gone()
+            await self.store.delete(upload_id)
+            lock.forget()
+
+    async def sweep(self) -> int:
+        """Remove expired uploads that nobody is working on right now."""
+        removed = 0
+        for stored in await self.store.list():
+            if not TusUpload(stored).expired():
+                continue
+            with contextlib.suppress(Problem, ObjectNotFound):
+                async with self.locker.hold(stored.id, take_over=False) as lock:
+                    if await self.store.delete(stored.id):
+                        removed += 1
+                    lock.forget()
+        return removed

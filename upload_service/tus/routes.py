@@ -1,0 +1,118 @@
+"""The HTTP side of tus: which method does what, and the headers each answer carries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, Response, request
+
+from ..auth import require_identity
+from ..errors import Problem
+from ..files import StoredFile
+from ..identity import Identity
+from .operations import TusUploads, check_id
+from .protocol import CHECKSUMS, EXPOSED_HEADERS, EXTENSIONS, TUS_VERSION, check_version, http_date
+from .state import TusUpload
+
+if TYPE_CHECKING:
+    from ..service import UploadService
+
+
+def _empty(status: int, headers: dict[str, str]) -> Response:
+    response = Response(b"", status=status, headers=headers)
+    del response.headers["Content-Type"]  # tus answers carry no body
+    return response
+
+
+def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploads) -> None:
+    """Add ``/api/tus/`` (OPTIONS, POST) and ``/api/tus/<id>`` (OPTIONS, HEAD, PATCH, DELETE) to ``bp``."""
+
+    def upload_headers(identity: Identity, upload: TusUpload, file: StoredFile | None = None) -> dict[str, str]:
+        headers = {"Upload-Offset": str(upload.offset)}
+        file_id = file.id if file is not None else upload.file_id
+        if not file_id:
+            headers["Upload-Expires"] = http_date(upload.expires_at)
+        else:
+            headers["Upload-File-Id"] = file_id
+            if upload.info["temporary"]:
+                headers["Upload-Token"] = service.tokens.issue(file_id, identity.owner_key)
+        return headers
+
+    async def identify() -> Identity:
+        check_version(request.headers)
+        return await require_identity(service, request)
+
+    @bp.route("/api/tus/", methods=["OPTIONS"], endpoint="tus_options", provide_automatic_options=False)
+    @bp.route("/api/tus/<upload_id>", methods=["OPTIONS"], endpoint="tus_upload_options",
+              provide_automatic_options=False)
+    async def options(upload_id: str | None = None) -> Response:
+        """Discovery: version, extensions, size limit, checksums (open to anyone, like any OPTIONS)."""
+        return _empty(204, {"Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
+                            "Tus-Max-Size": str(service.settings.max_upload_size),
+                            "Tus-Checksum-Algorithm": ",".join(CHECKSUMS)})
+
+    @bp.route("/api/tus/", methods=["POST"], endpoint="tus_create")
+    async def create() -> Response:
+        """creation (+ with-upload, defer-length, concatenation)."""
+        identity = await identify()
+        upload, file, took_body = await uploads.create(identity, request)
+        headers = upload_headers(identity, upload, file)
+        if not took_body and not upload.is_final:
+            headers.pop("Upload-Offset")
+        headers["Location"] = service.url("tus_upload", upload_id=upload.id)
+        return _empty(201, headers)
+
+    @bp.route("/api/tus/<upload_id>", methods=["HEAD"], endpoint="tus_upload")
+    async def head(upload_id: str) -> Response:
+        """Where to resume. Taking the lock asks a stale PATCH to let go first, so the offset is final."""
+        identity = await identify()
+        async with uploads.locker.hold(check_id(upload_id)):
+            upload = await uploads.find(identity, upload_id)
+        headers = upload_headers(identity, upload)
+        headers["Cache-Control"] = "no-store"
+        if upload.length is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(upload.length)
+        if upload.info.get("metadata"):
+            headers["Upload-Metadata"] = upload.info["metadata"]
+        if upload.is_partial:
+            headers["Upload-Concat"] = "partial"
+        elif upload.is_final:
+            urls = " ".join(service.url("tus_upload", upload_id=part) for part in upload.info["parts"])
+            headers["Upload-Concat"] = f"final;{urls}"
+        return _empty(200, headers)
+
+    @bp.route("/api/tus/<upload_id>", methods=["PATCH"], endpoint="tus_patch")
+    async def patch(upload_id: str) -> Response:
+        """core: append a chunk at Upload-Offset (checksum: verified before it counts)."""
+        identity = await identify()
+        upload, file = await uploads.append(identity, upload_id, request)
+        return _empty(204, upload_headers(identity, upload, file))
+
+    @bp.route("/api/tus/<upload_id>", methods=["DELETE"], endpoint="tus_delete")
+    async def delete(upload_id: str) -> Response:
+        """termination."""
+        identity = await identify()
+        await uploads.terminate(identity, upload_id)
+        return _empty(204, {})
+
+    @bp.route("/api/tus/<upload_id>", methods=["POST"], endpoint="tus_override")
+    async def override(upload_id: str) -> Response:
+        """``X-HTTP-Method-Override: PATCH|DELETE`` for clients that can only send POST."""
+        method = request.headers.get("X-HTTP-Method-Override", "").upper()
+        if method == "PATCH":
+            return await patch(upload_id)
+        if method == "DELETE":
+            return await delete(upload_id)
+        raise Problem(405, "POST an upload URL only with X-HTTP-Method-Override: PATCH or DELETE",
+                      reason="method_not_allowed")
+
+    @bp.after_request
+    async def tus_headers(response: Response) -> Response:
+        """Every tus answer, errors included, says its protocol version and lets browsers read its headers."""
+        if (request.endpoint or "").startswith(f"{service.name}.tus_"):
+            response.headers.setdefault("Tus-Resumable", TUS_VERSION)
+            response.headers.setdefault("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+        return response
+
