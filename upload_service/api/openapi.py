@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from ..service import UploadService
 
 OPENAPI_VERSION = "3.1.0"
-SKIPPED_METHODS = frozenset({"HEAD", "OPTIONS"})
 _PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 BINARY = {"type": "string", "format": "binary"}
 
@@ -101,12 +100,13 @@ def _problem(description: str, refs: _Schemas) -> dict[str, Any]:
     return {"description": description, "content": {"application/problem+json": {"schema": refs.ref(schemas.Problem)}}}
 
 
-def _operation(service: UploadService, endpoint: str, view: Callable[..., Any], method: str,
+def _operation(service: UploadService, endpoint: str, operation_id: str, view: Callable[..., Any], method: str,
                params: list[str], names: list[str], refs: _Schemas) -> dict[str, Any]:
     doc: RouteDoc | None = getattr(view, "openapi", None)
     text = inspect.getdoc(view) or endpoint.replace("_", " ")
     summary, _, description = text.partition("\n")
-    operation: dict[str, Any] = {"operationId": endpoint, "summary": summary.strip(), "tags": [service.name]}
+    operation: dict[str, Any] = {"operationId": operation_id, "x-endpoint": endpoint, "summary": summary.strip(),
+                                 "tags": [service.name]}
     if description.strip():
         operation["description"] = description.strip()
     described = doc.path if doc else {}
@@ -159,8 +159,18 @@ def _service_rules(service: UploadService) -> list[tuple[str, Callable[..., Any]
         view = app.view_functions[rule.endpoint]
         if blueprint == service.name and _documents(rule.rule, view, f"{service.url_prefix}/api/"):
             path, params = openapi_path(rule.rule)
-            found.append((endpoint, view, path, params, sorted(set(rule.methods or ()) - SKIPPED_METHODS)))
+            found.append((endpoint, view, path, params, _declared_methods(rule.methods or set())))
     return found
+
+
+def _declared_methods(methods: set[str]) -> list[str]:
+    """A rule's methods without those werkzeug adds (HEAD beside GET, OPTIONS beside anything)."""
+    declared = set(methods)
+    if "GET" in declared:
+        declared.discard("HEAD")
+    if declared - {"OPTIONS"}:
+        declared.discard("OPTIONS")
+    return sorted(declared)
 
 
 def _shape(path: str) -> str:
@@ -187,8 +197,8 @@ def build_document(service: UploadService) -> dict[str, Any]:
         key = _shape(path).format(*("{" + name + "}" for name in names))
         for method in methods:
             operation_id = endpoint if len(methods) == 1 else f"{endpoint}_{method.lower()}"
-            paths.setdefault(key, {})[method.lower()] = _operation(service, operation_id, view, method, params,
-                                                                   names, refs)
+            paths.setdefault(key, {})[method.lower()] = _operation(service, endpoint, operation_id, view, method,
+                                                                   params, names, refs)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": f"upload-service ({service.name})", "version": _version(),
