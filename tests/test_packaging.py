@@ -14,18 +14,23 @@ import pytest
 
 from .servers import ROOT, free_port, wait_until_up
 
-UV = [sys.executable, "-m", "uv"] if shutil.which("uv") is None else ["uv"]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([*UV, "build", "--wheel", "--out-dir", str(out)], cwd=ROOT, check=True, capture_output=True)
-    (built,) = out.glob("upload_service-*.whl")
-    return built
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(venv, wheel) from scripts/install-wheel, the very script the Dockerfile's build stage runs."""
+    where = tmp_path_factory.mktemp("installed")
+    env = {**os.environ}
+    if shutil.which("uv") is None:
+        env["UV"] = f"{sys.executable} -m uv"
+    subprocess.run([str(ROOT / "scripts" / "install-wheel"), str(where / "venv"), str(where / "dist")],
+                   check=True, capture_output=True, env=env)
+    (built,) = (where / "dist").glob("upload_service-*.whl")
+    return where / "venv", built
 
 
-def test_the_wheel_holds_templates_assets_and_entry_points(wheel: Path) -> None:
+def test_the_wheel_holds_templates_assets_and_entry_points(installed: tuple[Path, Path]) -> None:
+    wheel = installed[1]
     names = set(zipfile.ZipFile(wheel).namelist())
     source_templates = {f"upload_service/templates/{path.relative_to(ROOT / 'templates')}"
                         for path in (ROOT / "templates").rglob("*.html")}
@@ -40,12 +45,8 @@ def test_the_wheel_holds_templates_assets_and_entry_points(wheel: Path) -> None:
     assert not any(name.startswith(("tests/", "examples/")) for name in names)
 
 
-def test_the_wheel_runs_from_a_clean_venv(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([*UV, "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True)
-    python = venv / "bin" / "python"
-    subprocess.run([*UV, "pip", "install", "--python", str(python), str(wheel)], check=True, capture_output=True,
-                   cwd=tmp_path)
+def test_the_wheel_runs_from_a_clean_venv(installed: tuple[Path, Path], tmp_path: Path) -> None:
+    venv = installed[0]
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "VIRTUAL_ENV", "SECRET_KEY", "API_TOKENS", "UPLOAD_DIR")}
     port = free_port()
