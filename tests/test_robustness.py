@@ -38,6 +38,7 @@ def _wait_for(condition, timeout: float = 10.0) -> bool:
     return condition()
 
 
+@pytest.mark.local_storage
 def test_idle_client_is_cut_off_and_its_partial_upload_removed(make_server):
     server = make_server(upload_idle_timeout="1s")
     sock = _connect(server)
@@ -53,6 +54,7 @@ def test_idle_client_is_cut_off_and_its_partial_upload_removed(make_server):
     assert stored_files(server.upload_dir) == []
 
 
+@pytest.mark.local_storage
 def test_client_that_disconnects_mid_upload_leaves_nothing(make_server):
     server = make_server()
     sock = _connect(server)
@@ -64,6 +66,7 @@ def test_client_that_disconnects_mid_upload_leaves_nothing(make_server):
     assert server.client().get("/api/files").json()["files"] == []
 
 
+@pytest.mark.local_storage
 def test_kill_9_mid_upload_leaves_no_visible_file_and_cleanup_sweeps_staging(make_server, tmp_path):
     server = make_server()
     sock = _connect(server)
@@ -83,6 +86,7 @@ def test_kill_9_mid_upload_leaves_no_visible_file_and_cleanup_sweeps_staging(mak
         restarted.stop()
 
 
+@pytest.mark.local_storage
 def test_cleanup_command_sweeps_once(make_server):
     server = make_server()
     leftover = server.upload_dir / ".staging" / "deadbeef"
@@ -161,7 +165,7 @@ def test_client_digests_are_verified(make_server, header):
     client = server.client()
     wrong = client.put("/api/files/d.bin", content=data + b"!", headers={header: good})
     assert wrong.status_code == 400 and "does not match" in wrong.json()["detail"]
-    assert stored_files(server.upload_dir) == [] and staging_entries(server.upload_dir) == []
+    assert stored_files(server) == [] and staging_entries(server) == []
     assert client.put("/api/files/d.bin", content=data, headers={header: good}).status_code == 201
 
 
@@ -176,6 +180,7 @@ def small_filesystem(tmp_path) -> Path:
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.local_storage
 def test_full_disk_is_507_and_the_service_keeps_serving(make_server, small_filesystem):
     server = make_server(upload_dir=str(small_filesystem / "uploads"))
     client = server.client()
