@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .github_double import GitHubDouble
 from .s3 import S3Server
 from .servers import Server, start_server
 
@@ -81,6 +82,14 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     running.stop()
 
 
+@pytest.fixture
+def github_double() -> Iterator[GitHubDouble]:
+    """A GitHub double on 127.0.0.1 (``make_server(**github_double.settings())`` points a server at it)."""
+    double = GitHubDouble().start()
+    yield double
+    double.stop()
+
+
 def stored_files(server: Server | Path, area: str = "") -> list:
     """Every committed object (``area``: ``files/`` or ``temp/`` for one kind), on disk or in the bucket."""
     if isinstance(server, Server) and server.bucket is not None:
@@ -95,3 +104,6 @@ def staging_entries(server: Server | Path) -> list:
         return server.bucket.leftovers()
     upload_dir = server.upload_dir if isinstance(server, Server) else server
     return sorted((upload_dir / ".staging").iterdir())
+
+
+from .browser import browser, contexts  # noqa: E402,F401  (Chromium fixtures for tests/test_ui_*.py)

@@ -11,6 +11,7 @@ from .errors import Problem
 from .logs import configure_logging
 from .responses import problem_response
 from .service import UploadService
+from .session_cookie import SchemeAwareSessionInterface
 from .settings import Settings
 
 
@@ -18,13 +19,14 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> Quar
     """Build the app from ``settings`` (default: environment and ``.env``)."""
     settings = settings if settings is not None else Settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = Quart(__name__)
+    app = Quart(__name__, static_folder=None)  # static files belong to the service's blueprint
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="upload_service_session",
         MAX_CONTENT_LENGTH=1024 * 1024,  # plain form posts only; uploads stream past Quart's body buffer
     )
+    app.session_interface = SchemeAwareSessionInterface()
     UploadService(app, settings=settings, **service_options)
 
     @app.errorhandler(HTTPException)

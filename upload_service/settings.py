@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     github_client_secret: SecretStr | None = None
     github_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
+    github_token_cache_ttl: Duration = 60.0
     allowed_users: str = ""
     allowed_orgs: str = ""
     api_tokens: SecretStr = SecretStr("")

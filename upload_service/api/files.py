@@ -145,9 +145,14 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @documented(path=FILE_ID, errors={404: "no such file, or not the caller's"}, replies={204: Reply("deleted")})
     async def delete_file(file_id: str) -> Any:
         """Delete one of the caller's files."""
-        identity = await require_identity(service, request)
-        file = await _own_file(service, identity, file_id)
-        if not await service.files.delete(file):
-            raise Problem(404, "no such file", reason="not_found")
-        await notify(service.hook.file_deleted, file=file, service=service)
+        await delete_own_file(service, await require_identity(service, request), file_id)
         return Response(b"", 204)
+
+
+async def delete_own_file(service: UploadService, identity: Identity, file_id: str) -> StoredFile:
+    """Delete one of the caller's files and notify plugins (404 when unknown or someone else's)."""
+    file = await _own_file(service, identity, file_id)
+    if not await service.files.delete(file):
+        raise Problem(404, "no such file", reason="not_found")
+    await notify(service.hook.file_deleted, file=file, service=service)
+    return file

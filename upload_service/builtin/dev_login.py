@@ -23,6 +23,8 @@ DEV_IDENTITY = Identity(id="dev:local", name="local developer", provider="dev", 
 class DevSignIn:
     name = "dev"
     title = "Sign in as the local developer"
+    login_method = "post"  # the sign-in page posts a form with the CSRF token (other providers get a link)
+    login_origins = ()  # the form post lands back on this service (the page's CSP form-action stays 'self')
 
     def __init__(self, service) -> None:
         self.service_name = service.name
