@@ -43,8 +43,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     running.stop()
 
 
-def _starter(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             backend: str) -> Callable[..., Server]:
+def server_starter(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   backend: str) -> Callable[..., Server]:
+    """``start(**settings)``: a server on ``backend`` (with a fresh bucket on the test S3 server for ``s3``)."""
+
     def start(**settings: str) -> Server:
         bucket = request.getfixturevalue("s3_server").bucket() if backend == "s3" else None
         if bucket is not None:
@@ -61,7 +63,7 @@ def make_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
                 storage_backend: str) -> Iterator[Callable[..., Server]]:
     """Start servers with given settings (``make_server(max_upload_size="1MiB")``); all stop after the test."""
     started: list[Server] = []
-    start = _starter(request, tmp_path_factory, storage_backend)
+    start = server_starter(request, tmp_path_factory, storage_backend)
 
     def make(**settings: str) -> Server:
         server = start(**settings)
@@ -77,7 +79,7 @@ def make_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            storage_backend: str) -> Iterator[Server]:
     """One server shared by a test module (tests use their own files, never assume an empty store)."""
-    running = _starter(request, tmp_path_factory, storage_backend)()
+    running = server_starter(request, tmp_path_factory, storage_backend)()
     yield running
     running.stop()
 
@@ -104,6 +106,13 @@ def staging_entries(server: Server | Path) -> list:
         return server.bucket.leftovers()
     upload_dir = server.upload_dir if isinstance(server, Server) else server
     return sorted((upload_dir / ".staging").iterdir())
+
+
+def resumable_entries(server: Server) -> list:
+    """tus uploads in progress: folders under ``.resumable`` on disk, objects under ``resumable/`` on S3."""
+    if server.bucket is not None:
+        return sorted(server.bucket.keys("resumable/"))
+    return sorted((server.upload_dir / ".resumable").iterdir())
 
 
 from .browser import browser, contexts  # noqa: E402,F401  (Chromium fixtures for tests/test_ui_*.py)

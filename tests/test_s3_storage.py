@@ -13,6 +13,7 @@ import hashlib
 import pytest
 
 from upload_service.errors import ObjectExists, ObjectNotFound
+from upload_service.storage import OffsetMismatch
 from upload_service_s3.settings import S3Settings
 from upload_service_s3.storage import S3Storage
 from upload_service_s3.writer import FIRST_PART_SIZE, part_size
@@ -176,3 +177,78 @@ async def test_sweep_leaves_live_writers_alone(store):
         stored = await writer.commit("files/o/live", {})
     assert stored.size == 9 * MiB and await storage.stat("files/o/live") is not None
     assert bucket.leftovers() == []
+
+
+# -- tus uploads in progress ------------------------------------------------------------------------------
+
+
+async def _chunks(*parts: bytes, then: BaseException | None = None):
+    for part in parts:
+        yield part
+    if then is not None:
+        raise then
+
+
+async def test_resumable_upload_across_part_boundaries_in_uneven_chunks(store):
+    storage, bucket = store
+    uploads = storage.resumable
+    data = hashlib.sha256(b"tus").digest() * (19 * MiB // 32) + b"end"
+    await uploads.create("up-one", {"owner": "o"})
+    offset = 0
+    for size in (3 * MiB, 6 * MiB, 1, 9 * MiB + 5):  # tails of every length, parts cut across appends
+        offset = (await uploads.append("up-one", offset, _chunks(data[offset:offset + size]))).offset
+    offset = (await uploads.append("up-one", offset, _chunks(data[offset:]))).offset
+    assert offset == len(data)
+    assert len(bucket.multipart_uploads()) == 1
+    assert await storage.sweep_staging() == 0  # a tus upload's multipart upload is not an orphan
+    staged = await uploads.stage("up-one")
+    await staged.finish()
+    assert staged.sha256 == hashlib.sha256(data).hexdigest()
+    await staged.commit("files/o/tus", {"via": "tus"})
+    assert await _read(storage, "files/o/tus") == data
+    assert (await uploads.get("up-one")).committed == "files/o/tus"
+    assert await uploads.delete("up-one")  # the upload goes, the file it became stays
+    assert await _read(storage, "files/o/tus") == data
+    assert bucket.leftovers() == [] and bucket.keys("resumable/") == []
+
+
+async def test_resumable_cut_append_keeps_what_arrived_and_a_failed_check_keeps_nothing(store):
+    storage, _ = store
+    uploads = storage.resumable
+    await uploads.create("up-two", {})
+    with pytest.raises(ConnectionError):
+        await uploads.append("up-two", 0, _chunks(b"12345", then=ConnectionError()))
+    assert (await uploads.get("up-two")).offset == 5
+
+    def refuse() -> None:
+        raise ValueError("checksum")
+
+    with pytest.raises(ValueError):
+        await uploads.append("up-two", 5, _chunks(b"678"), verify=refuse)
+    assert (await uploads.get("up-two")).offset == 5
+    with pytest.raises(OffsetMismatch):
+        await uploads.append("up-two", 4, _chunks(b"x"))
+    await uploads.append("up-two", 5, _chunks(b"ABC"), verify=lambda: None)
+    staged = await uploads.stage("up-two")
+    await staged.finish()
+    assert staged.sha256 == hashlib.sha256(b"12345ABC").hexdigest()
+
+
+async def test_another_instance_rehashes_and_deleting_an_unfinished_upload_aborts_its_parts(store, s3_server):
+    storage, bucket = store
+    await storage.resumable.create("up-three", {})
+    await storage.resumable.append("up-three", 0, _chunks(b"a" * (9 * MiB)))
+    other = S3Storage(storage.settings)
+    await other.open()
+    try:
+        await other.resumable.append("up-three", 9 * MiB, _chunks(b"b" * 1000))
+        staged = await other.resumable.stage("up-three")
+        await staged.finish()
+        assert staged.sha256 == hashlib.sha256(b"a" * (9 * MiB) + b"b" * 1000).hexdigest()
+        await storage.resumable.create("up-four", {})
+        await storage.resumable.append("up-four", 0, _chunks(b"c" * (9 * MiB)))
+        assert [upload.id for upload in await other.resumable.list()] == ["up-four", "up-three"]
+        assert await other.resumable.delete("up-four") and await other.resumable.delete("up-three")
+    finally:
+        await other.close()
+    assert bucket.multipart_uploads() == [] and bucket.keys() == []

@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from .conftest import stored_files
-from .servers import Server, start_server
+from .conftest import resumable_entries, server_starter, stored_files
+from .servers import Server
 from .tus import OCTETS, TUS, checksum, create, metadata, offset_of, patch
 
 MAX = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def tus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("tus"), max_upload_size=str(MAX))
+def tus_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               storage_backend: str) -> Iterator[Server]:
+    running = server_starter(request, tmp_path_factory, storage_backend)(max_upload_size=str(MAX))
     yield running
     running.stop()
 
@@ -232,16 +233,16 @@ def test_someone_elses_partial_cannot_be_concatenated(tus_server: Server) -> Non
 
 
 def test_refused_creation_stores_nothing(tus_server: Server) -> None:
-    before = stored_files(tus_server.upload_dir)
-    resumable = sorted((tus_server.upload_dir / ".resumable").iterdir())
+    before = stored_files(tus_server)
+    resumable = resumable_entries(tus_server)
     client = tus_server.client()
     response = client.post("/api/tus/", headers={**OCTETS, "Upload-Length": "3"}, content=b"too long")
     assert response.status_code == 413
     response = client.post("/api/tus/", headers={**OCTETS, "Upload-Length": "4",
                                                  "Upload-Checksum": checksum("sha256", b"nope")}, content=b"four")
     assert response.status_code == 460
-    assert stored_files(tus_server.upload_dir) == before
-    assert sorted((tus_server.upload_dir / ".resumable").iterdir()) == resumable
+    assert stored_files(tus_server) == before
+    assert resumable_entries(tus_server) == resumable
 
 
 def test_expired_upload_answers_410_and_the_sweep_removes_it(make_server) -> None:
@@ -262,7 +263,7 @@ def test_expired_upload_answers_410_and_the_sweep_removes_it(make_server) -> Non
     assert swept.returncode == 0, swept.stderr
     assert '"removed": 1' in swept.stdout
     assert client.head(url, headers=TUS).status_code == 404
-    assert list((server.upload_dir / ".resumable").iterdir()) == []
+    assert resumable_entries(server) == []
 
 
 def test_unfinished_upload_is_kept_before_it_expires(tus_server: Server) -> None:

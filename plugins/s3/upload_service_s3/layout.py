@@ -5,6 +5,7 @@
     blobs/<random>     the bytes of one object, written (PutObject or multipart upload) before its record
     journal/<random>   one entry per blob that an operation is changing right now: the blob's lock and the
                        note a sweep needs to finish or undo the operation if its process died
+    resumable/<id>/    tus uploads in progress (see ``resumable.py``)
     ready/<random>     write probes of ``check_ready``
 
 Keys of the core are ``[A-Za-z0-9_-]`` segments joined by ``/``, so ``objects/<key>`` sorts in S3's byte

@@ -25,6 +25,7 @@ from .client import ClientHolder, is_missing
 from .journal import Journal, StaleEntry
 from .layout import Layout
 from .records import Record, Records
+from .resumable import S3ResumableUploads
 from .settings import S3Settings
 from .writer import S3ObjectWriter
 
@@ -47,6 +48,7 @@ class S3Storage:
         self.clients = ClientHolder(settings)
         self.records = Records(self.clients, self.layout, self.bucket)
         self.journal = Journal(self.clients, self.layout, self.bucket, settings.staging_timeout)
+        self.resumable = S3ResumableUploads(self)
 
     async def open(self) -> None:
         """Called by the service before it serves: make the client of this event loop."""
@@ -177,9 +179,10 @@ class S3Storage:
         return list(await asyncio.gather(*(read(key) for key in keys)))
 
     async def sweep_staging(self) -> int:
-        """Abort multipart uploads nobody journals, and finish or undo the operations of dead processes."""
+        """Abort multipart uploads that neither a journal entry nor a tus upload names, and finish or undo the
+        operations of dead processes. (Abandoned tus uploads are the tus sweep's: it deletes expired ones.)"""
         uploads = await self._multipart_uploads(self.layout.blobs)  # listed before the journal: see README
-        journaled = await self.journal.names()
+        journaled = await self.journal.names() | await self.resumable.blob_ids()
         client = await self.clients.get()
         removed = 0
         for upload in uploads:
