@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from quart import Quart, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import Problem, StartupError
+from .logs import configure_logging
 from .proxies import TrustedProxies, parse_networks
 from .responses import problem_response
 from .service import UploadService
@@ -19,7 +19,7 @@ from .settings import Settings
 def create_app(settings: Settings | None = None, **service_options: Any) -> Quart:
     """Build the app from ``settings`` (default: environment and ``.env``)."""
     settings = settings if settings is not None else Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     app = Quart(__name__, static_folder=None)  # static files belong to the service's blueprint
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,

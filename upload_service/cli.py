@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
+import logging
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -42,11 +46,26 @@ def _apply_arguments(args: argparse.Namespace) -> None:
 
 
 def _load():
-    from .app import create_app
     from .settings import Settings
 
     settings = Settings()
+    _prepare_multiprocess_metrics(settings.workers)
+    from .app import create_app
+
     return settings, create_app(settings)
+
+
+def _prepare_multiprocess_metrics(workers: int) -> None:
+    """With several workers, prometheus-client must share counters through files in one directory.
+
+    The variable has to be set before prometheus-client is first imported (it picks its value store then);
+    the worker processes inherit it. An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is kept as it is.
+    """
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = tempfile.mkdtemp(prefix="upload-service-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, True)
 
 
 def _service(app):
@@ -71,7 +90,7 @@ def _serve(settings) -> int:
     config.bind = [f"{settings.host}:{settings.port}"]
     config.workers = 0 if settings.workers == 1 else settings.workers
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # through the service's handler (LOG_FORMAT)
     url = f"http://{settings.host}:{settings.port}/"
     if settings.dev:
         print("=" * 72, flush=True)
@@ -81,6 +100,8 @@ def _serve(settings) -> int:
         print(f" try         curl -H 'Authorization: Bearer {settings.dev_token.get_secret_value()}' {url}api/files",
               flush=True)
         print("=" * 72, flush=True)
+    elif settings.log_format == "json":
+        logging.getLogger("upload_service").info("listening", extra={"url": url, "workers": settings.workers})
     else:
         print(f"upload-service listening on {url} ({settings.workers} worker(s))", flush=True)
     return run(config)

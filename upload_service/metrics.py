@@ -49,6 +49,11 @@ class Metrics:
     def rejected(self, reason: str, status: int) -> None:
         self.rejections.labels(reason, str(status)).inc()
 
+    def close(self) -> None:
+        """In multiprocess mode, drop this process's live gauges (active uploads) when it stops serving."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(os.getpid())
+
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()

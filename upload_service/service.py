@@ -19,6 +19,7 @@ import pluggy
 from quart import Blueprint, Quart, url_for
 
 from .api.files import register_file_routes
+from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
 from .auth import AuthProviders
 from .body import StreamingBodyMiddleware
@@ -26,11 +27,13 @@ from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
 from .identity import Identity
+from .logs import register_request_ids
 from .metrics import Metrics
 from .plugins import call_all, make_plugin_manager, notify
 from .responses import as_problem, problem_response
 from .settings import Settings
 from .storage import Storage
+from .templating import service_template_loader
 from .tokens import TemporaryTokens
 from .ui import register_ui_routes
 from .uploads import run_process_hooks
@@ -72,6 +75,8 @@ class UploadService:
 
     def init_app(self, app: Quart) -> None:
         """Load plugins, pick the storage, mount the blueprint and the streaming middleware on ``app``."""
+        if self.name in app.extensions:
+            raise StartupError(f"this app already has an extension named {self.name!r}: give each UploadService a name")
         self.app = app
         self.secret_key = self._secret_key(app)
         self.pm: pluggy.PluginManager = make_plugin_manager(
@@ -128,10 +133,13 @@ class UploadService:
     def _blueprint(self) -> Blueprint:
         bp = Blueprint(self.name, __name__, template_folder=str(templates_dir()),
                        static_folder=str(PACKAGE_DIR / "static"), static_url_path="/static")
+        bp.jinja_loader = service_template_loader(templates_dir())  # host templates first, ``default:`` prefix
+        register_request_ids(bp)
         register_upload_routes(bp, self)
         register_file_routes(bp, self)
         register_health_routes(bp, self)
         register_ui_routes(bp, self)
+        register_openapi_routes(bp, self)
         self._call_at_setup(self.hook.register_routes, blueprint=bp, service=self)
         bp.register_error_handler(Exception, self._error_response)
         return bp
@@ -173,6 +181,7 @@ class UploadService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.metrics.close()
         closer = getattr(self.storage, "close", None)
         if closer is not None:
             await closer()

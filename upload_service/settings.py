@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     plugins: str = ""
     static_url: str = ""
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     locker: str = "file"
     redis_url: str | None = None
     forwarded_allow_ips: str = ""

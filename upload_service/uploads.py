@@ -111,5 +111,5 @@ async def run_process_hooks(service: UploadService, file: StoredFile) -> StoredF
     if merged == file.metadata:
         return file
     updated = replace(file, metadata=merged)
-    await service.storage.update_metadata(file.key, updated.storage_metadata())
-    return updated
+    stored = await service.storage.update_metadata(file.key, updated.storage_metadata())
+    return replace(updated, size=stored.size, sha256=stored.sha256)  # a hook may have replaced the bytes

@@ -13,12 +13,15 @@ from ..files import StoredFile
 from ..filenames import content_disposition
 from ..plugins import notify
 from ..responses import describe, json_response
+from . import schemas
+from .openapi import Reply, documented
 
 if TYPE_CHECKING:
     from ..identity import Identity
     from ..service import UploadService
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+FILE_ID = {"file_id": "the file's id"}
 
 
 async def _own_file(service: UploadService, identity: Identity, file_id: str) -> StoredFile:
@@ -77,6 +80,12 @@ async def _download_url(service: UploadService, file: StoredFile) -> str | None:
 
 def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @bp.route("/api/files", methods=["GET"], endpoint="list_files")
+    @documented(
+        query={"limit": ("integer", f"page size, 1 to {MAX_PAGE} (default {DEFAULT_PAGE})"),
+               "cursor": ("string", "next_cursor of the previous page"),
+               "temporary": ("string", "1 or true: list temporary uploads instead of persistent files")},
+        errors={400: "a bad limit or cursor"},
+        replies={200: Reply("one page of the caller's files", schemas.FilePage)})
     async def list_files() -> Any:
         """The caller's files, newest first: ``limit``, ``cursor``, ``temporary=1``."""
         identity = await require_identity(service, request)
@@ -87,11 +96,21 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
         return json_response({"files": [describe(service, file) for file in files], "next_cursor": cursor})
 
     @bp.route("/api/files/<file_id>", methods=["GET"], endpoint="file_info")
+    @documented(path=FILE_ID, errors={404: "no such file, or not the caller's"},
+                replies={200: Reply("the file's description", schemas.File)})
     async def file_info(file_id: str) -> Any:
+        """One of the caller's files."""
         identity = await require_identity(service, request)
         return json_response(describe(service, await _own_file(service, identity, file_id)))
 
     @bp.route("/api/files/<file_id>/content", methods=["GET", "HEAD"], endpoint="file_content")
+    @documented(path=FILE_ID, errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
+                replies={200: Reply("the bytes (HEAD: headers only)", {"type": "string", "format": "binary"},
+                                    "application/octet-stream", {"ETag": "the sha256 in quotes",
+                                                                 "Content-Disposition": "attachment; safe name"}),
+                         206: Reply("the requested Range", {"type": "string", "format": "binary"},
+                                    "application/octet-stream", {"Content-Range": "bytes start-end/size"}),
+                         304: Reply("If-None-Match matched the ETag")})
     async def file_content(file_id: str) -> Any:
         """The bytes, with Range, ETag/If-None-Match and an attachment disposition."""
         identity = await require_identity(service, request)
@@ -123,7 +142,9 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
         return response
 
     @bp.route("/api/files/<file_id>", methods=["DELETE"], endpoint="delete_file")
+    @documented(path=FILE_ID, errors={404: "no such file, or not the caller's"}, replies={204: Reply("deleted")})
     async def delete_file(file_id: str) -> Any:
+        """Delete one of the caller's files."""
         await delete_own_file(service, await require_identity(service, request), file_id)
         return Response(b"", 204)
 

@@ -18,11 +18,22 @@ from ..multipart import MultipartReader, boundary_of
 from ..plugins import notify
 from ..responses import describe, json_response
 from ..uploads import UploadBatch
+from . import schemas
+from .openapi import Reply, documented
 
 if TYPE_CHECKING:
     from ..service import UploadService
 
 MAX_PERSIST_BODY = 1024 * 1024
+UPLOAD_BODIES = {"application/json": schemas.Base64Upload, "multipart/form-data": schemas.MultipartUpload}
+UPLOAD_ERRORS = {
+    400: "malformed body (bad JSON or base64, no filename, no file) or the client disconnected; nothing is stored",
+    408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds",
+    413: "a file is over MAX_UPLOAD_SIZE (or the JSON body over MAX_JSON_UPLOAD_SIZE); nothing is stored",
+    415: "the body is neither application/json nor multipart/form-data",
+    422: "a plugin refused the upload",
+    507: "the storage is full; nothing is stored",
+}
 
 
 BASE64_SLICE = 4 * 1024 * 1024  # characters per decoded slice; a multiple of 4
@@ -133,16 +144,29 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
         return json_response({"files": [describe(service, file) for file in files]}, 201)
 
     @bp.route("/api/upload", methods=["PUT", "POST"], endpoint="upload")
+    @documented(body=UPLOAD_BODIES, errors=UPLOAD_ERRORS, replies={
+        201: Reply("the stored files, all or none", schemas.FileList),
+        303: Reply("a browser form with redirect=1: back to the UI")})
     async def upload_persistent() -> Any:
         """Store files persistently (base64 JSON list or multipart/form-data)."""
         return await upload(False, "upload")
 
     @bp.route("/api/upload_temporary", methods=["PUT", "POST"], endpoint="upload_temporary")
+    @documented(body=UPLOAD_BODIES, errors=UPLOAD_ERRORS, replies={
+        201: Reply("the stored files, each with its token and expires_at", schemas.FileList),
+        303: Reply("a browser form with redirect=1: back to the UI")})
     async def upload_temporary() -> Any:
         """Store files temporarily; each answer carries a token for ``/api/persist``."""
         return await upload(True, "upload_temporary")
 
     @bp.route("/api/files/<path:filename>", methods=["PUT"], endpoint="upload_raw")
+    @documented(
+        body={"application/octet-stream": {"type": "string", "format": "binary"}},
+        path={"filename": "the name to store the file under (display only; reduced to a safe basename)"},
+        query={"temporary": ("string", "1 or true: a temporary upload, with a token")},
+        errors={**UPLOAD_ERRORS, 400: "a bad filename, digest header or length; nothing is stored",
+                415: "never: any Content-Type is stored as the file's type"},
+        replies={201: Reply("the stored file", schemas.File, headers={"Location": "the file's content URL"})})
     async def upload_raw(filename: str) -> Any:
         """Stream the raw request body into one file named ``filename``."""
         identity = await require_identity(service, request)
@@ -157,6 +181,12 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
         return json_response(describe(service, file), 201, {"Location": describe(service, file)["url"]})
 
     @bp.route("/api/persist", methods=["POST"], endpoint="persist")
+    @documented(
+        body={"application/json": schemas.PersistRequest},
+        errors={400: "malformed JSON, or a forged token", 403: "a token of someone else, or no CSRF token",
+                404: "a token naming no upload", 409: "a token that was already persisted",
+                410: "an expired token", 413: "the body is over 1 MiB"},
+        replies={201: Reply("the persisted files, with the metadata", schemas.FileList)})
     async def persist() -> Any:
         """Make temporary uploads persistent: ``{"tokens": [...], "metadata": {...}}``."""
         identity = await require_identity(service, request)

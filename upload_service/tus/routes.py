@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
+from ..api.openapi import Reply, documented
 from ..auth import require_identity
 from ..errors import Problem
 from ..files import StoredFile
@@ -16,6 +17,10 @@ from .state import TusUpload
 
 if TYPE_CHECKING:
     from ..service import UploadService
+
+UPLOAD_ID = {"upload_id": "the tus upload's id (the last segment of its Location)"}
+COMMON = {412: "no Tus-Resumable: 1.0.0 header", 423: "another request holds this upload; retry shortly"}
+FOUND = {**COMMON, 404: "no such upload, or not the caller's", 410: "the upload expired"}
 
 
 def _empty(status: int, headers: dict[str, str]) -> Response:
@@ -45,6 +50,8 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
     @bp.route("/api/tus/", methods=["OPTIONS"], endpoint="tus_options", provide_automatic_options=False)
     @bp.route("/api/tus/<upload_id>", methods=["OPTIONS"], endpoint="tus_upload_options",
               provide_automatic_options=False)
+    @documented(public=True, path=UPLOAD_ID, replies={204: Reply("Tus-Version, Tus-Extension, Tus-Max-Size, "
+                                                                 "Tus-Checksum-Algorithm headers")})
     async def options(upload_id: str | None = None) -> Response:
         """Discovery: version, extensions, size limit, checksums (open to anyone, like any OPTIONS)."""
         return _empty(204, {"Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
@@ -52,6 +59,13 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
                             "Tus-Checksum-Algorithm": ",".join(CHECKSUMS)})
 
     @bp.route("/api/tus/", methods=["POST"], endpoint="tus_create")
+    @documented(
+        body={"application/offset+octet-stream": {"type": "string", "format": "binary"}},
+        errors={**COMMON, 400: "bad Upload-Length, Upload-Defer-Length, Upload-Metadata or Upload-Concat",
+                413: "Upload-Length over MAX_UPLOAD_SIZE", 422: "a plugin refused the upload",
+                460: "creation-with-upload: the body does not match Upload-Checksum", 507: "the storage is full"},
+        replies={201: Reply("created", headers={"Location": "the upload's URL", "Upload-Offset": "bytes stored",
+                                                "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
     async def create() -> Response:
         """creation (+ with-upload, defer-length, concatenation)."""
         identity = await identify()
@@ -63,6 +77,8 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         return _empty(201, headers)
 
     @bp.route("/api/tus/<upload_id>", methods=["HEAD"], endpoint="tus_upload")
+    @documented(path=UPLOAD_ID, errors=FOUND, replies={200: Reply("Upload-Offset, Upload-Length or Upload-Defer-Length, "
+                                                                  "Upload-Metadata, Upload-Concat, Upload-File-Id")})
     async def head(upload_id: str) -> Response:
         """Where to resume. Taking the lock asks a stale PATCH to let go first, so the offset is final."""
         identity = await identify()
@@ -83,6 +99,14 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         return _empty(200, headers)
 
     @bp.route("/api/tus/<upload_id>", methods=["PATCH"], endpoint="tus_patch")
+    @documented(
+        path=UPLOAD_ID, body={"application/offset+octet-stream": {"type": "string", "format": "binary"}},
+        errors={**FOUND, 400: "a missing or bad Upload-Offset, Upload-Length or Upload-Checksum",
+                403: "a final (concatenated) upload cannot be patched", 409: "Upload-Offset is not the upload's offset",
+                413: "more bytes than the upload's length", 415: "not application/offset+octet-stream",
+                460: "the chunk does not match Upload-Checksum", 507: "the storage is full"},
+        replies={204: Reply("stored", headers={"Upload-Offset": "the new offset",
+                                               "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
     async def patch(upload_id: str) -> Response:
         """core: append a chunk at Upload-Offset (checksum: verified before it counts)."""
         identity = await identify()
@@ -90,6 +114,7 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         return _empty(204, upload_headers(identity, upload, file))
 
     @bp.route("/api/tus/<upload_id>", methods=["DELETE"], endpoint="tus_delete")
+    @documented(path=UPLOAD_ID, errors=FOUND, replies={204: Reply("terminated")})
     async def delete(upload_id: str) -> Response:
         """termination."""
         identity = await identify()
@@ -97,6 +122,8 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         return _empty(204, {})
 
     @bp.route("/api/tus/<upload_id>", methods=["POST"], endpoint="tus_override")
+    @documented(path=UPLOAD_ID, errors={**FOUND, 405: "no X-HTTP-Method-Override: PATCH or DELETE"},
+                replies={204: Reply("as PATCH or DELETE")})
     async def override(upload_id: str) -> Response:
         """``X-HTTP-Method-Override: PATCH|DELETE`` for clients that can only send POST."""
         method = request.headers.get("X-HTTP-Method-Override", "").upper()
