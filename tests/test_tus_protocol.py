@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -249,14 +252,9 @@ def test_expired_upload_answers_410_and_the_sweep_removes_it(make_server) -> Non
     client = server.client()
     url = create(client, 10)
     assert patch(client, url, 0, b"01234").status_code == 204
-    import time
-
     time.sleep(1.2)
     assert client.head(url, headers=TUS).status_code == 410
     assert patch(client, url, 5, b"56789").status_code == 410
-    import subprocess
-    import sys
-
     swept = subprocess.run([sys.executable, "-m", "upload_service.cli", "cleanup"], env=server.env,
                            capture_output=True, text=True, timeout=60)
     assert swept.returncode == 0, swept.stderr
@@ -271,3 +269,24 @@ def test_unfinished_upload_is_kept_before_it_expires(tus_server: Server) -> None
     assert patch(client, url, 0, b"01").status_code == 204
     assert httpx.head(tus_server.url + url, headers=TUS).status_code == 401
     assert offset_of(client, url) == 2
+
+
+def test_the_periodic_cleanup_sweeps_expired_uploads(make_server) -> None:
+    server = make_server(tus_upload_ttl="1s", cleanup_interval="1s")
+    client = server.client()
+    url = create(client, 10)
+    deadline = time.monotonic() + 15
+    while client.head(url, headers=TUS).status_code != 404:
+        assert time.monotonic() < deadline, "the expired upload was never swept"
+        time.sleep(0.2)
+    assert list((server.upload_dir / ".resumable").iterdir()) == []
+
+
+def test_an_early_answer_does_not_hang_the_connection(tus_server: Server) -> None:
+    """A 409 sent before a big body was read: the client's next request on the same client still works."""
+    client = tus_server.client()
+    client.timeout = httpx.Timeout(20)
+    url = create(client, MAX)
+    for _ in range(2):
+        assert patch(client, url, 5, b"x" * MAX).status_code == 409
+        assert offset_of(client, url) == 0

@@ -32,9 +32,9 @@ class ClientDisconnected(Exception):
 class BodyStream:
     """The real ``receive`` of one request, read only when the handler asks for the next chunk."""
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, declared_length: int | None = None) -> None:
         self._receive = receive
-        self._complete = False
+        self._complete = declared_length == 0
         self._gave_quart_its_body = False
         self._disconnected = asyncio.Event()
 
@@ -62,6 +62,39 @@ class BodyStream:
                 yield body
 
 
+    def sender(self, send: Send) -> Send:
+        """``send`` that marks an answer given before the body was read (409, 413, ...) as closing the connection."""
+
+        async def send_closing_early(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and not self._complete:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        return send_closing_early
+
+    async def discard_rest(self, idle_timeout: float = 10.0) -> None:
+        """Read away what the handler left unread, until the server closes the connection.
+
+        Otherwise the unread body fills the server's bounded queue and the connection hangs: the server
+        waits to hand over the body, the client waits to finish sending it.
+        """
+        while not self._complete and not self._disconnected.is_set():
+            try:
+                message = await asyncio.wait_for(self._receive(), idle_timeout)
+            except TimeoutError:
+                return
+            if message["type"] == "http.disconnect":
+                return
+            self._complete = not message.get("more_body", False)
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
 class StreamingBodyMiddleware:
     """Wraps an ASGI app so that body-carrying requests under ``prefix`` stream to their handler."""
 
@@ -71,8 +104,11 @@ class StreamingBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in BODY_METHODS and self._matches(scope):
-            stream = BodyStream(receive)
-            await self.app({**scope, STREAM_KEY: stream}, stream.quart_receive, send)
+            stream = BodyStream(receive, _declared_length(scope))
+            try:
+                await self.app({**scope, STREAM_KEY: stream}, stream.quart_receive, stream.sender(send))
+            finally:
+                await stream.discard_rest()
         else:
             await self.app(scope, receive, send)
 
