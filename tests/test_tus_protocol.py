@@ -71,6 +71,7 @@ CASES = [
         "Tus-Version": "1.0.0", "Tus-Max-Size": str(MAX), "Tus-Checksum-Algorithm": "sha1,md5,sha256",
         "Tus-Extension": "creation,creation-with-upload,creation-defer-length,termination,concatenation,"
                          "checksum,expiration"}),
+    Case("options on an upload URL", "OPTIONS", "new", {}, 204, user=None, expect={"Tus-Version": "1.0.0"}),
     Case("no Tus-Resumable", "POST", "root", {"Upload-Length": "1"}, 412, expect={"Tus-Version": "1.0.0"}),
     Case("wrong Tus-Resumable", "HEAD", "new", {"Tus-Resumable": "0.2.2"}, 412),
     Case("no credentials", "POST", "root", {**TUS, "Upload-Length": "1"}, 401, user=None),

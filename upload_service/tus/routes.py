@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, request
 
@@ -10,7 +10,7 @@ from ..auth import require_identity
 from ..errors import Problem
 from ..files import StoredFile
 from ..identity import Identity
-from .operations import TusUploads, check_id
+from .operations import TusUploads
 from .protocol import CHECKSUMS, EXPOSED_HEADERS, EXTENSIONS, TUS_VERSION, check_version, http_date
 from .state import TusUpload
 
@@ -66,7 +66,8 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
     async def head(upload_id: str) -> Response:
         """Where to resume. Taking the lock asks a stale PATCH to let go first, so the offset is final."""
         identity = await identify()
-        async with uploads.locker.hold(check_id(upload_id)):
+        await uploads.find(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
+        async with uploads.locker.hold(upload_id):
             upload = await uploads.find(identity, upload_id)
         headers = upload_headers(identity, upload)
         headers["Cache-Control"] = "no-store"
