@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,7 +24,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -47,6 +48,8 @@ class Server:
     env: dict[str, str]
     log_path: Path
     clients: list[httpx.Client] = field(default_factory=list)
+    backend: str = "local"
+    bucket: Any = None  # tests.s3.Bucket when the server stores on S3
 
     def client(self, user: str | None = "alice", **options) -> httpx.Client:
         headers = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
@@ -71,7 +74,7 @@ class Server:
 
 def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.executable, **settings: str) -> Server:
     port = free_port()
-    upload_dir = tmp / "uploads"
+    upload_dir = Path(settings.pop("upload_dir", tmp / "uploads"))
     env = {
         **os.environ,
         "HOST": "127.0.0.1",

@@ -110,4 +110,4 @@ def test_file_info_and_delete(server):
 def test_health_and_readiness(server):
     assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(server.url + "/readyz")
-    assert ready.status_code == 200 and ready.json()["storage"] == "local"
+    assert ready.status_code == 200 and ready.json()["storage"] == server.backend

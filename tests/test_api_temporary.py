@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from .conftest import stored_files
+
 
 def _temporary(client, name="draft.txt", data=b"draft") -> dict:
     response = client.put("/api/upload_temporary", json=[{"filename": name, "content": base64.b64encode(data).decode()}])
@@ -71,6 +73,6 @@ def test_expired_token_is_gone_and_swept(make_server):
     assert response.status_code == 410
     assert alice.get(f"/api/files/{temp['id']}").status_code == 404
     deadline = time.monotonic() + 5
-    while list((server.upload_dir / "objects" / "temp").rglob("meta.json")) and time.monotonic() < deadline:
+    while stored_files(server, "temp/") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert list((server.upload_dir / "objects" / "temp").rglob("meta.json")) == []
+    assert stored_files(server, "temp/") == []

@@ -17,8 +17,8 @@ def fresh(make_server):
 
 
 def _assert_nothing_stored(server):
-    assert stored_files(server.upload_dir) == []
-    assert staging_entries(server.upload_dir) == []
+    assert stored_files(server) == []
+    assert staging_entries(server) == []
 
 
 @pytest.mark.parametrize(("body", "status"), [

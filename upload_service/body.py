@@ -19,6 +19,8 @@ from .errors import Problem
 
 STREAM_KEY = "upload_service.body_stream"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+LINGER_SECONDS = 30.0
+LINGER_BYTES = 256 * 1024 * 1024
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -34,7 +36,10 @@ class BodyStream:
 
     def __init__(self, receive: Receive, declared_length: int | None = None) -> None:
         self._receive = receive
-        self._complete = declared_length == 0
+        self._declared = declared_length
+        self._received = 0
+        self._stalled = False
+        self._complete = False
         self._gave_quart_its_body = False
         self._disconnected = asyncio.Event()
 
@@ -51,6 +56,7 @@ class BodyStream:
             try:
                 message = await asyncio.wait_for(self._receive(), idle_timeout)
             except TimeoutError:
+                self._stalled = True
                 raise Problem(408, f"no data received for {idle_timeout:g} seconds; the upload was dropped",
                               reason="idle_timeout") from None
             if message["type"] == "http.disconnect":
@@ -61,38 +67,46 @@ class BodyStream:
             if body:
                 yield body
 
+    def closing_send(self, send: Send) -> Send:
+        """``send`` that marks an answer given before the body was read (413, 507, 401) ``Connection: close``,
+        so that the client does not reuse a connection whose request body is still arriving."""
 
-    def sender(self, send: Send) -> Send:
-        """``send`` that marks an answer given before the body was read (409, 413, ...) as closing the connection."""
-
-        async def send_closing_early(message: dict[str, Any]) -> None:
+        async def wrapped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start" and not self._complete:
                 message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
-        return send_closing_early
+        return wrapped
 
-    async def discard_rest(self, idle_timeout: float = 10.0) -> None:
-        """Read away what the handler left unread, until the server closes the connection.
+    def draining_send(self, send: Send) -> Send:
+        """``send`` that, before an answer given early (413, 507, 401...), reads and drops the rest of the body.
 
-        Otherwise the unread body fills the server's bounded queue and the connection hangs: the server
-        waits to hand over the body, the client waits to finish sending it.
+        Many clients write their whole body before reading; if the server answered and closed first, they
+        would never see the answer. Draining first (nginx calls it lingering) lets them read it, and keeps the
+        connection reusable. A stalled client, or one with more than ``LINGER_BYTES`` still to send, is not
+        waited for: the answer goes out at once and the connection closes.
         """
-        while not self._complete and not self._disconnected.is_set():
-            try:
-                message = await asyncio.wait_for(self._receive(), idle_timeout)
-            except TimeoutError:
-                return
-            if message["type"] == "http.disconnect":
-                return
-            self._complete = not message.get("more_body", False)
 
+        async def wrapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                await self._discard_rest()
+            await send(message)
 
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+        return wrapped
+
+    async def _discard_rest(self) -> None:
+        if self._complete or self._stalled or self._disconnected.is_set():
+            return
+        if self._declared is not None and self._declared - self._received > LINGER_BYTES:
+            return
+        limit = self._received + LINGER_BYTES
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                async for _ in self.chunks(idle_timeout=5.0):
+                    if self._received > limit:
+                        return
+        except (TimeoutError, ClientDisconnected, Problem):
+            pass
 
 
 class StreamingBodyMiddleware:
@@ -104,11 +118,8 @@ class StreamingBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in BODY_METHODS and self._matches(scope):
-            stream = BodyStream(receive, _declared_length(scope))
-            try:
-                await self.app({**scope, STREAM_KEY: stream}, stream.quart_receive, stream.sender(send))
-            finally:
-                await stream.discard_rest()
+            stream = BodyStream(receive, _content_length(scope))
+            await self.app({**scope, STREAM_KEY: stream}, stream.quart_receive, stream.draining_send(send))
         else:
             await self.app(scope, receive, send)
 
@@ -118,6 +129,13 @@ class StreamingBodyMiddleware:
         if root and path.startswith(root):
             path = path[len(root):]
         return path.startswith(self.prefix)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 async def _buffered_body(request: Request) -> AsyncIterator[bytes]:

@@ -53,6 +53,15 @@ def _service(app):
     return next(ext for ext in app.extensions.values() if ext.__class__.__name__ == "UploadService")
 
 
+async def _check(service, *, sweep: bool) -> int:
+    """Start-up checks (and one cleanup pass) in one event loop, closing whatever the storage opened for them."""
+    try:
+        await service.preflight()
+        return await service.sweep() if sweep else 0
+    finally:
+        await service.stop()
+
+
 def _serve(settings) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
@@ -88,9 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(json.dumps(describe_plugins(service.pm), indent=2))
             return 0
-        asyncio.run(service.preflight())
+        removed = asyncio.run(_check(service, sweep=args.command == "cleanup"))
         if args.command == "cleanup":
-            removed = asyncio.run(service.sweep())
             print(json.dumps({"removed": removed}))
             return 0
     except ValidationError as error:

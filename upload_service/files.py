@@ -37,7 +37,7 @@ def _encode(number: int, digits: int) -> str:
 def new_file_id(now: float | None = None) -> str:
     """20 url-safe characters: inverted time (newest sorts first) then 50 random bits."""
     millis = int((time.time() if now is None else now) * 1000)
-    return _encode(_MAX_TIME - millis, _TIME_DIGITS) + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    return _encode(_MAX_TIME - millis, _TIME_DIGITS) + _encode(secrets.randbits(50), 10)
 
 
 def is_file_id(value: str) -> bool:

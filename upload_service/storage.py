@@ -101,6 +101,16 @@ class Storage(Protocol):
     async def check_ready(self) -> None:
         """Raise if the storage cannot be written to right now (for ``/readyz`` and start-up)."""
 
+    # Optional methods: the core uses them when a backend has them.
+    #
+    # async def open(self) -> None / async def close(self) -> None
+    #     Called when the service starts and stops serving (make and close a client, a connection pool).
+    #
+    # async def download_url(self, key: str, filename: str, content_type: str) -> str | None
+    #     A short-lived URL where the client can fetch the object's bytes directly (a presigned S3 URL),
+    #     served with ``filename`` as attachment and ``content_type``. When it returns a URL,
+    #     ``GET /api/files/<id>/content`` answers 302 to it instead of streaming; None streams as usual.
+
 
 # -- uploads in progress (tus) ---------------------------------------------------------------------------
 

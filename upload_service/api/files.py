@@ -67,6 +67,14 @@ async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
+async def _download_url(service: UploadService, file: StoredFile) -> str | None:
+    """A URL where the storage serves the bytes itself (``Storage.download_url``, optional), or None."""
+    download_url = getattr(service.storage, "download_url", None)
+    if download_url is None:
+        return None
+    return await download_url(file.key, file.filename, file.content_type)
+
+
 def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @bp.route("/api/files", methods=["GET"], endpoint="list_files")
     async def list_files() -> Any:
@@ -98,6 +106,9 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
         }
         if request.if_none_match.contains(file.sha256) or request.if_none_match.star_tag:
             return Response(b"", 304, headers)
+        redirect = await _download_url(service, file)
+        if redirect is not None:
+            return Response(b"", 302, {"Location": redirect, "Cache-Control": "no-store"})
         status, start, end = _byte_range(file) or (200, 0, file.size)
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"

@@ -25,32 +25,47 @@ if TYPE_CHECKING:
 MAX_PERSIST_BODY = 1024 * 1024
 
 
-async def _single(data: bytes):
-    yield data
+BASE64_SLICE = 4 * 1024 * 1024  # characters per decoded slice; a multiple of 4
 
 
-def _decode_base64(content: object, index: int) -> bytes:
+def _base64_text(content: object, index: int) -> str:
+    """The base64 text of an item, without line breaks (plain ``base64`` wraps at 76 characters)."""
     if not isinstance(content, str):
         raise Problem(400, f"item {index}: 'content' must be a base64 string", reason="bad_base64")
+    if any(space in content for space in ("\n", "\r", " ", "\t")):
+        return "".join(content.split())
+    return content
+
+
+def _decoded_size(text: str, index: int) -> int:
+    if len(text) % 4:
+        raise Problem(400, f"item {index}: 'content' is not valid base64", reason="bad_base64")
+    return len(text) // 4 * 3 - len(text[-2:]) + len(text[-2:].rstrip("="))
+
+
+async def _base64_chunks(text: str, index: int):
+    """Decode slice by slice, so storage hashes and writes one slice while the next is decoded."""
+    for start in range(0, len(text), BASE64_SLICE):
+        try:
+            yield binascii.a2b_base64(text[start:start + BASE64_SLICE], strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise Problem(400, f"item {index}: 'content' is not valid base64", reason="bad_base64") from None
+
+
+def _parse_json(raw: bytearray) -> Any:
+    """Parse a JSON body holding at most two copies at a time: the text replaces the bytes before parsing."""
     try:
-        return binascii.a2b_base64(content, strict_mode=True)
-    except (binascii.Error, ValueError):
-        pass
-    try:  # line-wrapped base64 (plain `base64` output) is still base64
-        return binascii.a2b_base64("".join(content.split()), strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise Problem(400, f"item {index}: 'content' is not valid base64", reason="bad_base64") from None
+        text = raw.decode("utf-8")
+        raw.clear()
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "the body is not valid JSON", reason="bad_json") from None
 
 
 async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
     """The original API: ``[{"filename": ..., "content": "<base64>"}]``, decoded one item at a time."""
     limit = service.settings.max_json_upload_size
-    raw = await read_all(request, limit, service.settings.upload_idle_timeout, what="JSON body")
-    try:
-        items = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "the body is not valid JSON", reason="bad_json") from None
-    del raw
+    items = _parse_json(await read_all(request, limit, service.settings.upload_idle_timeout, what="JSON body"))
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list) or not items:
@@ -60,12 +75,12 @@ async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
             raise Problem(400, f"item {index}: a 'filename' string is required", reason="bad_filename")
         safe_filename(item["filename"])
     for index, item in enumerate(items):
-        data = _decode_base64(item.get("content"), index)
+        text = _base64_text(item.get("content"), index)
         item["content"] = None
         filename = safe_filename(item["filename"])
-        info = batch.info(filename, content_type_for(item.get("content_type"), filename), len(data))
-        await batch.add(info, _single(data))
-        del data
+        info = batch.info(filename, content_type_for(item.get("content_type"), filename), _decoded_size(text, index))
+        await batch.add(info, _base64_chunks(text, index))
+        del text
 
 
 async def _multipart_upload(service: UploadService, batch: UploadBatch, csrf_pending: bool) -> bool:
@@ -145,11 +160,8 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
     async def persist() -> Any:
         """Make temporary uploads persistent: ``{"tokens": [...], "metadata": {...}}``."""
         identity = await require_identity(service, request)
-        raw = await read_all(request, MAX_PERSIST_BODY, service.settings.upload_idle_timeout, what="JSON body")
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise Problem(400, "the body is not valid JSON", reason="bad_json") from None
+        body = _parse_json(await read_all(request, MAX_PERSIST_BODY, service.settings.upload_idle_timeout,
+                                          what="JSON body"))
         tokens = body.get("tokens") if isinstance(body, dict) else None
         metadata = body.get("metadata", {}) if isinstance(body, dict) else None
         if not isinstance(tokens, list) or not tokens or not isinstance(metadata, dict):

@@ -26,6 +26,7 @@ import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,16 @@ WRITE_BUFFER = 1024 * 1024
 READ_CHUNK = 256 * 1024
 STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging folder and locking it
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+# Disk work runs here rather than in asyncio's default pool (cores + 4 threads): many small uploads at once each
+# wait on fsync, and with a handful of threads they would queue behind each other.
+_IO_POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="local-storage")
+
+
+def in_io_pool(function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """Run blocking disk work in the storage's thread pool."""
+    return asyncio.get_running_loop().run_in_executor(_IO_POOL, function, *args)
 
 
 def _storage_error(error: OSError) -> StorageError:
@@ -61,7 +72,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, separators=(",", ":"))
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fdatasync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -101,7 +112,7 @@ class BufferedFileWriter:
         if self._buffer:
             data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
             self._buffer, self._buffered = [], 0
-            self._pending = asyncio.get_running_loop().run_in_executor(None, self.sink, data)
+            self._pending = in_io_pool(self.sink, data)
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -116,6 +127,14 @@ class BufferedFileWriter:
         await self._flush()
         await self._flush()
 
+    async def take_rest(self) -> bytes:
+        """Wait for the write in flight and hand over the buffered rest, for the caller's own thread trip."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        rest, self._buffer, self._buffered = b"".join(self._buffer), [], 0
+        return rest
+
     async def settle(self, *, keep: bool = False) -> None:
         """After an error or cancellation: wait for the write in flight, then write (``keep``) or drop the
         buffered rest. Shielded, so a cancelled request still leaves the file in a known state."""
@@ -129,7 +148,7 @@ class BufferedFileWriter:
                     await pending
             if rest:
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.sink, rest)
+                    await in_io_pool(self.sink, rest)
 
         await asyncio.shield(drain())
 
@@ -147,7 +166,7 @@ class LocalObjectWriter:
         self.committed = False
 
     async def __aenter__(self) -> LocalObjectWriter:
-        await asyncio.to_thread(self._open)
+        await in_io_pool(self._open)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -180,16 +199,19 @@ class LocalObjectWriter:
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
-        await self.finish()
+        rest = await self._out.take_rest()  # type: ignore[union-attr]
         created = datetime.now(UTC)
-        record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
-        await asyncio.to_thread(self._commit_sync, key, record)
+        await in_io_pool(self._commit_sync, key, rest, created, metadata)
         self.committed = True
         return StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
 
-    def _commit_sync(self, key: str, record: dict[str, Any]) -> None:
+    def _commit_sync(self, key: str, rest: bytes, created: datetime, metadata: dict[str, Any]) -> None:
+        """Last buffer, fdatasync, metadata, rename into place: one trip to a worker thread for a small file."""
         try:
-            os.fsync(self._fd)  # type: ignore[arg-type]
+            if rest:
+                self._out.sink(rest)  # type: ignore[union-attr]
+            record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
+            os.fdatasync(self._fd)  # type: ignore[arg-type]
             _write_json(self._dir / "meta.json", record)
             self._storage.place(self._dir, key)
         finally:
@@ -206,7 +228,7 @@ class LocalObjectWriter:
         async def discard() -> None:
             if self._out is not None:
                 await self._out.settle()
-            await asyncio.to_thread(self._discard_sync)
+            await in_io_pool(self._discard_sync)
 
         await asyncio.shield(discard())
 
@@ -264,7 +286,7 @@ class LocalStorage:
         )
 
     async def stat(self, key: str) -> StoredObject | None:
-        return await asyncio.to_thread(self._load, key)
+        return await in_io_pool(self._load, key)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         try:
@@ -294,7 +316,7 @@ class LocalStorage:
         return True
 
     async def delete(self, key: str) -> bool:
-        return await asyncio.to_thread(self._delete_sync, key)
+        return await in_io_pool(self._delete_sync, key)
 
     def _list_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
         base = self.objects.joinpath(*check_prefix(prefix)[:-1].split("/"))
@@ -327,7 +349,7 @@ class LocalStorage:
         return keys
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
-        return await asyncio.to_thread(self._list_sync, prefix, start_after, limit)
+        return await in_io_pool(self._list_sync, prefix, start_after, limit)
 
     def _move_sync(self, src: str, dst: str) -> None:
         target = self.object_dir(dst)
@@ -343,7 +365,7 @@ class LocalStorage:
         _fsync_dir(target.parent)
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
-        await asyncio.to_thread(self._move_sync, src, dst)
+        await in_io_pool(self._move_sync, src, dst)
         if metadata is not None:
             return await self.update_metadata(dst, metadata)
         stored = await self.stat(dst)
@@ -366,7 +388,7 @@ class LocalStorage:
         return StoredObject(key, stored.size, stored.sha256, stored.created_at, metadata)
 
     async def update_metadata(self, key: str, metadata: dict[str, Any]) -> StoredObject:
-        return await asyncio.to_thread(self._update_sync, key, metadata)
+        return await in_io_pool(self._update_sync, key, metadata)
 
     def _sweep_sync(self) -> int:
         removed = 0
@@ -396,7 +418,7 @@ class LocalStorage:
             os.close(fd)
 
     async def sweep_staging(self) -> int:
-        return await asyncio.to_thread(self._sweep_sync)
+        return await in_io_pool(self._sweep_sync)
 
     def _check_sync(self) -> None:
         probe = self.staging / f"ready-{secrets.token_hex(8)}"
@@ -406,7 +428,7 @@ class LocalStorage:
             probe.unlink(missing_ok=True)
 
     async def check_ready(self) -> None:
-        await asyncio.to_thread(self._check_sync)
+        await in_io_pool(self._check_sync)
 
 
 @hookimpl

@@ -1,0 +1,79 @@
+"""The aiobotocore client: one per event loop, opened by the service at start and closed at stop."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+from typing import Any
+
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .settings import S3Settings
+
+# Checksums only where S3 requires them: the trailing CRC checksums newer botocore adds by default are not
+# understood by every S3-compatible store. Payload signing off: botocore would hash every part on the event
+# loop; the writer sends a Content-MD5 computed in a worker thread instead, which S3 checks.
+CLIENT_CONFIG = Config(
+    request_checksum_calculation="when_required",
+    response_checksum_validation="when_required",
+    s3={"payload_signing_enabled": False},
+    retries={"max_attempts": 5, "mode": "standard"},
+    max_pool_connections=32,
+    signature_version="s3v4",
+)
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def is_missing(error: ClientError) -> bool:
+    return error_code(error) in {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+
+
+def is_precondition_failed(error: ClientError) -> bool:
+    """412: a conditional write lost (``If-None-Match: *`` found the key taken)."""
+    return error_code(error) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+def server_time(response: dict[str, Any]) -> datetime:
+    """The S3 server's clock (``Date`` header): ages are measured against it, never against local clocks."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    return parsedate_to_datetime(date) if date else datetime.now(UTC)
+
+
+class ClientHolder:
+    """Holds the client of the running event loop.
+
+    ``upload-service`` checks the storage in one event loop and serves in another, so a client made for a
+    loop that is gone is dropped and a new one made for the current loop.
+    """
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is loop:
+            return self._client
+        stack = AsyncExitStack()
+        client = await stack.enter_async_context(get_session().create_client(
+            "s3", region_name=self.settings.region, endpoint_url=self.settings.endpoint_url, config=CLIENT_CONFIG,
+        ))
+        self._stack, self._client, self._loop = stack, client, loop
+        return client
+
+    async def close(self) -> None:
+        stack, self._stack, self._client, self._loop = self._stack, None, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def get(self) -> Any:
+        return await self.open()

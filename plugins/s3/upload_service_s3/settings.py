@@ -1,0 +1,34 @@
+"""The plugin's own settings, read from the environment and ``.env`` like the core's (``S3_*``)."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from upload_service.settings import Duration, parse_duration
+
+
+class S3Settings(BaseSettings):
+    """``S3_BUCKET`` is required; credentials come from the standard AWS variables and chain, never from here."""
+
+    model_config = SettingsConfigDict(env_prefix="S3_", env_file=".env", extra="ignore", case_sensitive=False)
+
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    prefix: str = ""
+    presigned_downloads: bool = False
+    presigned_ttl: Duration = parse_duration("5m")
+    staging_timeout: Duration = parse_duration("5m")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        """``uploads`` and ``uploads/`` mean the same; the empty prefix is the bucket's root."""
+        value = value.strip("/")
+        return f"{value}/" if value else ""
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None

@@ -1,0 +1,178 @@
+"""``S3Storage`` through its Python interface against moto's S3 server: races and crash recovery.
+
+The end-to-end suites cover what users do; these tests cover the interleavings a user cannot time:
+two moves of one object at once, a delete racing a move, and the half-done operations of a process that
+died, which the sweep must finish or undo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from upload_service.errors import ObjectExists, ObjectNotFound
+from upload_service_s3.settings import S3Settings
+from upload_service_s3.storage import S3Storage
+from upload_service_s3.writer import FIRST_PART_SIZE, part_size
+
+from .s3 import CREDENTIALS
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+async def store(s3_server, monkeypatch):
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = s3_server.bucket(prefix="svc/")
+    storage = S3Storage(S3Settings(bucket=bucket.name, endpoint_url=s3_server.url, prefix=bucket.prefix,
+                                   staging_timeout=1))
+    await storage.open()
+    yield storage, bucket
+    await storage.close()
+
+
+async def _put(storage: S3Storage, key: str, data: bytes, **metadata):
+    async with storage.writer() as writer:
+        for start in range(0, len(data), 64 * 1024):
+            await writer.write(data[start:start + 64 * 1024])
+        return await writer.commit(key, metadata)
+
+
+async def _read(storage: S3Storage, key: str, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in storage.read(key, start, end)])
+
+
+def test_part_sizes_fit_the_largest_s3_object_in_10000_parts():
+    sizes = [part_size(number) for number in range(1, 10_001)]
+    assert min(sizes) == FIRST_PART_SIZE >= 5 * MiB
+    assert max(sizes) <= 5 * 1024 * MiB
+    assert sum(sizes) >= 5 * 1024**4
+
+
+async def test_multipart_object_reads_back_whole_and_in_ranges(store):
+    storage, bucket = store
+    data = hashlib.sha256(b"x").digest() * (17 * MiB // 32) + b"tail"
+    stored = await _put(storage, "files/o/big", data, filename="big.bin")
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (await storage.stat("files/o/big")).metadata == {"filename": "big.bin"}
+    assert await _read(storage, "files/o/big") == data
+    boundary = 8 * MiB
+    assert await _read(storage, "files/o/big", boundary - 3, boundary + 5) == data[boundary - 3:boundary + 5]
+    assert await _read(storage, "files/o/big", len(data) - 4) == b"tail"
+    assert bucket.leftovers() == []
+
+
+async def test_empty_object(store):
+    storage, _ = store
+    stored = await _put(storage, "files/o/empty", b"")
+    assert stored.size == 0 and stored.sha256 == hashlib.sha256(b"").hexdigest()
+    assert await _read(storage, "files/o/empty") == b""
+
+
+async def test_list_is_in_key_order_with_start_after_and_limit(store):
+    storage, _ = store
+    keys = [f"files/o/k{i:02d}" for i in range(7)]
+    for key in reversed(keys):
+        await _put(storage, key, key.encode())
+    await _put(storage, "files/other/k00", b"not mine")
+    assert [item.key for item in await storage.list("files/o/")] == keys
+    page = await storage.list("files/o/", start_after=keys[2], limit=3)
+    assert [item.key for item in page] == keys[3:6]
+    assert [item.key for item in await storage.list("files/o/", start_after=keys[5], limit=3)] == keys[6:]
+
+
+async def test_a_committed_key_is_never_overwritten(store):
+    storage, bucket = store
+    await _put(storage, "files/o/taken", b"first")
+    with pytest.raises(ObjectExists):
+        await _put(storage, "files/o/taken", b"second")
+    assert await _read(storage, "files/o/taken") == b"first"
+    assert bucket.leftovers() == []
+
+
+async def test_of_two_racing_moves_exactly_one_wins(store):
+    storage, bucket = store
+    await _put(storage, "temp/o/a", b"moving", owner="o")
+    results = await asyncio.gather(*(storage.move("temp/o/a", "files/o/a", {"persisted": True}) for _ in range(3)),
+                                   return_exceptions=True)
+    winners = [result for result in results if not isinstance(result, Exception)]
+    assert len(winners) == 1 and winners[0].metadata == {"persisted": True}
+    assert all(isinstance(result, (ObjectNotFound, ObjectExists)) for result in results if result not in winners)
+    assert await storage.stat("temp/o/a") is None
+    assert await _read(storage, "files/o/a") == b"moving"
+    assert bucket.leftovers() == []
+
+
+async def test_a_delete_racing_a_move_never_leaves_a_record_without_bytes(store):
+    storage, bucket = store
+    for round_ in range(5):
+        src, dst = f"temp/o/r{round_}", f"files/o/r{round_}"
+        await _put(storage, src, b"contested")
+        await asyncio.gather(storage.move(src, dst), storage.delete(src), return_exceptions=True)
+        assert await storage.stat(src) is None
+        if await storage.stat(dst) is not None:
+            assert await _read(storage, dst) == b"contested"
+    assert bucket.leftovers() == []
+
+
+async def test_an_update_racing_a_delete_does_not_bring_the_object_back(store):
+    storage, bucket = store
+    await _put(storage, "files/o/u", b"short-lived")
+    await asyncio.gather(storage.update_metadata("files/o/u", {"late": True}), storage.delete("files/o/u"),
+                         return_exceptions=True)
+    assert await storage.stat("files/o/u") is None
+    assert bucket.leftovers() == []
+
+
+async def _after_staging_timeout() -> None:
+    await asyncio.sleep(2.2)  # S3 times have whole seconds; the fixture's staging timeout is 1 s
+
+
+async def test_sweep_finishes_a_move_whose_process_died(store):
+    storage, bucket = store
+    stored = await _put(storage, "temp/o/m", b"half moved")
+    record = await storage.records.get("temp/o/m")
+    await storage.journal.create(record.blob_id, {"op": "move", "key": "temp/o/m", "dst": "files/o/m"})
+    await storage.records.put(type(record)("files/o/m", record.blob_id, stored.size, stored.sha256,
+                                           stored.created_at, {}), create=True)  # died here: both records
+    await _after_staging_timeout()
+    assert await storage.sweep_staging() == 1
+    assert await storage.stat("temp/o/m") is None
+    assert await _read(storage, "files/o/m") == b"half moved"
+    assert bucket.leftovers() == []
+
+
+async def test_sweep_finishes_a_delete_whose_process_died(store):
+    storage, bucket = store
+    await _put(storage, "files/o/d", b"half deleted")
+    record = await storage.records.get("files/o/d")
+    await storage.journal.create(record.blob_id, {"op": "delete", "key": "files/o/d"})  # died here
+    await _after_staging_timeout()
+    assert await storage.sweep_staging() == 1
+    assert await storage.stat("files/o/d") is None
+    assert bucket.keys() == []
+
+
+async def test_sweep_keeps_a_write_that_committed_before_its_process_died(store):
+    storage, bucket = store
+    await _put(storage, "files/o/w", b"committed")
+    record = await storage.records.get("files/o/w")
+    await storage.journal.create(record.blob_id, {"op": "write", "key": "files/o/w"})  # entry not yet removed
+    await _after_staging_timeout()
+    assert await storage.sweep_staging() == 1
+    assert await _read(storage, "files/o/w") == b"committed"
+    assert bucket.leftovers() == []
+
+
+async def test_sweep_leaves_live_writers_alone(store):
+    storage, bucket = store
+    async with storage.writer() as writer:
+        await writer.write(b"w" * (9 * MiB))  # a multipart upload with its first part sent
+        await _after_staging_timeout()  # the writer keeps its journal entry fresh meanwhile
+        assert await storage.sweep_staging() == 0
+        stored = await writer.commit("files/o/live", {})
+    assert stored.size == 9 * MiB and await storage.stat("files/o/live") is not None
+    assert bucket.leftovers() == []
