@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from .servers import TOKENS, Server
 from .tcp_proxy import BreakingProxy
-from .tus import offset_of
+from .tus import offset_of, tus_backend  # noqa: F401 (tus_backend: autouse fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 TUS_JS = ROOT / "node_modules" / "tus-js-client" / "dist" / "tus.min.js"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .conftest import stored_files
-from .tus import TUS, create, metadata, patch
+from .tus import TUS, create, metadata, no_uploads_left, patch, tus_backend  # noqa: F401 (tus_backend: autouse fixture)
 
 
 def test_validate_upload_refuses_before_anything_is_stored(make_server) -> None:
@@ -16,7 +15,7 @@ def test_validate_upload_refuses_before_anything_is_stored(make_server) -> None:
                                                  "Upload-Metadata": metadata(filename="setup.exe")})
     assert response.status_code == 422
     assert response.json()["detail"] == "no programs, please"
-    assert list((server.upload_dir / ".resumable").iterdir()) == []
+    assert no_uploads_left(server)
 
 
 def test_process_upload_refusal_removes_file_and_upload(make_server) -> None:
@@ -26,8 +25,9 @@ def test_process_upload_refusal_removes_file_and_upload(make_server) -> None:
     assert patch(client, url, 0, b"VIRUS").status_code == 204
     refused = patch(client, url, 5, b"!!!!!")
     assert refused.status_code == 422 and refused.headers["Tus-Resumable"] == "1.0.0"
-    assert stored_files(server.upload_dir) == []
+    assert client.get("/api/files").json()["files"] == []
     assert client.head(url, headers=TUS).status_code == 404
+    assert no_uploads_left(server)
     assert not (server.upload_dir / "persisted.log").exists()
 
 
@@ -51,4 +51,4 @@ def test_a_deferred_length_is_validated_when_it_becomes_known(make_server) -> No
     refused = patch(client, url, 1000, b"x" * 1000, Upload_Length="200000")
     assert refused.status_code == 413 and refused.json()["detail"] == "too big for this house"
     assert client.head(url, headers=TUS).status_code == 404
-    assert list((server.upload_dir / ".resumable").iterdir()) == []
+    assert no_uploads_left(server)

@@ -14,7 +14,9 @@ import pytest
 
 from .conftest import stored_files
 from .servers import Server, start_server
-from .tus import OCTETS, TUS, checksum, create, metadata, offset_of, patch
+from .tus import (  # noqa: F401 (tus_backend: autouse fixture)
+    OCTETS, TUS, checksum, create, metadata, no_uploads_left, offset_of, patch, tus_backend,
+)
 
 MAX = 1024 * 1024
 
@@ -261,7 +263,7 @@ def test_expired_upload_answers_410_and_the_sweep_removes_it(make_server) -> Non
     assert swept.returncode == 0, swept.stderr
     assert '"removed": 1' in swept.stdout
     assert client.head(url, headers=TUS).status_code == 404
-    assert list((server.upload_dir / ".resumable").iterdir()) == []
+    assert no_uploads_left(server)
 
 
 def test_unfinished_upload_is_kept_before_it_expires(tus_server: Server) -> None:
@@ -280,7 +282,7 @@ def test_the_periodic_cleanup_sweeps_expired_uploads(make_server) -> None:
     while client.head(url, headers=TUS).status_code != 404:
         assert time.monotonic() < deadline, "the expired upload was never swept"
         time.sleep(0.2)
-    assert list((server.upload_dir / ".resumable").iterdir()) == []
+    assert no_uploads_left(server)
 
 
 def test_an_early_answer_does_not_hang_the_connection(tus_server: Server) -> None:
