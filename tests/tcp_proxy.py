@@ -29,8 +29,19 @@ class BreakingProxy:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        for writer in self._stalled:
+            writer.transport.abort()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def url(self) -> str:
@@ -38,22 +49,24 @@ class BreakingProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
-        for writer in self._stalled:
-            writer.transport.abort()
-        server.close()
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         back = asyncio.create_task(self._pump(up_reader, client_writer))
         try:
             await self._forward(client_reader, up_writer, client_writer)
+            await back  # the answer still flows back after the request went up
+        except (ConnectionError, asyncio.CancelledError):
+            pass
         finally:
-            if not self._stalled or up_writer not in self._stalled:
+            if up_writer not in self._stalled:
                 back.cancel()
+                up_writer.transport.abort()
+                client_writer.transport.abort()
 
     async def _forward(self, reader: asyncio.StreamReader, up: asyncio.StreamWriter,
                        client: asyncio.StreamWriter) -> None:
@@ -75,7 +88,8 @@ class BreakingProxy:
             sent += len(data) if counting else 0
             up.write(data)
             await up.drain()
-        up.close()
+        if up.can_write_eof():
+            up.write_eof()
 
     @staticmethod
     async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -83,7 +97,6 @@ class BreakingProxy:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
+            writer.close()  # the server closed: so does the proxy, towards the client
         except (ConnectionError, asyncio.CancelledError):
             pass
-        finally:
-            writer.close()

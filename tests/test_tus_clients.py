@@ -19,7 +19,7 @@ from tusclient.storage.filestorage import FileStorage
 
 from .servers import TOKENS, Server
 from .tcp_proxy import BreakingProxy
-from .tus import TUS, create, offset_of
+from .tus import TUS, create, offset_of, tus_backend  # noqa: F401 (tus_backend: autouse fixture)
 
 MiB = 1024 * 1024
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 from .conftest import resumable_entries, stored_files
-from .tus import TUS, create, metadata, patch
+from .tus import TUS, create, metadata, no_uploads_left, patch, tus_backend  # noqa: F401 (tus_backend: autouse fixture)
 
 
 def test_validate_upload_refuses_before_anything_is_stored(make_server) -> None:
@@ -28,6 +28,7 @@ def test_process_upload_refusal_removes_file_and_upload(make_server) -> None:
     assert refused.status_code == 422 and refused.headers["Tus-Resumable"] == "1.0.0"
     assert stored_files(server) == []
     assert client.head(url, headers=TUS).status_code == 404
+    assert no_uploads_left(server)
     assert not (server.upload_dir / "persisted.log").exists()
 
 

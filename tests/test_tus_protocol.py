@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
+from .servers import Server, start_server
+from .tus import (  # noqa: F401 (tus_backend: autouse fixture)
+    OCTETS, TUS, checksum, create, metadata, no_uploads_left, offset_of, patch, tus_backend,
+)
 from .conftest import resumable_entries, server_starter, stored_files
-from .servers import Server
-from .tus import OCTETS, TUS, checksum, create, metadata, offset_of, patch
 
 MAX = 1024 * 1024
 
@@ -69,6 +74,7 @@ CASES = [
         "Tus-Version": "1.0.0", "Tus-Max-Size": str(MAX), "Tus-Checksum-Algorithm": "sha1,md5,sha256",
         "Tus-Extension": "creation,creation-with-upload,creation-defer-length,termination,concatenation,"
                          "checksum,expiration"}),
+    Case("options on an upload URL", "OPTIONS", "new", {}, 204, user=None, expect={"Tus-Version": "1.0.0"}),
     Case("no Tus-Resumable", "POST", "root", {"Upload-Length": "1"}, 412, expect={"Tus-Version": "1.0.0"}),
     Case("wrong Tus-Resumable", "HEAD", "new", {"Tus-Resumable": "0.2.2"}, 412),
     Case("no credentials", "POST", "root", {**TUS, "Upload-Length": "1"}, 401, user=None),
@@ -250,14 +256,9 @@ def test_expired_upload_answers_410_and_the_sweep_removes_it(make_server) -> Non
     client = server.client()
     url = create(client, 10)
     assert patch(client, url, 0, b"01234").status_code == 204
-    import time
-
     time.sleep(1.2)
     assert client.head(url, headers=TUS).status_code == 410
     assert patch(client, url, 5, b"56789").status_code == 410
-    import subprocess
-    import sys
-
     swept = subprocess.run([sys.executable, "-m", "upload_service.cli", "cleanup"], env=server.env,
                            capture_output=True, text=True, timeout=60)
     assert swept.returncode == 0, swept.stderr
@@ -272,3 +273,24 @@ def test_unfinished_upload_is_kept_before_it_expires(tus_server: Server) -> None
     assert patch(client, url, 0, b"01").status_code == 204
     assert httpx.head(tus_server.url + url, headers=TUS).status_code == 401
     assert offset_of(client, url) == 2
+
+
+def test_the_periodic_cleanup_sweeps_expired_uploads(make_server) -> None:
+    server = make_server(tus_upload_ttl="1s", cleanup_interval="1s")
+    client = server.client()
+    url = create(client, 10)
+    deadline = time.monotonic() + 15
+    while client.head(url, headers=TUS).status_code != 404:
+        assert time.monotonic() < deadline, "the expired upload was never swept"
+        time.sleep(0.2)
+    assert no_uploads_left(server)
+
+
+def test_an_early_answer_does_not_hang_the_connection(tus_server: Server) -> None:
+    """A 409 sent before a big body was read: the client's next request on the same client still works."""
+    client = tus_server.client()
+    client.timeout = httpx.Timeout(20)
+    url = create(client, MAX)
+    for _ in range(2):
+        assert patch(client, url, 5, b"x" * MAX).status_code == 409
+        assert offset_of(client, url) == 0

@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 
+from upload_service.aio import complete
 from upload_service.builtin.local_storage import LocalStorage
 from upload_service.errors import Problem
 from upload_service.storage import OffsetMismatch, ResumableStorage
@@ -101,3 +102,20 @@ async def test_file_locker_refuses_what_is_not_an_id(tmp_path) -> None:
     with pytest.raises(ValueError):
         async with FileLocker(tmp_path).hold("../escape"):
             pass
+
+
+async def test_complete_finishes_its_work_through_cancellations() -> None:
+    finished: list[str] = []
+
+    async def clean_up() -> None:
+        await asyncio.sleep(0.05)
+        finished.append("done")
+
+    task = asyncio.create_task(complete(clean_up()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["done"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 
 import httpx
+import pytest
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -37,3 +39,18 @@ def offset_of(client: httpx.Client, url: str) -> int:
     response = client.head(url, headers=TUS)
     assert response.status_code == 200, response.status_code
     return int(response.headers["Upload-Offset"])
+
+
+def no_uploads_left(server) -> bool:
+    """No upload in progress remains in the server's storage (local disk: ``.resumable``; S3: its prefix)."""
+    if getattr(server, "backend", "local") == "s3":
+        return not server.bucket.keys("resumable/") and not server.bucket.multipart_uploads()
+    return not any((server.upload_dir / ".resumable").iterdir())
+
+
+@pytest.fixture(autouse=True)
+def tus_backend(request: pytest.FixtureRequest) -> None:
+    """The tus suites run on every storage backend that can resume (the S3 one once it ships ``resumable``)."""
+    if "storage_backend" in request.fixturenames and request.getfixturevalue("storage_backend") == "s3" \
+            and importlib.util.find_spec("upload_service_s3.resumable") is None:
+        pytest.skip("this S3 plugin has no resumable storage yet")

@@ -22,6 +22,7 @@ from tests.perf.load import put_load
 from tests.servers import TOKENS, free_port, wait_until_up
 
 NGINX_CONF = """
+user root;
 worker_processes 1;
 error_log {dir}/error.log;
 pid {dir}/nginx.pid;

@@ -64,12 +64,16 @@ class TusUploads:
 
     # -- finding --------------------------------------------------------------------------------------
 
-    async def find(self, identity: Identity, upload_id: str) -> TusUpload:
-        """The caller's upload: 404 if unknown or someone else's, 410 once expired (until the sweep)."""
+    async def _owned(self, identity: Identity, upload_id: str) -> TusUpload:
+        """The caller's upload, expired or not; 404 if unknown or someone else's (no difference shows)."""
         stored = await self.store.get(check_id(upload_id))
         if stored is None or stored.info.get("owner") != identity.id:
             raise _gone()
-        upload = TusUpload(stored)
+        return TusUpload(stored)
+
+    async def find(self, identity: Identity, upload_id: str) -> TusUpload:
+        """The caller's upload: 404 if unknown or someone else's, 410 once expired (until the sweep)."""
+        upload = await self._owned(identity, upload_id)
         if upload.expired():
             raise Problem(410, "this upload has expired", reason="tus_expired")
         return upload
@@ -167,7 +171,7 @@ class TusUploads:
         if offset is None:
             raise Problem(400, "Upload-Offset is required", reason="tus_bad_header")
         ChunkChecksum.from_headers(request.headers)  # a malformed checksum is refused before the lock
-        check_id(upload_id)
+        await self.find(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
         async with self.locker.hold(upload_id) as lock:
             upload = await self.find(identity, upload_id)
             if upload.is_final:
@@ -276,11 +280,9 @@ class TusUploads:
 
     async def terminate(self, identity: Identity, upload_id: str) -> None:
         """DELETE: the upload and its bytes go (a file it already became stays: delete that via /api/files)."""
-        check_id(upload_id)
+        await self._owned(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
         async with self.locker.hold(upload_id) as lock:
-            stored = await self.store.get(upload_id)
-            if stored is None or stored.info.get("owner") != identity.id:
-                raise _gone()
+            await self._owned(identity, upload_id)
             await self.store.delete(upload_id)
             lock.forget()
 
