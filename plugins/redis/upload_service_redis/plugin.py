@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Any
 
 from upload_service import StartupError, hookimpl
 
-from .locker import RedisLocker
-from .settings import RedisLockerSettings
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from .locker import RedisLocker
+
+# redis-py is imported only when LOCKER=redis is chosen, so an installed but unused plugin costs no memory.
 
 
 def _client(service: Any) -> Redis:
+    from redis.asyncio import Redis
+
     if not service.settings.redis_url:
         raise StartupError("LOCKER=redis needs REDIS_URL (for example redis://127.0.0.1:6379/0)")
     return Redis.from_url(service.settings.redis_url)
@@ -21,6 +24,9 @@ def _client(service: Any) -> Redis:
 
 def make_locker(service: Any) -> RedisLocker:
     """The factory ``LOCKER=redis`` picks; one connection pool per service instance."""
+    from .locker import RedisLocker
+    from .settings import RedisLockerSettings
+
     settings = RedisLockerSettings()
     return RedisLocker(_client(service), prefix=settings.key_prefix, ttl=settings.lock_ttl, wait=settings.lock_wait)
 
@@ -35,6 +41,8 @@ async def startup(service) -> None:
     """Refuse to start when ``LOCKER=redis`` and Redis cannot be reached."""
     if service.settings.locker != "redis":
         return
+    from redis.exceptions import RedisError
+
     client = _client(service)
     try:
         await client.ping()
