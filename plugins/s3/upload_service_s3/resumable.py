@@ -111,9 +111,20 @@ class S3ResumableUploads:
             raise
 
     async def _require(self, upload_id: str) -> Progress:
-        progress = await self._load(upload_id)
+        progress = await self._current(upload_id)
         if progress is None:
             raise ObjectNotFound(upload_id)
+        return progress
+
+    async def _current(self, upload_id: str) -> Progress | None:
+        """The record, with a commit whose process died after the file's record was written (so the file is
+        visible) but before ``committed`` was saved noted now: finishing again then adopts that file instead
+        of committing the same bytes as a second one."""
+        progress = await self._load(upload_id)
+        if (progress is not None and progress.committed is None and progress.committing is not None
+                and await self._owned_by_a_file(progress)):
+            progress.committed, progress.committing = progress.committing, None
+            await self._save(progress)
         return progress
 
     async def _save(self, progress: Progress, *, create: bool = False) -> None:
@@ -133,7 +144,7 @@ class S3ResumableUploads:
         return progress.public()
 
     async def get(self, upload_id: str) -> ResumableUpload | None:
-        progress = await self._load(upload_id)
+        progress = await self._current(upload_id)
         return progress.public() if progress else None
 
     async def set_info(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
