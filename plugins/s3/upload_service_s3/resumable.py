@@ -17,7 +17,8 @@ next append uploads that part number again, and completing lists only the record
 Finishing *seals* the upload: the tail becomes the last part (``UploadPartCopy``, no bytes through the
 service) and the multipart upload is completed into ``blobs/<blob id>``. Committing writes the object's
 record pointing at that blob, like any write; the upload's record notes the key first (``committing``), so
-a delete after a crash can tell a blob that already belongs to a file from one it must remove.
+a delete after a crash can tell a blob that already belongs to a file from one it must remove, and reading
+the upload after such a crash finds it committed to that file rather than finishing it into a second one.
 """
 
 from __future__ import annotations
