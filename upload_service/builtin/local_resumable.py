@@ -1,7 +1,8 @@
 """Uploads in progress on local disk: the ``ResumableStorage`` of ``LocalStorage`` (tus).
 
 Layout: ``UPLOAD_DIR/.resumable/<id>/data`` (the bytes so far) and ``record.json`` (offset, the protocol's
-info, and the key of the object it became). The offset in the record is written after the bytes, and on read
+info, and the key of the object it became: noted as ``committing`` before the object is placed, so an upload
+whose process died right after placing it reads as committed to that object, not as one to finish again). The offset in the record is written after the bytes, and on read
 it is capped at the size of ``data``, so a crash never makes the offset claim bytes that are not there.
 A chunk that must be all or nothing (checksum) is truncated away when it fails.
 
@@ -61,16 +62,28 @@ class LocalResumableUploads:
                 record = json.load(handle)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        offset = record["offset"]
-        if record.get("committed") is None:
+        offset, committed = record["offset"], record.get("committed")
+        if committed is None and self._became(folder, record.get("committing")):
+            committed = record["committing"]  # its process died between placing the object and noting it
+        if committed is None:
             try:
                 offset = min(offset, os.stat(folder / "data").st_size)
             except FileNotFoundError:
                 offset = 0
-        return ResumableUpload(upload_id, offset, record["info"], record.get("committed"))
+        return ResumableUpload(upload_id, offset, record["info"], committed)
 
-    def _save(self, upload: ResumableUpload, *, durable: bool = False) -> None:
-        record = {"offset": upload.offset, "info": upload.info, "committed": upload.committed}
+    def _became(self, folder: Path, key: str | None) -> bool:
+        """Whether the object ``key`` (noted before placing it) exists and holds this upload's bytes."""
+        if key is None:
+            return False
+        try:
+            return os.path.samefile(folder / "data", self.storage.object_dir(key) / "data")
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def _save(self, upload: ResumableUpload, *, durable: bool = False, committing: str | None = None) -> None:
+        record = {"offset": upload.offset, "info": upload.info, "committed": upload.committed,
+                  "committing": committing}
         path = self._dir(upload.id) / "record.json"
         if durable:
             _write_json(path, record)
@@ -264,6 +277,9 @@ class LocalResumableObject:
 
     def _commit_sync(self, key: str, record: dict[str, Any]) -> None:
         source = self._uploads._dir(self._upload.id)
+        # the key first, so a process that dies after placing the object leaves an upload that adopts it
+        self._uploads._save(ResumableUpload(self._upload.id, self.size, self._upload.info), durable=True,
+                            committing=key)
         staging = self._uploads.storage.staging / secrets.token_hex(16)
         try:
             staging.mkdir()

@@ -17,7 +17,8 @@ next append uploads that part number again, and completing lists only the record
 Finishing *seals* the upload: the tail becomes the last part (``UploadPartCopy``, no bytes through the
 service) and the multipart upload is completed into ``blobs/<blob id>``. Committing writes the object's
 record pointing at that blob, like any write; the upload's record notes the key first (``committing``), so
-a delete after a crash can tell a blob that already belongs to a file from one it must remove.
+a delete after a crash can tell a blob that already belongs to a file from one it must remove, and reading
+the upload after such a crash finds it committed to that file rather than finishing it into a second one.
 """
 
 from __future__ import annotations
@@ -111,9 +112,20 @@ class S3ResumableUploads:
             raise
 
     async def _require(self, upload_id: str) -> Progress:
-        progress = await self._load(upload_id)
+        progress = await self._current(upload_id)
         if progress is None:
             raise ObjectNotFound(upload_id)
+        return progress
+
+    async def _current(self, upload_id: str) -> Progress | None:
+        """The record, with a commit whose process died after the file's record was written (so the file is
+        visible) but before ``committed`` was saved noted now: finishing again then adopts that file instead
+        of committing the same bytes as a second one."""
+        progress = await self._load(upload_id)
+        if (progress is not None and progress.committed is None and progress.committing is not None
+                and await self._owned_by_a_file(progress)):
+            progress.committed, progress.committing = progress.committing, None
+            await self._save(progress)
         return progress
 
     async def _save(self, progress: Progress, *, create: bool = False) -> None:
@@ -133,7 +145,7 @@ class S3ResumableUploads:
         return progress.public()
 
     async def get(self, upload_id: str) -> ResumableUpload | None:
-        progress = await self._load(upload_id)
+        progress = await self._current(upload_id)
         return progress.public() if progress else None
 
     async def set_info(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
