@@ -170,5 +170,18 @@ class ResumableStorage(Protocol):
         """Every upload (for the sweep of expired ones)."""
 
 
+class FinishedUploadHash:
+    """Shared by the staged objects that ``ResumableStorage.stage`` returns: the whole upload's sha256 is
+    known once ``finish`` has run (from the running hash, or by reading the upload back)."""
+
+    _hash: Any | None = None
+
+    @property
+    def sha256(self) -> str:
+        if self._hash is None:
+            raise RuntimeError("call finish() first")
+        return self._hash.hexdigest()
+
+
 class OffsetMismatch(Exception):
     """An append started at an offset other than the stored one."""

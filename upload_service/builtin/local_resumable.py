@@ -30,7 +30,7 @@ import aiofiles
 
 from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound
-from upload_service.storage import OffsetMismatch, ResumableUpload, StoredObject, check_key
+from upload_service.storage import FinishedUploadHash, OffsetMismatch, ResumableUpload, StoredObject, check_key
 
 from .local_storage import READ_CHUNK, BufferedFileWriter, _fsync_dir, _storage_error, _write_json
 
@@ -233,7 +233,7 @@ class LocalResumableUploads:
         return await asyncio.to_thread(self._list_sync)
 
 
-class LocalResumableObject:
+class LocalResumableObject(FinishedUploadHash):
     """A complete upload as a staged object: ``commit`` hard-links its bytes into a committed object."""
 
     def __init__(self, uploads: LocalResumableUploads, upload: ResumableUpload, hasher: Any | None) -> None:
@@ -241,12 +241,6 @@ class LocalResumableObject:
         self._upload = upload
         self._hash = hasher
         self.size = upload.offset
-
-    @property
-    def sha256(self) -> str:
-        if self._hash is None:
-            raise RuntimeError("call finish() first")
-        return self._hash.hexdigest()
 
     def _rehash(self) -> Any:
         hasher = hashlib.sha256()

@@ -38,7 +38,7 @@ from botocore.exceptions import ClientError
 
 from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound
-from upload_service.storage import OffsetMismatch, ResumableUpload, StoredObject, check_key
+from upload_service.storage import FinishedUploadHash, OffsetMismatch, ResumableUpload, StoredObject, check_key
 
 from .client import is_missing, is_precondition_failed
 from .layout import new_blob_id
@@ -402,7 +402,7 @@ def _digest(hasher: Any | None, data: bytes, skip: int) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
-class S3ResumableObject:
+class S3ResumableObject(FinishedUploadHash):
     """A finished upload as a staged object: ``finish`` seals it, ``commit`` gives its blob to a file."""
 
     def __init__(self, uploads: S3ResumableUploads, progress: Progress, hasher: Any | None) -> None:
@@ -410,12 +410,6 @@ class S3ResumableObject:
         self._progress = progress
         self._hash = hasher
         self.size = progress.offset
-
-    @property
-    def sha256(self) -> str:
-        if self._hash is None:
-            raise RuntimeError("call finish() first")
-        return self._hash.hexdigest()
 
     async def finish(self) -> None:
         await self._uploads._seal(self._progress)
