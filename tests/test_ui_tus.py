@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from playwright.sync_api import Page, Request, Route, expect
 
-from .browser import dev_client, dev_settings, sign_in
+from .browser import dev_client, dev_settings, sign_in, throttle_uploads
 from .servers import Server
 
 MiB = 1024 * 1024
@@ -108,4 +109,47 @@ def test_a_reload_mid_upload_resumes_from_the_servers_offset(contexts, make_serv
     assert patches == [str(CHUNK)], requests  # only the missing bytes were sent
     described, downloaded = stored(server, "resumed.bin")
     assert described["size"] == len(content)
+    assert described["sha256"] == downloaded == hashlib.sha256(content).hexdigest()
+
+
+def test_cancel_deletes_the_tus_upload_and_a_refusal_shows_the_servers_reason(contexts, make_server):
+    server = make_server(**dev_settings(ui_tus_threshold="1MiB", max_upload_size="10MiB"))
+    page = sign_in(contexts().new_page(), server)
+    requests = tus_requests(page)
+    throttle_uploads(page, 512 * 1024)
+    page.set_input_files("#upload-input", files=[
+        {"name": "cancelled.bin", "mimeType": "application/octet-stream", "buffer": os.urandom(4 * MiB)},
+    ])
+    upload = page.locator("#upload-queue .upload").first
+    expect(upload.locator(".upload-percent")).to_have_text(re.compile(r"^[1-9]\d? %$"))
+    upload.get_by_role("button", name="Cancel upload of cancelled.bin").click()
+    expect(upload.locator(".upload-state")).to_have_text("Cancelled")
+    page.wait_for_function("() => localStorage.length === 0")  # nothing left to resume
+    upload_url = next(url for method, url, _ in requests if method == "PATCH")
+    assert ("DELETE", upload_url, None) in requests
+    assert dev_client(server).head(upload_url, headers={"Tus-Resumable": "1.0.0"}).status_code == 404
+
+    page.set_input_files("#upload-input", files=[
+        {"name": "too-big.bin", "mimeType": "application/octet-stream", "buffer": os.urandom(11 * MiB)},
+    ])
+    refused = page.locator("#upload-queue .upload").first
+    expect(refused.locator(".upload-state")).to_have_text("Refused")
+    expect(refused.locator(".upload-error")).to_have_text(f"the upload is larger than the limit of {10 * MiB} bytes")
+    assert [method for method, url, _ in requests[-1:]] == ["POST"]  # refused at creation, by tus
+    assert dev_client(server).get("/api/files").json()["files"] == []
+
+
+def test_without_the_tus_plugin_large_files_go_by_raw_put(contexts, make_server):
+    server = make_server(**dev_settings(ui_tus_threshold="1MiB", disabled_plugins="tus"))
+    page = sign_in(contexts().new_page(), server)
+    assert page.locator("body").get_attribute("data-tus-url") is None
+    assert page.locator("script[src*='tus.min.js']").count() == 0
+    requests = tus_requests(page)
+    content = os.urandom(2 * MiB)
+    page.set_input_files("#upload-input", files=[
+        {"name": "plain.bin", "mimeType": "application/octet-stream", "buffer": content},
+    ])
+    expect(page.locator("#upload-queue .upload[data-state=done]")).to_have_count(1)
+    assert requests == []
+    described, downloaded = stored(server, "plain.bin")
     assert described["sha256"] == downloaded == hashlib.sha256(content).hexdigest()
