@@ -3,7 +3,7 @@
 Assets are served by the service's blueprint (``<prefix>/static/``) unless ``STATIC_URL`` points at nginx or a
 CDN. htmx is bundled by ``scripts/build-assets`` into ``static/vendor/``; when that copy is missing (a source
 checkout that skipped the build) the page loads the pinned CDN copy recorded in ``assets.json``, checked by its
-SRI hash.
+SRI hash. tus-js-client is bundled the same way; without it the UI uploads large files in one request.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ log = logging.getLogger("upload_service.assets")
 PACKAGE_DIR = Path(__file__).resolve().parent
 STATIC_DIR = PACKAGE_DIR / "static"
 MANIFEST = PACKAGE_DIR / "assets.json"
+TUS_FILE = "vendor/tus.min.js"
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,20 @@ class Assets:
             log.warning("bundled htmx is missing (run scripts/build-assets); pages load htmx %s from %s",
                         htmx["version"], htmx["cdn"])
             self._htmx = (htmx["cdn"], htmx["integrity"])
+        tus = static_dir / TUS_FILE
+        self._tus = sri_hash(tus) if tus.is_file() else None
+        if self._tus is None:
+            log.warning("bundled tus-js-client is missing (run scripts/build-assets); the UI uploads large files "
+                        "without resuming")
 
     def htmx(self) -> Script:
         """The htmx script tag: the bundled copy (via ``url``), else the pinned CDN copy; both with SRI."""
         where, integrity = self._htmx
         return Script(self.url(where) if self.htmx_bundled else where, integrity)
+
+    def tus(self) -> Script | None:
+        """The bundled tus-js-client (resumable uploads of large files), or None when the build left it out."""
+        return None if self._tus is None else Script(self.url(TUS_FILE), self._tus)
 
     def url(self, path: str) -> str:
         """The URL of a static file, with a content fingerprint so browsers never keep a stale copy."""

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     temp_upload_ttl: Duration = parse_duration("24h")
     cleanup_interval: Duration = parse_duration("10m")
     tus_upload_ttl: Duration = parse_duration("24h")
+    ui_tus_threshold: Size = parse_size("8MiB")
     github_client_id: str | None = None
     github_client_secret: SecretStr | None = None
     github_url: str = "https://github.com"

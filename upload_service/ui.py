@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, redirect, render_template, request
+from werkzeug.routing import BuildError
 
 from .api.files import delete_own_file
 from .assets import Assets, origin
@@ -63,6 +64,15 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
                 "asset": assets.url, "htmx": assets.htmx(), "human_size": human_size, "iso": iso,
                 "files_changed": FILES_CHANGED}
 
+    def resumable() -> dict[str, Any]:
+        """tus-js-client and the tus endpoint for large files, when both exist (the tus plugin may be disabled)."""
+        script = assets.tus()
+        try:
+            endpoint = service.url("tus_create")
+        except BuildError:
+            return {"tus": None}
+        return {"tus": script, "tus_url": endpoint, "tus_threshold": service.settings.ui_tus_threshold}
+
     async def file_page(identity: Identity, cursor: str | None) -> dict[str, Any]:
         files, next_cursor = await service.files.page(identity, temporary=False, limit=PAGE_SIZE, cursor=cursor)
         return {"files": files, "cursor": cursor, "next_cursor": next_cursor}
@@ -73,7 +83,7 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
         if identity is None:
             return await render_template("upload_service/signin.html", providers=service.auth.with_login())
         page = await file_page(identity, request.args.get("cursor"))
-        return await render_template("upload_service/index.html", identity=identity, **page)
+        return await render_template("upload_service/index.html", identity=identity, **page, **resumable())
 
     @bp.route("/ui/files", methods=["GET"], endpoint="ui_files")
     async def file_rows() -> Any:

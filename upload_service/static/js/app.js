@@ -5,9 +5,17 @@ import { AttachForm } from "./attach-form.js";
 import { connectDropzone } from "./dropzone.js";
 import { localizeTimes, reportHtmxErrors } from "./page.js";
 import { UploadQueue } from "./queue.js";
-import { chooser, multipartTransport, rawPutTransport } from "./transports.js";
+import { chooser, multipartTransport, rawPutTransport, tusTransport } from "./transports.js";
 
 document.documentElement.classList.replace("no-js", "js");
+
+/** Files larger than `data-tus-threshold` go by tus (resumable) when the page loaded tus-js-client. */
+function resumableRules(config) {
+  if (!config.tusUrl || !globalThis.tus?.isSupported) return [];
+  const threshold = Number(config.tusThreshold);
+  const transport = tusTransport({ endpoint: config.tusUrl, filesUrl: config.filesUrl, csrfToken: config.csrfToken });
+  return [{ accepts: (file) => file.size > threshold, transport }];
+}
 
 function start(config) {
   const filesChanged = () => document.body.dispatchEvent(new CustomEvent(config.filesChanged, { bubbles: true }));
@@ -16,7 +24,8 @@ function start(config) {
   const queue = new UploadQueue({
     list: byId("upload-queue"),
     template: byId("upload-item-template"),
-    pickTransport: chooser(rawPutTransport({ filesUrl: config.filesUrl, csrfToken: config.csrfToken })),
+    pickTransport: chooser(rawPutTransport({ filesUrl: config.filesUrl, csrfToken: config.csrfToken }),
+      resumableRules(config)),
     onUploaded: filesChanged,
   });
   connectDropzone(byId("upload-form"), byId("upload-input"), (files) => queue.add(files));
