@@ -7,7 +7,9 @@ atomic: an object is visible whole or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -168,6 +170,39 @@ class ResumableStorage(Protocol):
 
     async def list(self) -> list[ResumableUpload]:
         """Every upload (for the sweep of expired ones)."""
+
+
+class RunningHashes:
+    """This worker's sha256 states of uploads in progress, each valid at one offset.
+
+    When the chunks of an upload arrive in order at one worker, finishing needs no second read of the bytes.
+    A backend keeps the state after each append and takes it back for the next one; a state at another
+    offset (another worker appended meanwhile) is useless and dropped. At most ``limit`` are kept, the oldest
+    forgotten first (finishing such an upload reads it back once).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._states: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+
+    def take(self, upload_id: str, offset: int) -> Any | None:
+        """The state of ``upload_id`` if it is valid at ``offset``; it is no longer kept either way."""
+        known = self._states.pop(upload_id, None)
+        return known[1] if known is not None and known[0] == offset else None
+
+    def take_or_start(self, upload_id: str, offset: int) -> Any | None:
+        """As ``take``, but a fresh state for an upload that has not started (offset 0)."""
+        return self.take(upload_id, offset) or (hashlib.sha256() if offset == 0 else None)
+
+    def keep(self, upload_id: str, offset: int, hasher: Any | None) -> None:
+        if hasher is None:
+            return
+        self._states[upload_id] = (offset, hasher)
+        while len(self._states) > self._limit:
+            self._states.popitem(last=False)
+
+    def forget(self, upload_id: str) -> None:
+        self._states.pop(upload_id, None)
 
 
 class FinishedUploadHash:

@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +29,9 @@ import aiofiles
 
 from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound
-from upload_service.storage import FinishedUploadHash, OffsetMismatch, ResumableUpload, StoredObject, check_key
+from upload_service.storage import (
+    FinishedUploadHash, OffsetMismatch, ResumableUpload, RunningHashes, StoredObject, check_key,
+)
 
 from .local_storage import READ_CHUNK, BufferedFileWriter, _fsync_dir, _storage_error, _write_json
 
@@ -48,7 +49,7 @@ class LocalResumableUploads:
         self.storage = storage
         self.root = storage.root / ".resumable"
         self.root.mkdir(parents=True, exist_ok=True)
-        self._hashes: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._hashes = RunningHashes(MAX_HASHES)
 
     def _dir(self, upload_id: str) -> Path:
         return self.root / check_key(upload_id)
@@ -137,23 +138,10 @@ class LocalResumableUploads:
         os.lseek(fd, offset, os.SEEK_SET)
         return upload, fd
 
-    def _running_hash(self, upload_id: str, offset: int) -> Any | None:
-        known = self._hashes.pop(upload_id, None)
-        if known is not None and known[0] == offset:
-            return known[1]
-        return hashlib.sha256() if offset == 0 else None
-
-    def _keep_hash(self, upload_id: str, offset: int, hasher: Any | None) -> None:
-        if hasher is None:
-            return
-        self._hashes[upload_id] = (offset, hasher)
-        while len(self._hashes) > MAX_HASHES:
-            self._hashes.popitem(last=False)
-
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes],
                      verify: Callable[[], None] | None = None) -> ResumableUpload:
         upload, fd = await asyncio.to_thread(self._open_at, upload_id, offset)
-        hasher = self._running_hash(upload_id, offset)
+        hasher = self._hashes.take_or_start(upload_id, offset)
         before = hasher.copy() if hasher is not None and verify is not None else None
         out = BufferedFileWriter(fd, [hasher] if hasher is not None else [])
         try:
@@ -165,7 +153,7 @@ class LocalResumableUploads:
         except BaseException:
             await complete(self._after_failure(upload, fd, out, offset, hasher, before, verify is not None))
             raise
-        self._keep_hash(upload_id, offset + out.written, hasher)
+        self._hashes.keep(upload_id, offset + out.written, hasher)
         return await complete(asyncio.to_thread(self._end_append, upload, fd, offset + out.written))
 
     async def _after_failure(self, upload: ResumableUpload, fd: int, out: BufferedFileWriter, offset: int,
@@ -173,7 +161,7 @@ class LocalResumableUploads:
         """Count the bytes that arrived intact (none for an all-or-nothing chunk) and record the offset."""
         await out.settle(keep=not all_or_nothing)
         kept = 0 if all_or_nothing else out.written
-        self._keep_hash(upload.id, offset + kept, before if all_or_nothing else hasher)
+        self._hashes.keep(upload.id, offset + kept, before if all_or_nothing else hasher)
         await asyncio.to_thread(self._end_append, upload, fd, offset + kept)
 
     def _end_append(self, upload: ResumableUpload, fd: int, offset: int) -> ResumableUpload:
@@ -204,12 +192,11 @@ class LocalResumableUploads:
         upload = await self.get(upload_id)
         if upload is None or upload.committed is not None:
             raise ObjectNotFound(upload_id)
-        known = self._hashes.pop(upload_id, None)
-        hasher = known[1] if known is not None and known[0] == upload.offset else None
+        hasher = self._hashes.take(upload_id, upload.offset)
         return LocalResumableObject(self, upload, hasher)
 
     def _delete_sync(self, upload_id: str) -> bool:
-        self._hashes.pop(upload_id, None)
+        self._hashes.forget(upload_id)
         doomed = self.storage.trash / secrets.token_hex(16)
         try:
             os.rename(self._dir(upload_id), doomed)

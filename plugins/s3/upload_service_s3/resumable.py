@@ -28,7 +28,6 @@ import base64
 import hashlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +37,9 @@ from botocore.exceptions import ClientError
 
 from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound
-from upload_service.storage import FinishedUploadHash, OffsetMismatch, ResumableUpload, StoredObject, check_key
+from upload_service.storage import (
+    FinishedUploadHash, OffsetMismatch, ResumableUpload, RunningHashes, StoredObject, check_key,
+)
 
 from .client import is_missing, is_precondition_failed
 from .layout import new_blob_id
@@ -89,7 +90,7 @@ class S3ResumableUploads:
 
     def __init__(self, storage: S3Storage) -> None:
         self.storage = storage
-        self._hashes: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._hashes = RunningHashes(MAX_HASHES)
 
     def _name(self, upload_id: str, leaf: str = "record") -> str:
         return f"{self.storage.layout.prefix}resumable/{check_key(upload_id)}/{leaf}"
@@ -179,7 +180,7 @@ class S3ResumableUploads:
         progress = await self._require(upload_id)
         if progress.offset != offset or progress.sealed or progress.committed is not None:
             raise OffsetMismatch(f"upload is at {progress.offset}, not {offset}")
-        hasher = self._running_hash(upload_id, offset)
+        hasher = self._hashes.take_or_start(upload_id, offset)
         before = hasher.copy() if hasher is not None and verify is not None else None
         appender = _Appender(self, progress, await self._read_tail(progress), hasher)
         try:
@@ -189,7 +190,7 @@ class S3ResumableUploads:
                 verify()
         except BaseException:
             if verify is not None:  # all or nothing: the record still says what it said before
-                self._keep_hash(upload_id, offset, before)
+                self._hashes.keep(upload_id, offset, before)
             else:  # keep what arrived, as tus asks
                 await complete(self._settle(appender))
             raise
@@ -197,7 +198,7 @@ class S3ResumableUploads:
 
     async def _settle(self, appender: _Appender) -> ResumableUpload:
         progress = await appender.settle()
-        self._keep_hash(progress.id, progress.offset, appender.hasher)
+        self._hashes.keep(progress.id, progress.offset, appender.hasher)
         return progress.public()
 
     async def _read_tail(self, progress: Progress) -> bytes:
@@ -207,19 +208,6 @@ class S3ResumableUploads:
         response = await client.get_object(Bucket=self.storage.bucket, Key=self._name(progress.id, progress.tail))
         async with response["Body"] as body:
             return await body.read()
-
-    def _running_hash(self, upload_id: str, offset: int) -> Any | None:
-        known = self._hashes.pop(upload_id, None)
-        if known is not None and known[0] == offset:
-            return known[1]
-        return hashlib.sha256() if offset == 0 else None
-
-    def _keep_hash(self, upload_id: str, offset: int, hasher: Any | None) -> None:
-        if hasher is None:
-            return
-        self._hashes[upload_id] = (offset, hasher)
-        while len(self._hashes) > MAX_HASHES:
-            self._hashes.popitem(last=False)
 
     # -- reading, finishing, removing ---------------------------------------------------------------
 
@@ -287,8 +275,7 @@ class S3ResumableUploads:
         progress = await self._require(upload_id)
         if progress.committed is not None:
             raise ObjectNotFound(upload_id)
-        known = self._hashes.pop(upload_id, None)
-        hasher = known[1] if known is not None and known[0] == progress.offset else None
+        hasher = self._hashes.take(upload_id, progress.offset)
         return S3ResumableObject(self, progress, hasher)
 
     async def delete(self, upload_id: str) -> bool:
@@ -296,7 +283,7 @@ class S3ResumableUploads:
         progress = await self._load(upload_id)
         if progress is None:
             return False
-        self._hashes.pop(upload_id, None)
+        self._hashes.forget(upload_id)
         client = await self.storage.clients.get()
         bucket = self.storage.bucket
         if not await self._owned_by_a_file(progress):
