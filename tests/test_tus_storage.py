@@ -9,9 +9,10 @@ import pytest
 
 from upload_service.aio import complete
 from upload_service.builtin.local_storage import LocalStorage
-from upload_service.errors import Problem
 from upload_service.storage import OffsetMismatch, ResumableStorage
 from upload_service.tus.locking import FileLocker
+
+from .lockers import check_take_over
 
 
 async def chunks(*parts: bytes, then: BaseException | None = None):
@@ -78,24 +79,7 @@ async def test_another_worker_rehashes_on_finish(tmp_path) -> None:
 
 async def test_file_locker_asks_the_holder_to_release(tmp_path) -> None:
     locker = FileLocker(tmp_path, wait=5, poll=0.01, watch=0.01)
-    events: list[str] = []
-
-    async def stale_holder() -> None:
-        async with locker.hold("upload-dddddddddddddddd") as lock:
-            events.append("held")
-            await asyncio.wait_for(lock.release_requested.wait(), 5)
-            events.append("asked")
-
-    holder = asyncio.create_task(stale_holder())
-    while not events:
-        await asyncio.sleep(0.01)
-    with pytest.raises(Problem) as busy:
-        async with locker.hold("upload-dddddddddddddddd", take_over=False):
-            pass
-    assert busy.value.status == 423
-    async with locker.hold("upload-dddddddddddddddd") as lock:
-        assert events == ["held", "asked"] and not lock.release_requested.is_set()
-    await holder
+    await check_take_over(locker, locker, "upload-dddddddddddddddd")
 
 
 async def test_file_locker_refuses_what_is_not_an_id(tmp_path) -> None:

@@ -1,0 +1,37 @@
+"""The take-over scenario every tus locker must pass (file locker, Redis locker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from upload_service.errors import Problem
+from upload_service.tus.locking import Locker
+
+
+async def check_take_over(holder: Locker, newcomer: Locker, upload_id: str,
+                          while_taken: Callable[[], Awaitable[None]] | None = None) -> None:
+    """A stale holder keeps the lock until a newer request asks: without take-over the newcomer gets 423 and the
+    holder is not disturbed; with it, the holder is asked to let go and the newcomer gets a lock of its own."""
+    events: list[str] = []
+
+    async def stale_holder() -> None:
+        async with holder.hold(upload_id) as lock:
+            events.append("held")
+            await asyncio.wait_for(lock.release_requested.wait(), 5)
+            events.append("asked")
+
+    task = asyncio.create_task(stale_holder())
+    while not events:
+        await asyncio.sleep(0.01)
+    with pytest.raises(Problem) as refused:
+        async with newcomer.hold(upload_id, take_over=False):
+            pass
+    assert refused.value.status == 423 and events == ["held"]
+    async with newcomer.hold(upload_id) as lock:
+        assert events == ["held", "asked"] and not lock.release_requested.is_set()
+        if while_taken is not None:
+            await while_taken()
+    await task
