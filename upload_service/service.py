@@ -27,9 +27,11 @@ from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
 from .identity import Identity
+from .lockers import make_locker
 from .logs import register_request_ids
 from .metrics import Metrics
 from .plugins import call_all, make_plugin_manager, notify
+from .reservations import forget_file
 from .responses import as_problem, problem_response
 from .settings import Settings
 from .storage import Storage
@@ -68,6 +70,7 @@ class UploadService:
         self.auth = AuthProviders()
         self.storage_backends: dict[str, Callable[[UploadService], Storage]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._locker: Any = None
         if app is not None:
             self.init_app(app)
 
@@ -188,6 +191,13 @@ class UploadService:
 
     # -- what routes and plugins call -----------------------------------------------------------------
 
+    @property
+    def locker(self) -> Any:
+        """The locker ``LOCKER`` names (see ``upload_service.lockers``), made on first use."""
+        if self._locker is None:
+            self._locker = make_locker(self)
+        return self._locker
+
     def url(self, endpoint: str, **values: Any) -> str:
         """``url_for`` an endpoint of this service's blueprint (works under any ``url_prefix``)."""
         return url_for(f"{self.name}.{endpoint}", **values)
@@ -213,4 +223,6 @@ class UploadService:
         return removed
 
     async def notify_deleted(self, file: StoredFile) -> None:
+        """A file is gone: take it out of its owner's quota, then tell plugins (``file_deleted``)."""
+        await forget_file(self, file.key.split("/")[1], file.size)
         await notify(self.hook.file_deleted, file=file, service=self)

@@ -47,7 +47,13 @@ def parse_list(value: Any) -> list[str]:
     return [item.strip() for item in str(value or "").split(",") if item.strip()]
 
 
+def _zero_when_empty(value: Any) -> Any:
+    return 0 if value is None or str(value).strip() == "" else value
+
+
 Size = Annotated[int, BeforeValidator(parse_size)]
+Limit = Annotated[int, BeforeValidator(lambda value: parse_size(_zero_when_empty(value))), Field(ge=0)]
+Count = Annotated[int, BeforeValidator(_zero_when_empty), Field(ge=0)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
@@ -87,6 +93,25 @@ class Settings(BaseSettings):
     locker: str = "file"
     redis_url: str | None = None
     forwarded_allow_ips: str = ""
+    user_quota_bytes: Limit = 0
+    user_quota_files: Count = 0
+    max_concurrent_uploads: Count = 0
+    rate_limit: str = ""
+    rate_limit_per_address: str = ""
+    allowed_content_types: str = ""
+    denied_content_types: str = ""
+
+    @field_validator("rate_limit", "rate_limit_per_address")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("use limits like 100/minute or 10/second;1000/hour") from None
+        return value.strip()
 
     @field_validator("max_upload_size", "max_json_upload_size")
     @classmethod

@@ -1,8 +1,10 @@
 """The one upload pipeline every path (JSON, multipart, raw, tus) goes through.
 
-validate (hooks) -> stream into a staging writer with the size limit -> commit every file of the batch ->
-process (hooks) -> notify. A batch is all or nothing: if any file fails, every staged or committed file of
-the batch is removed before the error reaches the client.
+validate (hooks) -> reserve quota and a concurrent-upload slot -> sniff the content type from the first bytes
+(allowlist/denylist) -> stream into a staging writer with the size limit (and quota) -> commit every file of the
+batch -> process (hooks) -> settle the reservation -> notify. A batch is all or nothing: if any file fails,
+every staged or committed file of the batch is removed, and its reservation given back, before the error
+reaches the client.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .body import limited
+from .content_types import ContentTypePolicy, peek
 from .digests import ExpectedDigests
 from .files import StoredFile, UploadInfo, file_key, new_file_id
 from .identity import Identity
 from .plugins import call_all, notify
+from .reservations import Reservation
 from .storage import ObjectWriter
 
 if TYPE_CHECKING:
@@ -26,18 +30,32 @@ if TYPE_CHECKING:
 
 
 class UploadBatch:
-    """Files received in one request; use as ``async with UploadBatch(...) as batch``."""
+    """Files received in one request; use as ``async with UploadBatch(...) as batch``.
 
-    def __init__(self, service: UploadService, identity: Identity, *, temporary: bool, path: str) -> None:
+    The batch holds a reservation in its owner's usage ledger (quotas, and a concurrent-upload slot) from
+    entering to committing; a finished tus upload passes the reservation it already has instead.
+    """
+
+    def __init__(self, service: UploadService, identity: Identity, *, temporary: bool, path: str,
+                 reservation: Reservation | None = None) -> None:
         self.service = service
         self.identity = identity
         self.temporary = temporary
         self.path = path
+        self.reservation = reservation
         self._stack = AsyncExitStack()
         self._staged: list[tuple[UploadInfo, ObjectWriter]] = []
 
     async def __aenter__(self) -> UploadBatch:
         await self._stack.__aenter__()
+        try:
+            if self.reservation is None:
+                self.reservation = await Reservation.open(self.service, self.identity, slot=True)
+            self._stack.push_async_callback(self.reservation.release)  # a no-op once settled
+            await self._stack.enter_async_context(self.reservation.renewing())
+        except BaseException:
+            await self._stack.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -48,11 +66,16 @@ class UploadBatch:
 
     async def add(self, info: UploadInfo, chunks: AsyncIterator[bytes], digests: ExpectedDigests | None = None) -> None:
         """Validate one file, then stream it into staging (nothing is visible until ``commit``)."""
+        assert self.reservation is not None, "use the batch as an async context manager"
         await self.service.validate(info, self.identity)
+        await self.reservation.add(info.size or 0, 1)
+        chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), info.size or 0)
+        head, chunks = await peek(chunks)
+        info = ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
         writer = await self._stack.enter_async_context(self.service.storage.writer())
         md5 = digests.md5_hasher() if digests else None
         with self.service.metrics.active_upload(self.path):
-            async for chunk in limited(chunks, self.service.settings.max_upload_size):
+            async for chunk in chunks:
                 if md5 is not None:
                     md5.update(chunk)
                 await writer.write(chunk)
@@ -79,6 +102,8 @@ class UploadBatch:
         except BaseException:
             await asyncio.shield(self._remove(committed))
             raise
+        assert self.reservation is not None
+        await self.reservation.settle(sum(file.size for file in processed), len(processed))
         for file in processed:
             self.service.metrics.uploaded(self.path, file.size)
             if not file.temporary:

@@ -11,7 +11,6 @@ from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
 from ..files import StoredFile
 from ..filenames import content_disposition
-from ..plugins import notify
 from ..responses import describe, json_response
 from . import schemas
 from .openapi import Reply, documented
@@ -154,5 +153,5 @@ async def delete_own_file(service: UploadService, identity: Identity, file_id: s
     file = await _own_file(service, identity, file_id)
     if not await service.files.delete(file):
         raise Problem(404, "no such file", reason="not_found")
-    await notify(service.hook.file_deleted, file=file, service=service)
+    await service.notify_deleted(file)
     return file

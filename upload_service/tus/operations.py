@@ -16,10 +16,13 @@ from quart import Request
 
 from ..aio import complete
 from ..body import body_chunks, limited, too_large
+from ..content_types import ContentTypePolicy, head_of
 from ..errors import ObjectNotFound, Problem, UploadRejected
 from ..filenames import content_type_for, safe_filename
 from ..files import StoredFile, UploadInfo
-from ..identity import Identity
+from ..identity import Identity, owner_key
+from ..quotas import QuotaExceeded
+from ..reservations import Reservation, release_tus_hold, upload_slot
 from ..storage import OffsetMismatch, ResumableStorage
 from ..uploads import UploadBatch
 from .locking import Locker, UploadLock
@@ -125,16 +128,28 @@ class TusUploads:
         with_body = (request.mimetype or "").lower() == OFFSET_CONTENT_TYPE
         if with_body:
             self._check_room(request, length if length is not None else self.max_size)
-        upload = TusUpload(await self.store.create(secrets.token_urlsafe(18), record))
+        upload_id = secrets.token_urlsafe(18)
+        reservation = Reservation.of_tus_upload(self.service, identity, upload_id)
+        await reservation.add(length or 0, 0 if concat is not None else 1)  # quota checked before any byte
+        try:
+            upload = TusUpload(await self.store.create(upload_id, record))
+        except BaseException:
+            await reservation.release()
+            raise
         if not with_body:
             return upload, await self._finish_if_complete(identity, upload), False
         try:
             async with self.locker.hold(upload.id) as lock:
                 upload = await self._receive(identity, request, upload, lock)
         except BaseException:  # the client never learnt the upload's URL: it will start over
-            await asyncio.shield(self.store.delete(upload.id))
+            await asyncio.shield(self._discard(identity, upload.id))
             raise
         return upload, await self._finish_if_complete(identity, upload), True
+
+    async def _discard(self, identity: Identity, upload_id: str) -> None:
+        """Remove an upload that will not become a file, and what it held of its owner's quota."""
+        await self.store.delete(upload_id)
+        await release_tus_hold(self.service, identity.owner_key, upload_id)
 
     async def _concatenate(self, identity: Identity, request: Request, concat: Concat,
                            info: UploadInfo) -> tuple[TusUpload, StoredFile]:
@@ -197,7 +212,7 @@ class TusUploads:
             try:
                 await self.service.validate(self._info(upload, length), identity)
             except UploadRejected:
-                await self.store.delete(upload.id)
+                await self._discard(identity, upload.id)
                 raise
         return TusUpload(await self.store.set_info(upload.id, upload.with_info(length=length)))
 
@@ -208,13 +223,23 @@ class TusUploads:
         self._check_room(request, room)
         if upload.file_id:
             return upload
+        reservation = Reservation.of_tus_upload(self.service, identity, upload.id)
+        await reservation.add(0, 0)  # renews the hold for as long as the upload itself may live
         chunks = limited(body_chunks(request, self.service.settings.upload_idle_timeout), room)
+        if upload.length is None:  # deferred length: hold quota for the bytes as they come
+            chunks = reservation.meter(chunks)
         if checksum is not None:
             chunks = checksum.wrap(chunks)
         if upload.due_for_refresh(self.ttl):
             upload = TusUpload(await self.store.set_info(upload.id, upload.with_info(expires_at=expiry(self.ttl))))
-        with self.service.metrics.active_upload("tus"):
-            stored = await self._append_unless_released(upload, chunks, checksum, lock)
+        try:
+            async with upload_slot(self.service, identity):
+                with self.service.metrics.active_upload("tus"):
+                    stored = await self._append_unless_released(upload, chunks, checksum, lock)
+        except QuotaExceeded:  # an upload that cannot be finished within the quota is given up whole
+            await asyncio.shield(self._discard(identity, upload.id))
+            lock.forget()
+            raise
         return TusUpload(stored)
 
     @staticmethod
@@ -260,14 +285,18 @@ class TusUploads:
     async def _finish(self, identity: Identity, upload: TusUpload) -> StoredFile:
         """The complete upload becomes a file through the pipeline; a rejected one leaves nothing behind."""
         info = self._info(upload, upload.length)
+        reservation = Reservation.of_tus_upload(self.service, identity, upload.id)
         try:
+            head = await head_of(self.store.read(upload.id))
+            info = ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
             staged = await self.store.stage(upload.id)
             await staged.finish()
-            async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus") as batch:
+            async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus",
+                                   reservation=reservation) as batch:
                 batch.add_staged(info, staged)
                 (file,) = await batch.commit()
         except UploadRejected:
-            await self.store.delete(upload.id)
+            await self._discard(identity, upload.id)
             raise
         await self.store.set_info(upload.id, upload.with_info(file_id=file.id, expires_at=expiry(self.ttl)))
         return file
@@ -283,7 +312,7 @@ class TusUploads:
         await self._owned(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
         async with self.locker.hold(upload_id) as lock:
             await self._owned(identity, upload_id)
-            await self.store.delete(upload_id)
+            await self._discard(identity, upload_id)
             lock.forget()
 
     async def sweep(self) -> int:
@@ -296,5 +325,6 @@ class TusUploads:
                 async with self.locker.hold(stored.id, take_over=False) as lock:
                     if await self.store.delete(stored.id):
                         removed += 1
+                        await release_tus_hold(self.service, owner_key(stored.info.get("owner", "")), stored.id)
                     lock.forget()
         return removed

@@ -1,0 +1,106 @@
+"""What an upload really is, from its first bytes, and whether ``ALLOWED``/``DENIED_CONTENT_TYPES`` let it in.
+
+The client's ``Content-Type`` and the file's extension are claims anyone can make up, so the decision uses
+libmagic (the database behind ``file(1)``, through python-magic; Debian package ``libmagic1``) on the first
+``SNIFF_BYTES`` of the content, before any byte is stored. Patterns are globs (``image/*``); a type matching a
+denied pattern is refused even when it is also allowed; with an allowlist, anything not on it is refused.
+
+The sniffed type is the type the file is stored and served with. Only where the bytes say nothing more specific
+than "some text" or "some binary" (``text/plain``, ``application/octet-stream``, empty) is the client's
+well-formed label kept (``text/csv``, a vendor type): the policy still decided on what was sniffed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
+
+from .errors import UploadRejected
+from .files import UploadInfo
+from .settings import Settings, parse_list
+
+SNIFF_BYTES = 64 * 1024
+GENERIC = frozenset({"application/octet-stream", "text/plain", "application/x-empty", "inode/x-empty"})
+_magic_lock = threading.Lock()
+_magic = None
+
+
+def sniff(head: bytes) -> str:
+    """libmagic's MIME type for these bytes (``application/x-empty`` for none)."""
+    global _magic
+    import magic  # imported on first use: the service starts without paying for libmagic's database
+
+    with _magic_lock:
+        if _magic is None:
+            _magic = magic.Magic(mime=True)
+        found = _magic.from_buffer(head) if head else "application/x-empty"
+    return (found or "application/octet-stream").lower()
+
+
+async def peek(chunks: AsyncIterator[bytes], size: int = SNIFF_BYTES) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first ``size`` bytes of a stream (fewer if it is shorter) and the whole stream, head included."""
+    iterator = aiter(chunks)
+    head = bytearray()
+    ended = False
+    while len(head) < size:
+        chunk = await anext(iterator, None)
+        if chunk is None:
+            ended = True
+            break
+        head += chunk
+
+    async def whole() -> AsyncIterator[bytes]:
+        if head:
+            yield bytes(head)
+        if not ended:
+            async for chunk in iterator:
+                yield chunk
+
+    return bytes(head[:size]), whole()
+
+
+async def head_of(chunks: AsyncIterator[bytes], size: int = SNIFF_BYTES) -> bytes:
+    """The first ``size`` bytes of a stream of stored bytes, which is then closed."""
+    head = bytearray()
+    try:
+        async for chunk in chunks:
+            head += chunk
+            if len(head) >= size:
+                break
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    return bytes(head[:size])
+
+
+@dataclass(frozen=True)
+class ContentTypePolicy:
+    """``ALLOWED_CONTENT_TYPES`` and ``DENIED_CONTENT_TYPES`` of one service."""
+
+    allowed: tuple[str, ...] = ()
+    denied: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ContentTypePolicy:
+        return cls(tuple(item.lower() for item in parse_list(settings.allowed_content_types)),
+                   tuple(item.lower() for item in parse_list(settings.denied_content_types)))
+
+    def permits(self, content_type: str) -> bool:
+        if any(fnmatchcase(content_type, pattern) for pattern in self.denied):
+            return False
+        return not self.allowed or any(fnmatchcase(content_type, pattern) for pattern in self.allowed)
+
+    def _terms(self) -> str:
+        terms = [f"allowed: {', '.join(self.allowed)}"] if self.allowed else []
+        terms += [f"refused: {', '.join(self.denied)}"] if self.denied else []
+        return f" ({'; '.join(terms)})" if terms else ""
+
+    def decide(self, info: UploadInfo, head: bytes) -> UploadInfo:
+        """``info`` with the type to store, from ``head`` (the content's first bytes); 415 when not permitted."""
+        sniffed = sniff(head)
+        if not self.permits(sniffed):
+            raise UploadRejected(f"{info.filename!r} is {sniffed} (judged from its content, not its name or "
+                                 f"declared type), which this service does not accept{self._terms()}", status=415,
+                                 reason="content_type_refused")
+        return replace(info, content_type=info.content_type if sniffed in GENERIC else sniffed)

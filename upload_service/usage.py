@@ -1,0 +1,129 @@
+"""Each owner's usage ledger: bytes and files stored, and what uploads in progress hold, shared by every instance.
+
+Quotas and the limit on concurrent uploads must hold when one owner's requests land on different workers or
+instances, so nothing of this lives in process memory. The ledger of an owner is a small object in the
+service's storage (``usage/<owner>``, beside the owner's files; S3 when instances share S3) and every change
+happens under the service's locker (``usage-<owner>``; Redis with ``LOCKER=redis``). A change reads the ledger,
+checks and edits it, and writes it back while holding the lock, so N concurrent uploads cannot all see the
+same free room.
+
+An upload in progress *holds* part of the quota (its declared size, or what it streamed so far) until it is
+settled into the stored totals or released. Holds carry a deadline that their owner renews while working, so
+the holds of an instance that died expire by themselves. The stored totals are counted from storage when the
+ledger is made and again, when nothing is in progress, once they are older than ``RECOUNT_AFTER``; that heals
+what a crash between storing and settling (or deleting and uncounting) left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .files import PERSISTENT, TEMPORARY
+
+if TYPE_CHECKING:
+    from .service import UploadService
+
+T = TypeVar("T")
+AREA = "usage"
+RECOUNT_AFTER = 3600.0
+
+
+@dataclass
+class Hold:
+    """What one upload in progress holds: bytes, files, and whether it takes a concurrent-upload slot."""
+
+    bytes: int = 0
+    files: int = 0
+    slot: bool = False
+    until: float = 0.0
+
+
+@dataclass
+class Usage:
+    """An owner's stored totals and current holds."""
+
+    bytes: int = 0
+    files: int = 0
+    holds: dict[str, Hold] = field(default_factory=dict)
+    counted_at: float = 0.0
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(hold.bytes for hold in self.holds.values())
+
+    @property
+    def held_files(self) -> int:
+        return sum(hold.files for hold in self.holds.values())
+
+    @property
+    def slots(self) -> int:
+        return sum(1 for hold in self.holds.values() if hold.slot)
+
+    def drop_expired(self, now: float) -> None:
+        self.holds = {name: hold for name, hold in self.holds.items() if hold.until > now}
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "files": self.files, "counted_at": self.counted_at,
+                "holds": {name: asdict(hold) for name, hold in self.holds.items()}}
+
+    @classmethod
+    def from_metadata(cls, data: dict[str, Any]) -> Usage:
+        holds = {name: Hold(**hold) for name, hold in (data.get("holds") or {}).items()}
+        return cls(int(data.get("bytes", 0)), int(data.get("files", 0)), holds, float(data.get("counted_at", 0)))
+
+
+class UsageLedger:
+    """Read and change owners' ledgers in ``service.storage`` under ``service.locker``."""
+
+    def __init__(self, service: UploadService) -> None:
+        self.service = service
+
+    @staticmethod
+    def key(owner: str) -> str:
+        return f"{AREA}/{owner}"
+
+    async def change(self, owner: str, edit: Callable[[Usage], T]) -> T:
+        """Run ``edit`` on the owner's current ledger under its lock and save it; what ``edit`` raises aborts."""
+        async with self.service.locker.hold(f"{AREA}-{owner}"):
+            now = time.time()
+            usage = await self._load(owner, now)
+            result = edit(usage)
+            await self.service.storage.update_metadata(self.key(owner), usage.to_metadata())
+            return result
+
+    async def read(self, owner: str) -> Usage:
+        """The ledger as it is now, without expired holds (for reports; decisions go through ``change``)."""
+        stored = await self.service.storage.stat(self.key(owner))
+        usage = Usage.from_metadata(stored.metadata) if stored is not None else await self.count(owner)
+        usage.drop_expired(time.time())
+        return usage
+
+    async def _load(self, owner: str, now: float) -> Usage:
+        stored = await self.service.storage.stat(self.key(owner))
+        if stored is None:
+            usage = await self.count(owner)
+            async with self.service.storage.writer() as writer:
+                await writer.commit(self.key(owner), usage.to_metadata())
+            return usage
+        usage = Usage.from_metadata(stored.metadata)
+        usage.drop_expired(now)
+        if not usage.holds and now - usage.counted_at > RECOUNT_AFTER:
+            usage = await self.count(owner)
+        return usage
+
+    async def count(self, owner: str) -> Usage:
+        """The owner's persistent and temporary files as storage has them now."""
+        usage = Usage(counted_at=time.time())
+        for area in (PERSISTENT, TEMPORARY):
+            after = None
+            while True:
+                page = await self.service.storage.list(f"{area}/{owner}/", start_after=after, limit=1000)
+                usage.bytes += sum(stored.size for stored in page)
+                usage.files += len(page)
+                if len(page) < 1000:
+                    break
+                after = page[-1].key
+        return usage
