@@ -69,10 +69,12 @@ def needs_csrf(request: Request) -> bool:
 
 
 async def require_identity(service: UploadService, request: Request, *, csrf_later: bool = False) -> Identity:
-    """The caller's identity, or a 401 problem. Checks the CSRF header unless the caller checks a form field."""
+    """The caller's identity, or a 401 problem (429 over ``RATE_LIMIT``). Checks the CSRF header unless the caller
+    checks a form field."""
     identity = await service.auth.identify(request)
     if identity is None:
         raise _unauthorized(request)
+    await service.rate_limits.check_identity(identity, request.scope)
     if needs_csrf(request) and not csrf_later:
         check_csrf(service, request.headers.get(CSRF_HEADER))
     return identity

@@ -58,11 +58,15 @@ class Reservation:
         """The hold of a tus upload: it lives as long as the upload may (``TUS_UPLOAD_TTL``), across requests."""
         return cls(service, identity, f"tus-{upload_id}", lease=service.settings.tus_upload_ttl)
 
-    async def add(self, more_bytes: int, more_files: int) -> None:
-        """Hold ``more_bytes`` and ``more_files`` more (and renew the lease); ``QuotaExceeded`` if they don't fit."""
-        await self._change(more_bytes, more_files)
+    async def add(self, more_bytes: int, more_files: int, *, base: int | None = None) -> None:
+        """Hold ``more_bytes`` and ``more_files`` more (and renew the lease); ``QuotaExceeded`` if they don't fit.
 
-    async def _change(self, more_bytes: int, more_files: int) -> None:
+        ``base``: the bytes the hold really needs so far (the files of the batch already staged); anything it
+        held beyond that is given back first.
+        """
+        await self._change(more_bytes, more_files, base)
+
+    async def _change(self, more_bytes: int, more_files: int, base: int | None = None) -> None:
         if not self.active:
             return
 
@@ -71,6 +75,8 @@ class Reservation:
             if hold is None:
                 check_slot(usage, self.max_slots)
                 hold = usage.holds[self.name] = Hold(slot=self.slot)
+            if base is not None:
+                hold.bytes = min(hold.bytes, base)
             self.quotas.check(usage, more_bytes, more_files)
             hold.bytes += more_bytes
             hold.files += more_files
@@ -78,31 +84,40 @@ class Reservation:
 
         await self.ledger.change(self.owner, edit)
 
-    async def _grow(self, need: int) -> int:
-        """Hold at least ``need`` more bytes (``GROW_STEP`` when the quota leaves room); returns how many."""
+    async def _cover(self, covered: int, target: int) -> int:
+        """Make the hold cover ``target`` bytes, ``covered`` of which arrived before; returns what it now holds.
+
+        A hold that must grow is first trimmed to what truly arrived (an earlier step may have held more than
+        was used), so the check, and the problem's figures, count exactly what is stored and streaming.
+        """
 
         def edit(usage: Usage) -> int:
-            self.quotas.check(usage, need, 0)
-            room = self.quotas.room(usage)
-            grant = max(GROW_STEP, need) if room is None else min(max(GROW_STEP, need), room)
             hold = usage.holds.setdefault(self.name, Hold(slot=self.slot))
-            hold.bytes += grant
+            if hold.bytes < target:
+                hold.bytes = min(hold.bytes, covered)
+                self.quotas.check(usage, target - hold.bytes, 0)
+                room = self.quotas.room(usage) or 0
+                hold.bytes += min(max(GROW_STEP, target - hold.bytes), room)
             hold.until = time.time() + self.lease
-            return grant
+            return hold.bytes
 
         return await self.ledger.change(self.owner, edit)
 
-    async def meter(self, chunks: AsyncIterator[bytes], granted: int = 0) -> AsyncIterator[bytes]:
-        """Pass chunks through, holding more room before any byte beyond ``granted`` goes on."""
+    async def meter(self, chunks: AsyncIterator[bytes], base: int = 0) -> AsyncIterator[bytes]:
+        """Pass chunks through, making the hold cover ``base`` plus what streamed before any more byte goes on.
+
+        ``base`` is what the hold must already cover besides this stream: earlier files of the batch, or the
+        bytes a tus upload stored before this request.
+        """
         if not (self.active and self.quotas.max_bytes):
             async for chunk in chunks:
                 yield chunk
             return
-        seen = 0
+        held, seen = -1, base
         async for chunk in chunks:
+            if seen + len(chunk) > held:
+                held = await self._cover(seen, seen + len(chunk))
             seen += len(chunk)
-            if seen > granted:
-                granted += await self._grow(seen - granted)
             yield chunk
 
     async def settle(self, stored_bytes: int, stored_files: int) -> None:

@@ -31,6 +31,7 @@ from .lockers import make_locker
 from .logs import register_request_ids
 from .metrics import Metrics
 from .plugins import call_all, make_plugin_manager, notify
+from .rate_limits import RateLimits, register_rate_limits
 from .reservations import forget_file
 from .responses import as_problem, problem_response
 from .settings import Settings
@@ -92,6 +93,7 @@ class UploadService:
         self.files = FileStore(self.storage)
         self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
         self.metrics = Metrics(self.storage.name)
+        self.rate_limits = RateLimits(self)
         app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
         app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/")  # type: ignore[method-assign]
         app.before_serving(self.start)
@@ -138,6 +140,7 @@ class UploadService:
                        static_folder=str(PACKAGE_DIR / "static"), static_url_path="/static")
         bp.jinja_loader = service_template_loader(templates_dir())  # host templates first, ``default:`` prefix
         register_request_ids(bp)
+        register_rate_limits(bp, self)
         register_upload_routes(bp, self)
         register_file_routes(bp, self)
         register_health_routes(bp, self)
@@ -160,6 +163,7 @@ class UploadService:
         if opener is not None:
             await opener()
         await call_all(self.hook.startup, service=self)
+        await self.rate_limits.open()
         try:
             await self.storage.check_ready()
         except Exception as error:

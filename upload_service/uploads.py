@@ -45,6 +45,7 @@ class UploadBatch:
         self.reservation = reservation
         self._stack = AsyncExitStack()
         self._staged: list[tuple[UploadInfo, ObjectWriter]] = []
+        self._staged_bytes = 0
 
     async def __aenter__(self) -> UploadBatch:
         await self._stack.__aenter__()
@@ -68,8 +69,8 @@ class UploadBatch:
         """Validate one file, then stream it into staging (nothing is visible until ``commit``)."""
         assert self.reservation is not None, "use the batch as an async context manager"
         await self.service.validate(info, self.identity)
-        await self.reservation.add(info.size or 0, 1)
-        chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), info.size or 0)
+        await self.reservation.add(info.size or 0, 1, base=self._staged_bytes)
+        chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), self._staged_bytes)
         head, chunks = await peek(chunks)
         info = ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
         writer = await self._stack.enter_async_context(self.service.storage.writer())
@@ -83,6 +84,7 @@ class UploadBatch:
             await writer.finish()
             digests.verify(writer.sha256, md5)
         self._staged.append((info, writer))
+        self._staged_bytes += writer.size
 
     def add_staged(self, info: UploadInfo, staged: ObjectWriter) -> None:
         """Add bytes that were stored and validated elsewhere (a finished tus upload) to the batch's commit."""

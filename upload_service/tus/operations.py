@@ -227,7 +227,7 @@ class TusUploads:
         await reservation.add(0, 0)  # renews the hold for as long as the upload itself may live
         chunks = limited(body_chunks(request, self.service.settings.upload_idle_timeout), room)
         if upload.length is None:  # deferred length: hold quota for the bytes as they come
-            chunks = reservation.meter(chunks)
+            chunks = reservation.meter(chunks, upload.offset)
         if checksum is not None:
             chunks = checksum.wrap(chunks)
         if upload.due_for_refresh(self.ttl):
