@@ -24,7 +24,11 @@ RUN scripts/install-wheel /opt/venv /tmp/dist
 
 # 3. Runtime: the venv only, a non-root user, uploads on a volume.
 FROM python:3.11-slim-bookworm
-RUN useradd --system --uid 10001 --create-home --home-dir /home/app app \
+# libmagic1: content types are sniffed with libmagic (ALLOWED_CONTENT_TYPES / DENIED_CONTENT_TYPES)
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libmagic1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --create-home --home-dir /home/app app \
  && mkdir /uploads \
  && chown app:app /uploads
 COPY --from=build /opt/venv /opt/venv

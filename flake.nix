@@ -36,6 +36,7 @@
           build-system = [ py.hatchling ];
           dependencies = with py; [
             quart hypercorn pluggy pydantic-settings aiofiles python-multipart itsdangerous prometheus-client
+            limits python-magic # nixpkgs' python-magic points at its own libmagic
           ];
           pythonRelaxDeps = true; # nixpkgs' versions, whatever the pyproject bounds say
           preBuild = pkgs.lib.optionalString (htmx != null) ''

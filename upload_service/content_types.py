@@ -12,31 +12,39 @@ well-formed label kept (``text/csv``, a vendor type): the policy still decided o
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
-from .errors import UploadRejected
+from .errors import StartupError, UploadRejected
 from .files import UploadInfo
 from .settings import Settings, parse_list
 
 SNIFF_BYTES = 64 * 1024
 GENERIC = frozenset({"application/octet-stream", "text/plain", "application/x-empty", "inode/x-empty"})
-_magic_lock = threading.Lock()
-_magic = None
+_handles = threading.local()  # a libmagic handle is not thread-safe: one per thread
 
 
 def sniff(head: bytes) -> str:
-    """libmagic's MIME type for these bytes (``application/x-empty`` for none)."""
-    global _magic
-    import magic  # imported on first use: the service starts without paying for libmagic's database
+    """libmagic's MIME type for these bytes (``application/x-empty`` for none). Blocking: a few milliseconds."""
+    if not head:
+        return "application/x-empty"
+    handle = getattr(_handles, "magic", None)
+    if handle is None:
+        import magic  # imported on first use: the service starts without paying for libmagic's database
 
-    with _magic_lock:
-        if _magic is None:
-            _magic = magic.Magic(mime=True)
-        found = _magic.from_buffer(head) if head else "application/x-empty"
-    return (found or "application/octet-stream").lower()
+        handle = _handles.magic = magic.Magic(mime=True)
+    return (handle.from_buffer(head) or "application/octet-stream").lower()
+
+
+def check_sniffer() -> None:
+    """Refuse to start without libmagic, rather than failing every upload."""
+    try:
+        sniff(b"%PDF-1.4")
+    except ImportError as error:  # python-magic raises ImportError when libmagic itself is missing
+        raise StartupError(f"libmagic is missing ({error}): install it (Debian: apt-get install libmagic1)") from None
 
 
 async def peek(chunks: AsyncIterator[bytes], size: int = SNIFF_BYTES) -> tuple[bytes, AsyncIterator[bytes]]:
@@ -96,9 +104,12 @@ class ContentTypePolicy:
         terms += [f"refused: {', '.join(self.denied)}"] if self.denied else []
         return f" ({'; '.join(terms)})" if terms else ""
 
-    def decide(self, info: UploadInfo, head: bytes) -> UploadInfo:
-        """``info`` with the type to store, from ``head`` (the content's first bytes); 415 when not permitted."""
-        sniffed = sniff(head)
+    async def decide(self, info: UploadInfo, head: bytes) -> UploadInfo:
+        """``info`` with the type to store, from ``head`` (the content's first bytes); 415 when not permitted.
+
+        libmagic runs in a worker thread: its text analysis takes milliseconds that the event loop must not wait.
+        """
+        sniffed = await asyncio.to_thread(sniff, head)
         if not self.permits(sniffed):
             raise UploadRejected(f"{info.filename!r} is {sniffed} (judged from its content, not its name or "
                                  f"declared type), which this service does not accept{self._terms()}", status=415,

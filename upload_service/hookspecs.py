@@ -64,9 +64,9 @@ def register_routes(blueprint: Blueprint, service: UploadService) -> None:
 
 @hookspec
 def register_lockers(register: Callable[[str, Callable[[UploadService], Any]], None], service: UploadService) -> None:
-    """Register lockers for resumable (tus) uploads by calling ``register(name, factory)``.
+    """Register lockers by calling ``register(name, factory)`` (tus uploads and usage ledgers lock with them).
 
-    Called once at start-up by the tus plugin. ``LOCKER`` picks one by name (``file`` is built in); the
+    Called once, when ``service.locker`` is first used. ``LOCKER`` picks one by name (``file`` is built in); the
     factory gets the service and returns a locker (see ``upload_service.tus.locking.Locker``): one writer
     per upload across every worker, and a way to ask a stale holder to let go. A duplicate name is an error.
     """

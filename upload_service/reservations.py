@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .concurrency import check_slot
 from .quotas import Quotas
-from .usage import Hold, Usage, UsageLedger
+from .usage import Hold, Usage, ledger_of
 
 if TYPE_CHECKING:
     from .identity import Identity
@@ -38,7 +38,7 @@ class Reservation:
                  slot: bool = False) -> None:
         self.quotas = Quotas.from_settings(service.settings)
         self.max_slots = service.settings.max_concurrent_uploads if slot else 0
-        self.ledger = UsageLedger(service)
+        self.ledger = ledger_of(service)
         self.owner = identity.owner_key
         self.name = name
         self.lease = lease
@@ -179,7 +179,7 @@ async def forget_file(service: UploadService, owner: str, size: int) -> None:
         usage.files = max(0, usage.files - 1)
 
     try:
-        await UsageLedger(service).change(owner, edit)
+        await ledger_of(service).change(owner, edit)
     except Exception:  # counted too high until the next recount: refusals err on the safe side
         log.exception("could not take a deleted file out of the usage ledger")
 
@@ -189,7 +189,7 @@ async def release_tus_hold(service: UploadService, owner: str, upload_id: str) -
     if not Quotas.from_settings(service.settings).enabled:
         return
     try:
-        await UsageLedger(service).change(owner, lambda usage: usage.holds.pop(f"tus-{upload_id}", None))
+        await ledger_of(service).change(owner, lambda usage: usage.holds.pop(f"tus-{upload_id}", None))
     except Exception:
         log.exception("could not release the hold of tus upload %s", upload_id)
 

@@ -23,6 +23,7 @@ from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
 from .auth import AuthProviders
 from .body import StreamingBodyMiddleware
+from .content_types import check_sniffer
 from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
@@ -164,6 +165,7 @@ class UploadService:
             await opener()
         await call_all(self.hook.startup, service=self)
         await self.rate_limits.open()
+        check_sniffer()
         try:
             await self.storage.check_ready()
         except Exception as error:

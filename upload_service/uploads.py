@@ -72,7 +72,7 @@ class UploadBatch:
         await self.reservation.add(info.size or 0, 1, base=self._staged_bytes)
         chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), self._staged_bytes)
         head, chunks = await peek(chunks)
-        info = ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
+        info = await ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
         writer = await self._stack.enter_async_context(self.service.storage.writer())
         md5 = digests.md5_hasher() if digests else None
         with self.service.metrics.active_upload(self.path):

@@ -14,7 +14,7 @@ let
     python311 = drv "python" system { };
     python311Packages = builtins.listToAttrs (map (name: { inherit name; value = drv name system { }; }) [
       "hatchling" "quart" "hypercorn" "pluggy" "pydantic-settings" "aiofiles" "python-multipart"
-      "itsdangerous" "prometheus-client"
+      "itsdangerous" "prometheus-client" "limits" "python-magic"
     ]) // { buildPythonApplication = drv "python-application" system; };
     dockerTools.buildLayeredImage = drv "image" system;
     fetchurl = drv "fetchurl" system;

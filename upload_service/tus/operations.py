@@ -288,7 +288,7 @@ class TusUploads:
         reservation = Reservation.of_tus_upload(self.service, identity, upload.id)
         try:
             head = await head_of(self.store.read(upload.id))
-            info = ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
+            info = await ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
             staged = await self.store.stage(upload.id)
             await staged.finish()
             async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus",
