@@ -106,6 +106,15 @@ def test_twenty_parallel_uploads_against_a_quota_of_five_files(make_server):
     assert len(persistent(server)) == 5 and staging_entries(server) == []
 
 
+@pytest.mark.local_storage
+def test_the_quota_holds_across_the_workers_of_one_instance(make_server):
+    """WORKERS=2 without Redis: the file locker serialises the ledger for every worker on the machine."""
+    server = make_server(workers="2", user_quota_files="5")
+    statuses = asyncio.run(parallel_uploads([f"{server.url}/api/files/w{n}.bin" for n in range(20)]))
+    assert sorted(statuses) == [201] * 5 + [413] * 15
+    assert len(persistent(server)) == 5
+
+
 def test_parallel_uploads_do_not_overshoot_a_byte_quota(make_server):
     server = make_server(user_quota_bytes="10000")
     statuses = asyncio.run(parallel_uploads([f"{server.url}/api/files/p{n}.bin" for n in range(12)], size=3000))

@@ -140,6 +140,7 @@ def _operation(service: UploadService, endpoint: str, operation_id: str, view: C
         if method not in ("GET", "HEAD"):
             errors.setdefault(403, "a cookie-authenticated request without a valid CSRF token")
         operation["security"] = [{"bearer": []}, {"session": []}]
+        errors.setdefault(429, "over RATE_LIMIT or RATE_LIMIT_PER_ADDRESS; Retry-After says when to try again")
     errors.setdefault(500, "an unexpected error (logged); nothing of a refused upload is kept")
     for status in sorted(errors):
         responses[str(status)] = _problem(errors[status], refs)

@@ -29,9 +29,12 @@ UPLOAD_BODIES = {"application/json": schemas.Base64Upload, "multipart/form-data"
 UPLOAD_ERRORS = {
     400: "malformed body (bad JSON or base64, no filename, no file) or the client disconnected; nothing is stored",
     408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds",
-    413: "a file is over MAX_UPLOAD_SIZE (or the JSON body over MAX_JSON_UPLOAD_SIZE); nothing is stored",
-    415: "the body is neither application/json nor multipart/form-data",
+    413: "a file is over MAX_UPLOAD_SIZE (or the JSON body over MAX_JSON_UPLOAD_SIZE), or the caller's quota "
+         "(USER_QUOTA_BYTES, USER_QUOTA_FILES) has no room for it (``quota``, ``used``, ``limit``); nothing is stored",
+    415: "the body is neither application/json nor multipart/form-data, or a file's content (sniffed from its "
+         "bytes) is not an allowed type; nothing is stored",
     422: "a plugin refused the upload",
+    429: "the caller already has MAX_CONCURRENT_UPLOADS uploads in progress, or is over a rate limit (Retry-After)",
     507: "the storage is full; nothing is stored",
 }
 
@@ -165,7 +168,7 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
         path={"filename": "the name to store the file under (display only; reduced to a safe basename)"},
         query={"temporary": ("string", "1 or true: a temporary upload, with a token")},
         errors={**UPLOAD_ERRORS, 400: "a bad filename, digest header or length; nothing is stored",
-                415: "never: any Content-Type is stored as the file's type"},
+                415: "the content (sniffed from its bytes, whatever Content-Type says) is not an allowed type"},
         replies={201: Reply("the stored file", schemas.File, headers={"Location": "the file's content URL"})})
     async def upload_raw(filename: str) -> Any:
         """Stream the raw request body into one file named ``filename``."""
