@@ -50,7 +50,8 @@ class Reservation:
     async def open(cls, service: UploadService, identity: Identity, *, slot: bool) -> Reservation:
         """A new hold for one request, taking a slot if ``slot`` (429 when the owner has none left)."""
         reservation = cls(service, identity, f"req-{secrets.token_hex(8)}", slot=slot)
-        await reservation._change(0, 0)
+        if reservation.max_slots:  # without a slot to take, the hold is made by the first ``add``
+            await reservation._change(0, 0)
         return reservation
 
     @classmethod
