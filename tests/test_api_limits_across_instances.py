@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import time
 
 import pytest
 import redis
 
 from .conftest import staging_entries, stored_files
-from .test_api_quotas import SlowUpload, parallel_uploads
+from .test_api_quotas import SlowUpload, parallel_uploads, receiving
 
 _databases = itertools.count(1)
 
@@ -62,8 +61,7 @@ def test_a_concurrent_upload_slot_taken_on_one_instance_counts_on_the_other(twin
     first, second = twins(max_concurrent_uploads="1")
     slow = SlowUpload(first, "slow.bin")
     slow.start()
-    assert slow.started.wait(10)
-    time.sleep(0.5)  # the first chunk reached the handler, which took the slot before reading it
+    assert receiving(first, 1)
     refused = second.client().put("/api/files/b.bin", content=b"x")
     assert refused.status_code == 429 and refused.json()["in_progress"] == 1
     slow.go.set()

@@ -184,6 +184,12 @@ class SlowUpload(threading.Thread):
             self.status = None
 
 
+def receiving(server, count: int, path: str = "raw") -> bool:
+    """Wait until the server reports ``count`` uploads being received on ``path`` (they hold their slots)."""
+    line = f'upload_service_active_uploads{{path="{path}"}} {float(count)}'
+    return wait_for(lambda: line in server.client(None).get("/metrics").text)
+
+
 def wait_for(condition, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -198,8 +204,7 @@ def test_concurrent_uploads_per_identity_are_limited_and_slots_come_back(make_se
     slow = [SlowUpload(server, f"slow{n}.bin") for n in range(2)]
     for upload in slow:
         upload.start()
-        assert upload.started.wait(10)
-    time.sleep(0.3)  # the request is in the handler: its slot is taken once its first chunk is read
+    assert receiving(server, 2)
     refused = server.client().put("/api/files/third.bin", content=b"x")
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert refused.json()["limit"] == 2 and "2 uploads in progress" in refused.json()["detail"]
@@ -215,7 +220,7 @@ def test_concurrent_uploads_per_identity_are_limited_and_slots_come_back(make_se
     slow[1].join(10)
     blocker = SlowUpload(server, "blocker.bin")
     blocker.start()
-    assert blocker.started.wait(10)
+    assert receiving(server, 1)  # the blocker streams, the dropped upload no longer does
     assert wait_for(lambda: server.client().put("/api/files/fifth.bin", content=b"x").status_code == 201)
     blocker.go.set()
     blocker.join(10)
@@ -226,8 +231,7 @@ def test_an_idle_upload_that_times_out_gives_its_slot_back(make_server):
     server = make_server(max_concurrent_uploads="1", upload_idle_timeout="1")
     stalled = SlowUpload(server, "stalled.bin")
     stalled.start()
-    assert stalled.started.wait(10)
-    time.sleep(0.3)
+    assert receiving(server, 1)
     assert server.client().put("/api/files/b.bin", content=b"x").status_code == 429
     assert wait_for(lambda: server.client().put("/api/files/c.bin", content=b"x").status_code == 201)
     stalled.go.set()
