@@ -25,6 +25,7 @@ RUN scripts/install-wheel /opt/venv /tmp/dist
 # 3. Runtime: the venv only, a non-root user, uploads on a volume.
 FROM python:3.11-slim-bookworm
 # libmagic1: content types are sniffed with libmagic (ALLOWED_CONTENT_TYPES / DENIED_CONTENT_TYPES)
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libmagic1 \
  && rm -rf /var/lib/apt/lists/* \
