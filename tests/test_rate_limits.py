@@ -6,6 +6,8 @@ import pytest
 
 from upload_service.settings import Settings
 
+from .servers import free_port, start_server
+
 
 def assert_limited(response) -> None:
     assert response.status_code == 429, response.text
@@ -59,3 +61,9 @@ def test_an_untrusted_forwarded_header_is_not_a_way_around_the_limit(make_server
 def test_a_malformed_limit_is_a_settings_error(value):
     with pytest.raises(ValueError, match="100/minute"):
         Settings(rate_limit=value)
+
+
+def test_shared_limits_need_a_redis_that_answers(tmp_path):
+    nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with pytest.raises(RuntimeError, match="rate limits: Redis at .* does not answer"):
+        start_server(tmp_path, rate_limit="10/minute", redis_url=nobody)
