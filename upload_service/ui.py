@@ -19,6 +19,7 @@ from .responses import iso
 from .sessions import csrf_token, sign_out
 
 if TYPE_CHECKING:
+    from .files import StoredFile
     from .identity import Identity
     from .service import UploadService
 
@@ -53,6 +54,17 @@ def form_targets(providers: list[Any]) -> list[str] | None:
     return targets
 
 
+def preview_url(service: UploadService, file: StoredFile) -> str | None:
+    """The thumbnail a plugin named in the file's ``preview`` metadata, if that plugin's route is still there."""
+    endpoint = file.metadata.get("preview")
+    if not isinstance(endpoint, str):
+        return None
+    try:
+        return service.url(endpoint, file_id=file.id)
+    except BuildError:  # the plugin that made the preview has been removed or disabled since
+        return None
+
+
 def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
     assets = Assets(lambda path: service.url("static", filename=path), service.settings.static_url)
     policy = assets.content_security_policy(form_targets(service.auth.with_login()))
@@ -62,7 +74,8 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
         """What every page of this blueprint can use, plugin pages included (they extend ``base.html``)."""
         return {"service": service, "url": service.url, "csrf_token": csrf_token(service.name),
                 "asset": assets.url, "htmx": assets.htmx(), "human_size": human_size, "iso": iso,
-                "files_changed": FILES_CHANGED}
+                "files_changed": FILES_CHANGED,
+                "preview_url": lambda file: preview_url(service, file)}
 
     def resumable() -> dict[str, Any]:
         """tus-js-client and the tus endpoint for large files, when both exist (the tus plugin may be disabled)."""
