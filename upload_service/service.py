@@ -18,6 +18,7 @@ from typing import Any
 import pluggy
 from quart import Blueprint, Quart, url_for
 
+from .api.fallback import register_api_fallback
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
@@ -141,6 +142,7 @@ class UploadService:
         register_ui_routes(bp, self)
         register_openapi_routes(bp, self)
         self._call_at_setup(self.hook.register_routes, blueprint=bp, service=self)
+        register_api_fallback(bp, self)
         bp.register_error_handler(Exception, self._error_response)
         return bp
 

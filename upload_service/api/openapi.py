@@ -148,6 +148,8 @@ def _operation(service: UploadService, endpoint: str, operation_id: str, view: C
 
 
 def _documents(rule_path: str, view: Callable[..., Any], api_prefix: str) -> bool:
+    if getattr(view, "openapi_hidden", False):
+        return False
     return rule_path.startswith(api_prefix) or hasattr(view, "openapi")
 
 
