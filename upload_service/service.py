@@ -166,6 +166,8 @@ class UploadService:
 
     async def start(self) -> None:
         await self.preflight()
+        loop = type(asyncio.get_running_loop())
+        log.info("serving on the %s event loop", loop.__module__.split(".")[0], extra={"event_loop": loop.__module__})
         for functions in await call_all(self.hook.background_tasks, service=self):
             for function in functions or []:
                 self._tasks.append(asyncio.create_task(self._run_background(function)))

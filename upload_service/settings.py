@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     upload_dir: Path = Path("./uploads")
     storage_backend: str = "local"
     max_upload_size: Size = parse_size("5GiB")
