@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import binascii
-import json
 from typing import TYPE_CHECKING, Any
+
+import msgspec
+import pybase64
 
 from quart import Blueprint, redirect, request
 
@@ -37,15 +39,23 @@ UPLOAD_ERRORS = {
 
 
 BASE64_SLICE = 4 * 1024 * 1024  # characters per decoded slice; a multiple of 4
+JSON_DECODER = msgspec.json.Decoder()
 
 
 def _base64_text(content: object, index: int) -> str:
-    """The base64 text of an item, without line breaks (plain ``base64`` wraps at 76 characters)."""
+    """The base64 text of an item (checked as it is decoded)."""
     if not isinstance(content, str):
         raise Problem(400, f"item {index}: 'content' must be a base64 string", reason="bad_base64")
-    if any(space in content for space in ("\n", "\r", " ", "\t")):
-        return "".join(content.split())
     return content
+
+
+def _has_line_breaks(text: str) -> bool:
+    """Plain ``base64`` wraps at 76 characters (four memchr-speed scans; no copy when there are none)."""
+    return any(space in text for space in ("\n", "\r", " ", "\t"))
+
+
+def _without_line_breaks(text: str) -> str:
+    return "".join(text.split())
 
 
 def _decoded_size(text: str, index: int) -> int:
@@ -54,23 +64,31 @@ def _decoded_size(text: str, index: int) -> int:
     return len(text) // 4 * 3 - len(text[-2:]) + len(text[-2:].rstrip("="))
 
 
+def _decode_slice(text: str, start: int) -> bytes:
+    piece = text[start:start + BASE64_SLICE]
+    if start + BASE64_SLICE < len(text) and piece.endswith("="):  # padding only at the very end
+        raise binascii.Error("padding before the end")
+    return pybase64.b64decode(piece, validate=True)
+
+
 async def _base64_chunks(text: str, index: int):
-    """Decode slice by slice, so storage hashes and writes one slice while the next is decoded."""
+    """Decode slice by slice (SIMD base64), so storage hashes and writes one slice while the next is decoded."""
     for start in range(0, len(text), BASE64_SLICE):
         try:
-            yield binascii.a2b_base64(text[start:start + BASE64_SLICE], strict_mode=True)
+            yield _decode_slice(text, start)
         except (binascii.Error, ValueError):
             raise Problem(400, f"item {index}: 'content' is not valid base64", reason="bad_base64") from None
 
 
 def _parse_json(raw: bytearray) -> Any:
-    """Parse a JSON body holding at most two copies at a time: the text replaces the bytes before parsing."""
+    """Parse a JSON body straight from its bytes (msgspec: a few times faster than ``json`` on the long strings
+    of base64 uploads), dropping the bytes as soon as the document exists."""
     try:
-        text = raw.decode("utf-8")
-        raw.clear()
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        return JSON_DECODER.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise Problem(400, "the body is not valid JSON", reason="bad_json") from None
+    finally:
+        raw.clear()
 
 
 async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
@@ -87,6 +105,8 @@ async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
         safe_filename(item["filename"])
     for index, item in enumerate(items):
         text = _base64_text(item.get("content"), index)
+        if _has_line_breaks(text):
+            text = _without_line_breaks(text)
         item["content"] = None
         filename = safe_filename(item["filename"])
         info = batch.info(filename, content_type_for(item.get("content_type"), filename), _decoded_size(text, index))
