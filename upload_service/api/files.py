@@ -9,19 +9,24 @@ from quart import Blueprint, Response, request
 
 from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
-from ..files import StoredFile
+from ..files import FILE_ID_PATTERN, StoredFile
 from ..filenames import content_disposition
 from ..plugins import notify
 from ..responses import describe, json_response
 from . import schemas
-from .openapi import Reply, documented
+from .openapi import Param, Reply, documented
 
 if TYPE_CHECKING:
     from ..identity import Identity
     from ..service import UploadService
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
-FILE_ID = {"file_id": "the file's id"}
+FILE_ID = {"file_id": Param("the file's id", {"type": "string", "pattern": FILE_ID_PATTERN})}
+CONDITIONS = {
+    "Range": Param("one byte range, e.g. bytes=0-99 (several ranges are answered with the whole file)"),
+    "If-Range": Param("the ETag the Range is valid for; any other ETag gets the whole file"),
+    "If-None-Match": Param("ETags (or *) the client has: 304 when the file's ETag is among them"),
+}
 
 
 async def _own_file(service: UploadService, identity: Identity, file_id: str) -> StoredFile:
@@ -81,7 +86,8 @@ async def _download_url(service: UploadService, file: StoredFile) -> str | None:
 def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @bp.route("/api/files", methods=["GET"], endpoint="list_files")
     @documented(
-        query={"limit": ("integer", f"page size, 1 to {MAX_PAGE} (default {DEFAULT_PAGE})"),
+        query={"limit": Param(f"page size (default {DEFAULT_PAGE})", {"type": "integer", "minimum": 1,
+                                                                    "maximum": MAX_PAGE}),
                "cursor": ("string", "next_cursor of the previous page"),
                "temporary": ("string", "1 or true: list temporary uploads instead of persistent files")},
         errors={400: "a bad limit or cursor"},
@@ -104,7 +110,8 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
         return json_response(describe(service, await _own_file(service, identity, file_id)))
 
     @bp.route("/api/files/<file_id>/content", methods=["GET", "HEAD"], endpoint="file_content")
-    @documented(path=FILE_ID, errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
+    @documented(path=FILE_ID, headers=CONDITIONS,
+                errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
                 replies={200: Reply("the bytes (HEAD: headers only)", {"type": "string", "format": "binary"},
                                     "application/octet-stream", {"ETag": "the sha256 in quotes",
                                                                  "Content-Disposition": "attachment; safe name"}),
