@@ -10,9 +10,9 @@ from quart import Blueprint, Response, request
 from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
 from ..files import FILE_ID_PATTERN, StoredFile
-from ..filenames import content_disposition
 from ..plugins import notify
 from ..responses import describe, json_response
+from ..serving import DOWNLOAD_POLICY, SNIFF_BYTES, presentation, worth_sniffing
 from . import schemas
 from .openapi import Param, Reply, documented
 
@@ -75,6 +75,16 @@ async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
+async def _head(service: UploadService, file: StoredFile) -> bytes | None:
+    """The first bytes of a file that may be shown inline (a stored image type), to check what it really is."""
+    if not worth_sniffing(file.content_type):
+        return None
+    try:
+        return b"".join([chunk async for chunk in service.storage.read(file.key, 0, min(SNIFF_BYTES, file.size))])
+    except ObjectNotFound:
+        raise Problem(404, "no such file", reason="not_found") from None
+
+
 async def _download_url(service: UploadService, file: StoredFile) -> str | None:
     """A URL where the storage serves the bytes itself (``Storage.download_url``, optional), or None."""
     download_url = getattr(service.storage, "download_url", None)
@@ -114,7 +124,8 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
                 errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
                 replies={200: Reply("the bytes (HEAD: headers only)", {"type": "string", "format": "binary"},
                                     "application/octet-stream", {"ETag": "the sha256 in quotes",
-                                                                 "Content-Disposition": "attachment; safe name"}),
+                                                                 "Content-Disposition": "attachment (inline only for a PNG, JPEG, GIF or "
+                                                                 "WebP whose bytes say so); the safe name"}),
                          206: Reply("the requested Range", {"type": "string", "format": "binary"},
                                     "application/octet-stream", {"Content-Range": "bytes start-end/size"}),
                          304: Reply("If-None-Match matched the ETag")})
@@ -122,12 +133,12 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
         """The bytes, with Range, ETag/If-None-Match and an attachment disposition."""
         identity = await require_identity(service, request)
         file = await _own_file(service, identity, file_id)
+        content_type, disposition = presentation(file.filename, file.content_type, await _head(service, file))
         headers = {
             "ETag": f'"{file.sha256}"',
             "Accept-Ranges": "bytes",
-            "Content-Disposition": content_disposition(file.filename),
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Content-Disposition": disposition,
+            "Content-Security-Policy": DOWNLOAD_POLICY,
             "Cache-Control": "private, no-cache",
         }
         if request.if_none_match.contains(file.sha256) or request.if_none_match.star_tag:
@@ -140,11 +151,11 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"
         headers["Content-Length"] = str(end - start)
         if request.method == "HEAD":
-            response = Response(b"", status, headers, content_type=file.content_type)
+            response = Response(b"", status, headers, content_type=content_type)
             response.headers["Content-Length"] = str(end - start)
             return response
         body = await _primed(service.storage.read(file.key, start, end))
-        response = Response(body, status, headers, content_type=file.content_type)
+        response = Response(body, status, headers, content_type=content_type)
         response.timeout = None  # a large download may take longer than RESPONSE_TIMEOUT
         return response
 
