@@ -2,8 +2,9 @@
 becomes has exactly the bytes sent and their sha256.
 
 The plans vary what a client may vary: chunk sizes (empty and 1-byte chunks included), the first chunk in the
-creating POST (creation-with-upload), the length given late in some PATCH (creation-defer-length), and an
-Upload-Checksum on some chunks. Runs on every storage backend that can resume (local disk, S3 on moto).
+creating POST (creation-with-upload), the length given late in some PATCH (creation-defer-length), an
+Upload-Checksum on some chunks, and partial uploads joined by a final one (concatenation). Runs on every
+storage backend that can resume (local disk, S3 on moto).
 """
 
 from __future__ import annotations
@@ -38,17 +39,21 @@ class Plan:
         return random.Random(self.seed).randbytes(self.size)
 
 
+def chunked(size: int, lengths: list[int]) -> list[int]:
+    """``lengths`` cut down to cover ``size`` exactly, with whatever is left as a last chunk."""
+    chunks, left = [], size
+    for length in lengths:
+        chunks.append(min(length, left))
+        left -= chunks[-1]
+    return chunks + [left] if left or not chunks else chunks
+
+
 @st.composite
 def plans(draw: st.DrawFn) -> Plan:
     size = draw(st.one_of(st.just(0), st.integers(1, 64), st.integers(65, 300_000)))
     first_in_post = draw(st.one_of(st.just(0), st.integers(0, size)))
-    chunks, left = [], size - first_in_post
-    for length in draw(st.lists(st.one_of(st.just(0), st.just(1), st.integers(2, 120_000)), max_size=12)):
-        taken = min(length, left)
-        chunks.append(taken)
-        left -= taken
-    if left or not chunks:
-        chunks.append(left)  # the rest (maybe nothing: an empty last PATCH)
+    chunks = chunked(size - first_in_post,
+                     draw(st.lists(st.one_of(st.just(0), st.just(1), st.integers(2, 120_000)), max_size=12)))
     deferred = draw(st.booleans())
     return Plan(
         seed=draw(st.integers(0, 2**32)), size=size, chunks=tuple(chunks), first_in_post=first_in_post,
@@ -113,6 +118,35 @@ def test_any_chunking_of_a_tus_upload_stores_the_same_bytes(server: Server, plan
     head = client.head(url, headers=TUS)
     assert head.headers["Upload-File-Id"] == file_id and int(head.headers["Upload-Offset"]) == plan.size
     assert client.delete(f"/api/files/{file_id}").status_code == 204  # keep the shared server's store small
+
+
+CHUNK_LENGTHS = st.lists(st.one_of(st.just(0), st.just(1), st.integers(2, 50_000)), max_size=6)
+
+
+@given(seed=st.integers(0, 2**32), parts=st.lists(st.tuples(st.integers(0, 60_000), CHUNK_LENGTHS), min_size=1,
+                                                  max_size=4))
+@settings(max_examples=15, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_partial_uploads_chunked_any_way_concatenate_to_the_same_bytes(
+        server: Server, seed: int, parts: list[tuple[int, list[int]]]) -> None:
+    client, rng = server.client("alice"), random.Random(seed)
+    pieces, urls = [rng.randbytes(size) for size, _ in parts], []
+    for piece, (size, lengths) in zip(pieces, parts, strict=True):
+        url = create(client, size, Upload_Concat="partial")
+        offset = 0
+        for length in chunked(size, lengths):
+            answer = patch(client, url, offset, piece[offset:offset + length])
+            assert answer.status_code == 204 and "Upload-File-Id" not in answer.headers, answer.text
+            offset += length
+        urls.append(url)
+    final = client.post("/api/tus/", headers={**TUS, "Upload-Concat": "final;" + " ".join(urls),
+                                              "Upload-Metadata": metadata(filename="joined.bin")})
+    assert final.status_code == 201, final.text
+    whole = b"".join(pieces)
+    described = client.get(f"/api/files/{final.headers['Upload-File-Id']}").json()
+    assert (described["size"], described["sha256"]) == (len(whole), hashlib.sha256(whole).hexdigest())
+    assert client.get(described["url"]).content == whole
+    assert client.delete(f"/api/files/{described['id']}").status_code == 204
 
 
 def test_a_chunk_with_a_wrong_checksum_counts_for_nothing_and_the_retry_completes(server: Server) -> None:
