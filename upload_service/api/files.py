@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 FILE_ID = {"file_id": Param("the file's id", {"type": "string", "pattern": FILE_ID_PATTERN})}
+DISPOSITION = "attachment with the safe name (inline only for a PNG, JPEG, GIF or WebP whose bytes say so)"
 CONDITIONS = {
     "Range": Param("one byte range, e.g. bytes=0-99 (several ranges are answered with the whole file)"),
     "If-Range": Param("the ETag the Range is valid for; any other ETag gets the whole file"),
@@ -124,13 +125,12 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
                 errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
                 replies={200: Reply("the bytes (HEAD: headers only)", {"type": "string", "format": "binary"},
                                     "application/octet-stream", {"ETag": "the sha256 in quotes",
-                                                                 "Content-Disposition": "attachment (inline only for a PNG, JPEG, GIF or "
-                                                                 "WebP whose bytes say so); the safe name"}),
+                                                                 "Content-Disposition": DISPOSITION}),
                          206: Reply("the requested Range", {"type": "string", "format": "binary"},
                                     "application/octet-stream", {"Content-Range": "bytes start-end/size"}),
                          304: Reply("If-None-Match matched the ETag")})
     async def file_content(file_id: str) -> Any:
-        """The bytes, with Range, ETag/If-None-Match and an attachment disposition."""
+        """The bytes, with Range, ETag/If-None-Match, and as an attachment unless a real raster image."""
         identity = await require_identity(service, request)
         file = await _own_file(service, identity, file_id)
         content_type, disposition = presentation(file.filename, file.content_type, await _head(service, file))
