@@ -77,8 +77,9 @@ def real_objects(server: Server) -> Callable[[Any], dict[str, str] | None]:
             return None  # PUT /api/files/{name} takes a new name, not an id
         if names[0] == "upload_id":
             return {"upload_id": create(client, 4096).rsplit("/", 1)[-1]}
-        if names[0].endswith("file_id"):
-            return {names[0]: client.put("/api/files/fuzzed.bin", content=os.urandom(4096)).json()["id"]}
+        if names[0].endswith("file_id"):  # an image, so downloads also take the sniff-and-show-inline path
+            png = b"\x89PNG\r\n\x1a\n" + os.urandom(4088)
+            return {names[0]: client.put("/api/files/fuzzed.png", content=png).json()["id"]}
         return None
 
     return for_operation
