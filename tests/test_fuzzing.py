@@ -108,6 +108,8 @@ def test_every_operation_answers_as_documented(server: Server, api_schema, kind:
         try:
             fuzz()
         except Unsatisfiable:
+            if kind != "negative":
+                raise
             unsatisfiable.append(operation.label)  # nothing about it can be made invalid (no parameters, no body)
         except (Exception, BaseExceptionGroup) as error:  # schemathesis' FailureGroup is a BaseExceptionGroup
             failures.append(f"{operation.label}: {''.join(traceback.format_exception_only(error))}")
