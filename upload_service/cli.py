@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import atexit
 import importlib.util
+import ipaddress
 import json
 import logging
 import os
@@ -50,10 +51,25 @@ def _load():
     from .settings import Settings
 
     settings = Settings()
+    _refuse_public_dev(settings)
     _prepare_multiprocess_metrics(settings.workers)
     from .app import create_app
 
     return settings, create_app(settings)
+
+
+def _refuse_public_dev(settings) -> None:
+    """``DEV`` signs anyone in without a password: it may only listen on loopback, however it was switched on
+    (``--dev`` forces 127.0.0.1; ``DEV=1`` in the environment or ``.env`` does not)."""
+    if not settings.dev or settings.host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(settings.host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise StartupError(f"DEV is on, which signs anyone in without a password, so HOST must be a loopback "
+                           f"address such as 127.0.0.1, not {settings.host!r}")
 
 
 def _prepare_multiprocess_metrics(workers: int) -> None:

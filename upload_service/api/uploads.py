@@ -9,6 +9,7 @@ import msgspec
 import pybase64
 
 from quart import Blueprint, redirect, request
+from werkzeug.routing import PathConverter
 
 from ..auth import CSRF_FIELD, check_csrf, needs_csrf, require_identity
 from ..body import body_chunks, check_declared_length, read_all
@@ -21,7 +22,7 @@ from ..plugins import notify
 from ..responses import describe, json_response
 from ..uploads import UploadBatch
 from . import schemas
-from .openapi import Reply, documented
+from .openapi import Param, Reply, documented
 
 if TYPE_CHECKING:
     from ..service import UploadService
@@ -102,6 +103,8 @@ async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
             raise Problem(400, f"item {index}: a 'filename' string is required", reason="bad_filename")
+        if not isinstance(item.get("content_type"), str | None):
+            raise Problem(400, f"item {index}: 'content_type' must be a string", reason="bad_json")
         safe_filename(item["filename"])
     for index, item in enumerate(items):
         text = _base64_text(item.get("content"), index)
@@ -140,7 +143,16 @@ async def _multipart_upload(service: UploadService, batch: UploadBatch, csrf_pen
     return wants_redirect
 
 
+class FilenameConverter(PathConverter):
+    """Werkzeug's ``path`` without its one gap: ``.`` stops at a newline, so a name holding ``%0A`` fell through
+    to the ``/api/files/<file_id>`` routes and got 405. Any name reaches the raw upload (and ``safe_filename``)."""
+
+    regex = "[^/](?s:.)*?"
+
+
 def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
+    bp.record_once(lambda state: state.app.url_map.converters.setdefault("upload_filename", FilenameConverter))
+
     async def upload(temporary: bool, path: str) -> Any:
         identity = await require_identity(service, request, csrf_later=True)
         content_type = (request.mimetype or "").lower()
@@ -179,10 +191,13 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
         """Store files temporarily; each answer carries a token for ``/api/persist``."""
         return await upload(True, "upload_temporary")
 
-    @bp.route("/api/files/<path:filename>", methods=["PUT"], endpoint="upload_raw")
+    @bp.route("/api/files/<upload_filename:filename>", methods=["PUT"], endpoint="upload_raw")
     @documented(
         body={"application/octet-stream": {"type": "string", "format": "binary"}},
         path={"filename": "the name to store the file under (display only; reduced to a safe basename)"},
+        headers={"Content-Digest": Param("sha-256=:<base64>: of the body; a mismatch stores nothing"),
+                 "Digest": Param("the older form, SHA-256=<base64>"),
+                 "Content-MD5": Param("base64 MD5 of the body; a mismatch stores nothing")},
         query={"temporary": ("string", "1 or true: a temporary upload, with a token")},
         errors={**UPLOAD_ERRORS, 400: "a bad filename, digest header or length; nothing is stored",
                 415: "never: any Content-Type is stored as the file's type"},
