@@ -27,9 +27,11 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def api_rules(service: UploadService) -> Map:
     """The service's API routes without the catch-all, as a map of their own to match against."""
     own = f"{service.name}."
+    app_map = service.app.url_map
     return Map([Rule(rule.rule, methods=rule.methods, endpoint=rule.endpoint, defaults=rule.defaults)
-                for rule in service.app.url_map.iter_rules()
-                if rule.endpoint.startswith(own) and rule.endpoint != own + FALLBACK_ENDPOINT])
+                for rule in app_map.iter_rules()
+                if rule.endpoint.startswith(own) and rule.endpoint != own + FALLBACK_ENDPOINT],
+               converters=app_map.converters)
 
 
 def register_api_fallback(bp: Blueprint, service: UploadService) -> None:

@@ -123,11 +123,11 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @bp.route("/api/files/<file_id>/content", methods=["GET", "HEAD"], endpoint="file_content")
     @documented(path=FILE_ID, headers=CONDITIONS,
                 errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
-                replies={200: Reply("the bytes (HEAD: headers only)", {"type": "string", "format": "binary"},
-                                    "application/octet-stream", {"ETag": "the sha256 in quotes",
+                replies={200: Reply("the bytes (HEAD: headers only), as the file's type", {"type": "string", "format": "binary"},
+                                    "*/*", {"ETag": "the sha256 in quotes",
                                                                  "Content-Disposition": DISPOSITION}),
                          206: Reply("the requested Range", {"type": "string", "format": "binary"},
-                                    "application/octet-stream", {"Content-Range": "bytes start-end/size"}),
+                                    "*/*", {"Content-Range": "bytes start-end/size"}),
                          304: Reply("If-None-Match matched the ETag")})
     async def file_content(file_id: str) -> Any:
         """The bytes, with Range, ETag/If-None-Match, and as an attachment unless a real raster image."""
