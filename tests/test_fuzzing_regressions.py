@@ -84,3 +84,11 @@ def test_the_documented_bounds_are_the_ones_the_service_enforces(server: Server,
     assert client.post("/api/upload", json=[]).status_code == 400
     assert document["components"]["schemas"]["PersistRequest"]["properties"]["tokens"]["items"]["minLength"] == 1
     assert client.post("/api/persist", json={"tokens": [""]}).status_code == 400
+
+
+def test_a_download_is_documented_with_the_file_s_own_type(server: Server, document: dict) -> None:
+    """The document said application/octet-stream, but a download has the file's type (image/png, text/plain)."""
+    answers = document["paths"]["/api/files/{file_id}/content"]["get"]["responses"]
+    assert list(answers["200"]["content"]) == list(answers["206"]["content"]) == ["*/*"]
+    stored = server.client("alice").put("/api/files/typed.txt", content=b"t", headers={"Content-Type": "text/plain"})
+    assert server.client("alice").get(stored.json()["url"]).headers["content-type"].startswith("text/plain")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 FILE_ID = {"file_id": Param("the file's id", {"type": "string", "pattern": FILE_ID_PATTERN})}
+BYTES, ANY_TYPE = {"type": "string", "format": "binary"}, "*/*"  # a download has the file's own type
 DISPOSITION = "attachment with the safe name (inline only for a PNG, JPEG, GIF or WebP whose bytes say so)"
 CONDITIONS = {
     "Range": Param("one byte range, e.g. bytes=0-99 (several ranges are answered with the whole file)"),
@@ -123,11 +124,9 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @bp.route("/api/files/<file_id>/content", methods=["GET", "HEAD"], endpoint="file_content")
     @documented(path=FILE_ID, headers=CONDITIONS,
                 errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
-                replies={200: Reply("the bytes (HEAD: headers only), as the file's type", {"type": "string", "format": "binary"},
-                                    "*/*", {"ETag": "the sha256 in quotes",
-                                                                 "Content-Disposition": DISPOSITION}),
-                         206: Reply("the requested Range", {"type": "string", "format": "binary"},
-                                    "*/*", {"Content-Range": "bytes start-end/size"}),
+                replies={200: Reply("the bytes (HEAD: headers only), as the file's own type", BYTES, ANY_TYPE,
+                                    {"ETag": "the sha256 in quotes", "Content-Disposition": DISPOSITION}),
+                         206: Reply("the requested Range", BYTES, ANY_TYPE, {"Content-Range": "bytes start-end/size"}),
                          304: Reply("If-None-Match matched the ETag")})
     async def file_content(file_id: str) -> Any:
         """The bytes, with Range, ETag/If-None-Match, and as an attachment unless a real raster image."""
