@@ -88,7 +88,6 @@ def _serve(settings) -> int:
     config = Config()
     config.application_path = APP_PATH
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.workers = 0 if settings.workers == 1 else settings.workers
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through the service's handler (LOG_FORMAT)
     url = f"http://{settings.host}:{settings.port}/"
@@ -104,7 +103,12 @@ def _serve(settings) -> int:
         logging.getLogger("upload_service").info("listening", extra={"url": url, "workers": settings.workers})
     else:
         print(f"upload-service listening on {url} ({settings.workers} worker(s))", flush=True)
-    return run(config)
+    if settings.workers == 1:
+        config.workers = 0  # Hypercorn serves in this process
+        return run(config)
+    from .workers import WorkerPool
+
+    return WorkerPool(config, settings.workers).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
