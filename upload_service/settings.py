@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     max_upload_size: Size = parse_size("5GiB")
     max_json_upload_size: Size = parse_size("32MiB")
     upload_idle_timeout: Duration = 60.0
+    upload_min_rate: Size = parse_size("1KiB")  # bytes/s a body must average after UPLOAD_IDLE_TIMEOUT; 0: off
     temp_upload_ttl: Duration = parse_duration("24h")
     cleanup_interval: Duration = parse_duration("10m")
     tus_upload_ttl: Duration = parse_duration("24h")
