@@ -29,6 +29,7 @@ SMALL = (0, 1, 1000, 10 * KiB, 100 * KiB)
 LARGE = (2 * MiB + 123, 5 * MiB, 12 * MiB)
 PARTS = (1, 10 * KiB, 300 * KiB, 2 * MiB)
 TUS = (10 * KiB, 700 * KiB, 3 * MiB)
+CLIENT_KEEPALIVE = 2.0  # below the server's 5 s: a connection is never reused just as the server closes it
 ACTIONS = {"raw_small": 18, "raw_large": 5, "multipart": 10, "json": 10, "temporary_persist": 8, "tus": 5,
            "download": 18, "download_range": 8, "list": 4, "delete": 8}
 
@@ -71,8 +72,11 @@ class LoadReport:
 
     def errors(self) -> Counter:
         """Non-2xx answers and broken requests, by status."""
-        return Counter({status: count for (_, status), count in self.statuses.items()
-                        if not (isinstance(status, int) and status < 300)})
+        errors: Counter = Counter()
+        for (_, status), count in self.statuses.items():
+            if not (isinstance(status, int) and status < 300):
+                errors[status] += count
+        return errors
 
     def server_errors(self) -> int:
         return sum(count for status, count in self.errors().items() if not isinstance(status, int) or status >= 500)
@@ -87,7 +91,7 @@ class LoadClient:
         self.rng = random.Random(seed * 7919 + number)
         self.report = report
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKENS[self.user]}"},
-                                 timeout=180)
+                                 timeout=180, limits=httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE))
         self.owned: list[Sent] = []
 
     def run(self, deadline: float) -> None:
@@ -288,8 +292,15 @@ def summary(report: LoadReport) -> str:
         lines.append(f"| {action} | {report.tried[action]} | {percentile(values, 0.5) * 1000:.0f} "
                      f"| {percentile(values, 0.99) * 1000:.0f} |")
     lines.append(f"errors by status: {dict(report.errors()) or 'none'}")
+    by_action = {f"{action} {status}": count for (action, status), count in report.statuses.items()
+                 if not (isinstance(status, int) and status < 300)}
+    if by_action:
+        lines.append(f"errors by action: {by_action}")
     lines.append(f"files verified by sha256 {report.verified}; lost {len(report.lost)}; corrupted "
                  f"{len(report.corrupted)}; duplicated {len(report.duplicated)}; unexpected {len(report.unexpected)}; "
                  f"wrong bytes during the run {len(report.wrong_bytes)}; deleted {len(report.deleted)}; "
                  f"answers lost in transit {len(report.unanswered)}")
+    for name in ("lost", "corrupted", "duplicated", "unexpected", "wrong_bytes"):
+        if getattr(report, name):
+            lines.append(f"{name}: {getattr(report, name)[:10]}")
     return "\n".join(lines)

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     max_upload_size: Size = parse_size("5GiB")
     max_json_upload_size: Size = parse_size("32MiB")
     upload_idle_timeout: Duration = 60.0
+    storage_timeout: Duration = parse_duration("5m")
     upload_min_rate: Size = parse_size("1KiB")  # bytes/s a body must average after UPLOAD_IDLE_TIMEOUT; 0: off
     temp_upload_ttl: Duration = parse_duration("24h")
     cleanup_interval: Duration = parse_duration("10m")
@@ -96,7 +97,8 @@ class Settings(BaseSettings):
             raise ValueError("must be larger than 0")
         return value
 
-    @field_validator("temp_upload_ttl", "cleanup_interval", "upload_idle_timeout", "tus_upload_ttl")
+    @field_validator("temp_upload_ttl", "cleanup_interval", "upload_idle_timeout", "tus_upload_ttl",
+                     "storage_timeout")
     @classmethod
     def _positive_duration(cls, value: float) -> float:
         if value <= 0:

@@ -23,9 +23,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", help="keep the server's folder (log, uploads) here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(Path(tmp), workers=str(args.workers))
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(args.keep or scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        server = start_server(root, workers=str(args.workers), log_level="INFO")
         try:
             before = os.getloadavg()
             report = run_mixed_load(server.url, args.clients, args.seconds)
