@@ -63,6 +63,8 @@ class LoadReport:
     deleted: set[str] = field(default_factory=set)
     unanswered: set[str] = field(default_factory=set)  # sha256 of uploads whose answer never came
     wrong_bytes: list[str] = field(default_factory=list)  # downloads during the run that did not match
+    broken: list[str] = field(default_factory=list)  # requests whose connection failed, and when
+    stored_unanswered: int = 0  # uploads whose answer was lost and whose file was stored whole
     verified: int = 0
     lost: list[str] = field(default_factory=list)
     corrupted: list[str] = field(default_factory=list)
@@ -93,6 +95,7 @@ class LoadClient:
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKENS[self.user]}"},
                                  timeout=180, limits=httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE))
         self.owned: list[Sent] = []
+        self.previous, self.ended = "", time.perf_counter()
 
     def run(self, deadline: float) -> None:
         actions, weights = zip(*ACTIONS.items())
@@ -109,6 +112,10 @@ class LoadClient:
             status = run()
         except (httpx.TransportError, TusGaveUp) as error:
             status = type(error).__name__
+            with self.report.lock:
+                self.report.broken.append(f"{action}: {error!r} after {time.perf_counter() - started:.1f} s; "
+                                          f"the previous action ({self.previous}) ended {started - self.ended:.1f} s before")
+        self.previous, self.ended = action, time.perf_counter()
         with self.report.lock:
             self.report.tried[action] += 1
             self.report.statuses[action, status] += 1
@@ -259,7 +266,9 @@ def check_store(base_url: str, report: LoadReport, upload_dir: Path | None = Non
                 sent = report.live.get(file["id"])
                 if sent is None:
                     kind = report.duplicated if digest.hexdigest() in acknowledged else report.unexpected
-                    if digest.hexdigest() not in report.unanswered:  # a lost answer may have stored its file
+                    if digest.hexdigest() in report.unanswered:  # a lost answer may have stored its file
+                        report.stored_unanswered += 1
+                    else:
                         kind.append(file["id"])
                 elif answer.status_code != 200 or digest.hexdigest() != sent.sha256 or file["sha256"] != sent.sha256:
                     report.corrupted.append(file["id"])
@@ -299,8 +308,9 @@ def summary(report: LoadReport) -> str:
     lines.append(f"files verified by sha256 {report.verified}; lost {len(report.lost)}; corrupted "
                  f"{len(report.corrupted)}; duplicated {len(report.duplicated)}; unexpected {len(report.unexpected)}; "
                  f"wrong bytes during the run {len(report.wrong_bytes)}; deleted {len(report.deleted)}; "
-                 f"answers lost in transit {len(report.unanswered)}")
-    for name in ("lost", "corrupted", "duplicated", "unexpected", "wrong_bytes"):
+                 f"uploads whose answer was lost {len(report.unanswered)} (of them stored whole "
+                 f"{report.stored_unanswered}, not stored {len(report.unanswered) - report.stored_unanswered})")
+    for name in ("broken", "lost", "corrupted", "duplicated", "unexpected", "wrong_bytes"):
         if getattr(report, name):
             lines.append(f"{name}: {getattr(report, name)[:10]}")
     return "\n".join(lines)
