@@ -49,14 +49,15 @@ class TusGaveUp(Exception):
     """A tus client retried and resumed for long enough and still could not finish its upload."""
 
 
-def tus_upload(base_url: str, user: str, data: bytes, *, attempts: int = 30) -> tuple[str, int]:
+def tus_upload(base_url: str, user: str, data: bytes, *, attempts: int = 30,
+               filename: str | None = None) -> tuple[str, int]:
     """Upload ``data`` with tuspy as a real client does, resuming after failures; (upload URL, resumptions)."""
     client = tus_client.TusClient(base_url + "/api/tus/", headers={"Authorization": f"Bearer {TOKENS[user]}"})
     url = None
     for attempt in range(attempts):
         try:
             uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=MiB, retries=5, retry_delay=0.3,
-                                       url=url, metadata={"filename": f"load-{len(data)}.bin"})
+                                       url=url, metadata={"filename": filename or f"load-{len(data)}.bin"})
             if url is None:
                 url = uploader.create_url()
                 uploader.set_url(url)

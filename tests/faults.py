@@ -37,6 +37,17 @@ def read_answer(sock: socket.socket) -> bytes:
     return answer
 
 
+def read_answer_head(sock: socket.socket) -> bytes:
+    """The status line and headers of the next answer (b"" if the server closed the connection)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -61,7 +61,7 @@ class LoadReport:
     bytes_down: int = 0
     live: dict[str, Sent] = field(default_factory=dict)  # file id -> what it must hold
     deleted: set[str] = field(default_factory=set)
-    unanswered: set[str] = field(default_factory=set)  # sha256 of uploads whose answer never came
+    unanswered: set[int] = field(default_factory=set)  # seeds (file names) of uploads whose answer never came
     wrong_bytes: list[str] = field(default_factory=list)  # downloads during the run that did not match
     broken: list[str] = field(default_factory=list)  # requests whose connection failed, and when
     stored_unanswered: int = 0  # uploads whose answer was lost and whose file was stored whole
@@ -148,41 +148,42 @@ class LoadClient:
             return self._acknowledged(request(), files)
         except httpx.TransportError:
             with self.report.lock:
-                self.report.unanswered.update(hashlib.sha256(data).hexdigest() for _, data in files)
+                self.report.unanswered.update(seed for seed, _ in files)
             raise
 
     def raw_small(self) -> int:
         file = self._new(SMALL)
-        return self._sending([file], lambda: self.http.put("/api/files/small.bin", content=file[1]))
+        return self._sending([file], lambda: self.http.put(f"/api/files/{file[0]}.bin", content=file[1]))
 
     def raw_large(self) -> int:
         file = self._new(LARGE)
-        return self._sending([file], lambda: self.http.put("/api/files/large.bin", content=file[1]))
+        return self._sending([file], lambda: self.http.put(f"/api/files/{file[0]}.bin", content=file[1]))
 
     def multipart(self) -> int:
         files = [self._new(PARTS) for _ in range(self.rng.randint(1, 3))]
-        parts = [("file", (f"part-{index}.bin", data, "application/octet-stream"))
-                 for index, (_, data) in enumerate(files)]
+        parts = [("file", (f"{seed}.bin", data, "application/octet-stream")) for seed, data in files]
         return self._sending(files, lambda: self.http.post("/api/upload", files=parts))
 
     def json(self) -> int:
         files = [self._new(SMALL) for _ in range(self.rng.randint(1, 2))]
-        items = [{"filename": f"item-{index}.bin", "content": base64.b64encode(data).decode()}
-                 for index, (_, data) in enumerate(files)]
+        items = [{"filename": f"{seed}.bin", "content": base64.b64encode(data).decode()} for seed, data in files]
         return self._sending(files, lambda: self.http.put("/api/upload", json=items))
 
     def temporary_persist(self) -> int:
+        """The temporary file is the client's from its 201 on; persisting keeps its id (temporary or not, it is
+        listed once)."""
         file = self._new(SMALL + (2 * MiB,))
-        temporary = self.http.put("/api/files/temporary.bin", params={"temporary": "1"}, content=file[1])
-        if temporary.status_code != 201:
-            return temporary.status_code
-        persisted = self._sending([file], lambda: self.http.post(
-            "/api/persist", json={"tokens": [temporary.json()["token"]], "metadata": {"note": "load"}}))
-        return persisted
+        answers: list[httpx.Response] = []
+        status = self._sending([file], lambda: answers.append(self.http.put(
+            f"/api/files/{file[0]}.bin", params={"temporary": "1"}, content=file[1])) or answers[-1])
+        if status != 201:
+            return status
+        token = answers[-1].json()["token"]
+        return self.http.post("/api/persist", json={"tokens": [token], "metadata": {"note": "load"}}).status_code
 
     def tus(self) -> int:
         seed, data = self._new(TUS)
-        url, _ = tus_upload(self.base_url, self.user, data, attempts=3)
+        url, _ = tus_upload(self.base_url, self.user, data, attempts=3, filename=f"{seed}.bin")
         head = self.http.head(url, headers={"Tus-Resumable": "1.0.0"})
         if head.status_code != 200 or "Upload-File-Id" not in head.headers:
             return head.status_code if head.status_code != 200 else 599
@@ -253,7 +254,7 @@ def _all_files(client: httpx.Client, temporary: bool) -> list[dict]:
 
 def check_store(base_url: str, report: LoadReport, upload_dir: Path | None = None) -> LoadReport:
     """List and download every stored file of every user; fill in verified, lost, corrupted, duplicated."""
-    acknowledged = {sent.sha256 for sent in report.live.values()}
+    acknowledged = {sent.seed for sent in report.live.values()}
     listed: dict[str, dict] = {}
     for user in USERS:
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKENS[user]}"}, timeout=120) as http:
@@ -264,12 +265,14 @@ def check_store(base_url: str, report: LoadReport, upload_dir: Path | None = Non
                     for chunk in answer.iter_bytes():
                         digest.update(chunk)
                 sent = report.live.get(file["id"])
+                seed = int(file["filename"].removesuffix(".bin")) if file["filename"][:-4].isdigit() else None
                 if sent is None:
-                    kind = report.duplicated if digest.hexdigest() in acknowledged else report.unexpected
-                    if digest.hexdigest() in report.unanswered:  # a lost answer may have stored its file
+                    whole = seed is not None and digest.hexdigest() == hashlib.sha256(
+                        make_bytes(seed, file["size"])).hexdigest()
+                    if whole and seed in report.unanswered:  # a lost answer may have stored its file
                         report.stored_unanswered += 1
                     else:
-                        kind.append(file["id"])
+                        (report.duplicated if seed in acknowledged else report.unexpected).append(file["id"])
                 elif answer.status_code != 200 or digest.hexdigest() != sent.sha256 or file["sha256"] != sent.sha256:
                     report.corrupted.append(file["id"])
                 else:

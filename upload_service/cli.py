@@ -88,6 +88,10 @@ def _serve(settings) -> int:
     config = Config()
     config.application_path = APP_PATH
     config.bind = [f"{settings.host}:{settings.port}"]
+    # Hypercorn starts this clock once a response is in the kernel's buffers, not once the client has read it:
+    # with its default (5 s) a client still reading the last megabytes of a download found the connection
+    # closed under its next request. It also bounds the time a client may take to send a request head.
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through the service's handler (LOG_FORMAT)
     url = f"http://{settings.host}:{settings.port}/"
