@@ -64,7 +64,7 @@ class UploadBatch:
         self._staged.append((info, writer))
 
     def _storage_deadline(self) -> asyncio.Timeout:
-        """A storage call that hangs (a lost connection, a stuck disk) ends in TimeoutError (504), not never:
+        """A storage write that hangs (a lost connection, a stuck disk) ends in TimeoutError (504), not never:
         while the handler waits on storage, nothing else would notice the client giving up."""
         return asyncio.timeout(self.service.settings.storage_timeout)
 
@@ -101,8 +101,7 @@ class UploadBatch:
             owner=self.identity.id, filename=info.filename, content_type=info.content_type,
             size=writer.size, sha256=writer.sha256, created_at=now, temporary=self.temporary, expires_at=expires,
         )
-        async with self._storage_deadline():
-            stored = await writer.commit(draft.key, draft.storage_metadata())
+        stored = await writer.commit(draft.key, draft.storage_metadata())  # no deadline: it must finish or not
         return StoredFile.from_stored(stored)
 
     async def _remove(self, files: list[StoredFile]) -> None:
