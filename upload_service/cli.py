@@ -113,8 +113,11 @@ def _serve(settings) -> int:
     config = Config()
     config.application_path = APP_PATH
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.workers = 0 if settings.workers == 1 else settings.workers
     config.worker_class = event_loop(settings.event_loop)
+    # Hypercorn starts this clock once a response is in the kernel's buffers, not once the client has read it:
+    # with its default (5 s) a client still reading the last megabytes of a download found the connection
+    # closed under its next request. It also bounds the time a client may take to send a request head.
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through the service's handler (LOG_FORMAT)
     url = f"http://{settings.host}:{settings.port}/"
@@ -130,7 +133,12 @@ def _serve(settings) -> int:
         logging.getLogger("upload_service").info("listening", extra={"url": url, "workers": settings.workers})
     else:
         print(f"upload-service listening on {url} ({settings.workers} worker(s))", flush=True)
-    return run(config)
+    if settings.workers == 1:
+        config.workers = 0  # Hypercorn serves in this process
+        return run(config)
+    from .workers import WorkerPool
+
+    return WorkerPool(config, settings.workers).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,7 +91,8 @@ class UploadService:
         self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
         self.metrics = Metrics(self.storage.name)
         app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
-        app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/")  # type: ignore[method-assign]
+        app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/",
+                                                self.settings.upload_min_rate)  # type: ignore[method-assign]
         app.before_serving(self.start)
         app.after_serving(self.stop)
         app.extensions[self.name] = self

@@ -31,10 +31,12 @@ MAX_PERSIST_BODY = 1024 * 1024
 UPLOAD_BODIES = {"application/json": schemas.Base64Upload, "multipart/form-data": schemas.MultipartUpload}
 UPLOAD_ERRORS = {
     400: "malformed body (bad JSON or base64, no filename, no file) or the client disconnected; nothing is stored",
-    408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds",
+    408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds, or the body came slower than UPLOAD_MIN_RATE",
     413: "a file is over MAX_UPLOAD_SIZE (or the JSON body over MAX_JSON_UPLOAD_SIZE); nothing is stored",
     415: "the body is neither application/json nor multipart/form-data",
     422: "a plugin refused the upload",
+    500: "the storage failed mid-write; nothing is stored",
+    504: "the storage did not answer in time; nothing is stored",
     507: "the storage is full; nothing is stored",
 }
 

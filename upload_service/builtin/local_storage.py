@@ -34,6 +34,7 @@ from typing import Any
 import aiofiles
 
 from upload_service import hookimpl
+from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
 from upload_service.storage import StoredObject, check_key, check_prefix
 
@@ -212,7 +213,9 @@ class LocalObjectWriter:
         check_key(key)
         rest = await self._out.take_rest()  # type: ignore[union-attr]
         created = datetime.now(UTC)
-        await in_io_pool(self._commit_sync, key, rest, created, metadata)
+        # Waited out even if the request is cancelled meanwhile: the thread closes the file descriptor, and an
+        # abort running beside it would close that number a second time (by then maybe another connection's).
+        await complete(in_io_pool(self._commit_sync, key, rest, created, metadata))
         self.committed = True
         return StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
 
