@@ -59,9 +59,10 @@ def test_dev_mode_prints_url_and_a_working_token(tmp_path):
         process.wait(10)
 
 
-@pytest.mark.parametrize(("choice", "loop"), [("auto", "uvloop"), ("asyncio", "asyncio")])
-def test_event_loop_setting_picks_the_loop_that_serves(tmp_path, choice: str, loop: str) -> None:
-    server = start_server(tmp_path, event_loop=choice, log_level="INFO")
+@pytest.mark.parametrize(("choice", "loop", "workers"), [("auto", "uvloop", "1"), ("asyncio", "asyncio", "1"),
+                                                        ("auto", "uvloop", "2"), ("asyncio", "asyncio", "2")])
+def test_event_loop_setting_picks_the_loop_that_serves(tmp_path, choice: str, loop: str, workers: str) -> None:
+    server = start_server(tmp_path, event_loop=choice, workers=workers, log_level="INFO")
     try:
         client = server.client("alice")
         stored = client.put("/api/files/loop.bin", content=b"x" * 300_000)
