@@ -45,43 +45,49 @@ class LoadResult:
         return sum(item.size for item in self.finished)
 
 
-def _upload(base_url: str, user: str, data: bytes, result: LoadResult, lock: threading.Lock) -> None:
+class TusGaveUp(Exception):
+    """A tus client retried and resumed for long enough and still could not finish its upload."""
+
+
+def tus_upload(base_url: str, user: str, data: bytes, *, attempts: int = 30,
+               filename: str | None = None) -> tuple[str, int]:
+    """Upload ``data`` with tuspy as a real client does, resuming after failures; (upload URL, resumptions)."""
     client = tus_client.TusClient(base_url + "/api/tus/", headers={"Authorization": f"Bearer {TOKENS[user]}"})
     url = None
-    for attempt in range(30):
+    for attempt in range(attempts):
         try:
             uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=MiB, retries=5, retry_delay=0.3,
-                                       url=url, metadata={"filename": f"load-{len(data)}.bin"})
+                                       url=url, metadata={"filename": filename or f"load-{len(data)}.bin"})
             if url is None:
                 url = uploader.create_url()
                 uploader.set_url(url)
                 uploader.offset = 0
             uploader.upload()
-            with lock:
-                result.finished.append(Finished(user, url, len(data), hashlib.sha256(data).hexdigest()))
-                result.resumed += attempt > 0 and url is not None
-            return
+            return url, attempt
         except Exception as error:  # noqa: BLE001 - any failure: resume like a client would, a bit later
             reason = f"{type(error).__name__}: {error}"
             time.sleep(0.3)
+    raise TusGaveUp(f"{url}: {reason}")
+
+
+def _upload(base_url: str, user: str, data: bytes, result: LoadResult, lock: threading.Lock) -> None:
+    try:
+        url, attempts = tus_upload(base_url, user, data)
+    except TusGaveUp as error:
+        with lock:
+            result.failed.append(str(error))
+        return
     with lock:
-        result.failed.append(f"{url}: {reason}")
+        result.finished.append(Finished(user, url, len(data), hashlib.sha256(data).hexdigest()))
+        result.resumed += attempts > 0
 
 
-def run_load(base_url: str, clients: int, seconds: float, *, seed: int = 1,
-             during: Callable[[], None] | None = None) -> LoadResult:
-    """``clients`` threads upload back to back for ``seconds``; ``during()`` runs in the middle (a kill)."""
-    result = LoadResult()
-    lock = threading.Lock()
+def run_clients(clients: int, seconds: float, client: Callable[[int, float], None],
+                during: Callable[[], None] | None = None) -> float:
+    """Run ``client(number, deadline)`` in ``clients`` threads, ``during()`` half-way; return the seconds taken."""
     deadline = time.monotonic() + seconds
-
-    def client(number: int) -> None:
-        rng = random.Random(seed * 1000 + number)
-        while time.monotonic() < deadline:
-            _upload(base_url, USERS[number % len(USERS)], rng.randbytes(rng.choice(SIZES)), result, lock)
-
     started = time.monotonic()
-    threads = [threading.Thread(target=client, args=(number,), daemon=True) for number in range(clients)]
+    threads = [threading.Thread(target=client, args=(number, deadline), daemon=True) for number in range(clients)]
     for thread in threads:
         thread.start()
     if during is not None:
@@ -89,7 +95,21 @@ def run_load(base_url: str, clients: int, seconds: float, *, seed: int = 1,
         during()
     for thread in threads:
         thread.join(seconds + 300)
-    result.seconds = time.monotonic() - started
+    return time.monotonic() - started
+
+
+def run_load(base_url: str, clients: int, seconds: float, *, seed: int = 1,
+             during: Callable[[], None] | None = None) -> LoadResult:
+    """``clients`` threads upload back to back for ``seconds``; ``during()`` runs in the middle (a kill)."""
+    result = LoadResult()
+    lock = threading.Lock()
+
+    def client(number: int, deadline: float) -> None:
+        rng = random.Random(seed * 1000 + number)
+        while time.monotonic() < deadline:
+            _upload(base_url, USERS[number % len(USERS)], rng.randbytes(rng.choice(SIZES)), result, lock)
+
+    result.seconds = run_clients(clients, seconds, client, during)
     return result
 
 

@@ -1,8 +1,10 @@
-"""A small asyncio TCP proxy that breaks the first PATCH passing through it, for fault-injection tests.
+"""A small asyncio TCP proxy that breaks the first PATCH (or ``method``) passing through it, for fault tests.
 
 ``mode="cut"`` resets both connections after ``after`` bytes of the PATCH request went upstream (the client
 sees a broken connection, the server a disconnect); ``mode="stall"`` stops forwarding there but keeps both
-connections open, like a network that silently dropped the client. Later connections pass untouched.
+connections open, like a network that silently dropped the client. After ``times`` breaks (one by default),
+connections pass untouched; set ``times`` to ``breaks`` to stop breaking. Put it between the service and S3
+(``method=b"PUT"``) and it is storage that fails mid-write.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import threading
 
 
 class BreakingProxy:
-    def __init__(self, upstream_port: int, *, after: int, mode: str = "cut") -> None:
+    def __init__(self, upstream_port: int, *, after: int, mode: str = "cut", method: bytes = b"PATCH",
+                 times: int = 1) -> None:
         self.upstream_port = upstream_port
         self.after = after
         self.mode = mode
+        self.request_start = method + b" "
+        self.times = times
+        self.breaks = 0
         self.broken = threading.Event()
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -73,9 +79,10 @@ class BreakingProxy:
         counting = False
         sent = 0
         while data := await reader.read(65536):
-            if not self.broken.is_set() and not counting and data.startswith(b"PATCH "):
+            if self.breaks < self.times and not counting and data.startswith(self.request_start):
                 counting = True
-            if counting and not self.broken.is_set() and sent + len(data) >= self.after:
+            if counting and self.breaks < self.times and sent + len(data) >= self.after:
+                self.breaks += 1
                 up.write(data[: self.after - sent])
                 await up.drain()
                 self.broken.set()

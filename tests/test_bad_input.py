@@ -31,6 +31,11 @@ def _assert_nothing_stored(server):
     (b'[{"filename": "a.txt"}]', 400),
     (b'[{"filename": "a.txt", "content": "aGVsbG8="}, {"filename": "b.txt", "content": "@@@"}]', 400),
     (b'[{"filename": "a.txt", "content": "aGVsbG8="}, {"filename": "", "content": "aGVsbG8="}]', 400),
+    (b'[{"filename": "a.txt", "content": "aGk=aGk="}]', 400),  # padding in the middle
+    (b'[{"filename": "a.txt", "content": "aGVsbG8"}]', 400),  # a length that is not a multiple of 4
+    (b'[{"filename": "a.txt", "content": "' + b"QUJD" * ((1 << 20) - 1) + b'QQ==' + b"QUJD" * 10 + b'"}]', 400),  # ...
+    # ... padding that ends a 4 MiB decoding slice, with more after it
+    (b'[{"filename": "a.txt", "content": "aGVsbG8="}]\xff', 400),  # bytes after the document, not UTF-8
 ])
 def test_bad_json_bodies(fresh, body, status):
     response = fresh.client().put("/api/upload", content=body, headers={"Content-Type": "application/json"})

@@ -9,7 +9,9 @@ import sys
 
 import httpx
 
-from .servers import free_port, wait_until_up
+import pytest
+
+from .servers import free_port, start_server, wait_until_up
 
 
 def _run(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
@@ -55,3 +57,16 @@ def test_dev_mode_prints_url_and_a_working_token(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.parametrize(("choice", "loop", "workers"), [("auto", "uvloop", "1"), ("asyncio", "asyncio", "1"),
+                                                        ("auto", "uvloop", "2"), ("asyncio", "asyncio", "2")])
+def test_event_loop_setting_picks_the_loop_that_serves(tmp_path, choice: str, loop: str, workers: str) -> None:
+    server = start_server(tmp_path, event_loop=choice, workers=workers, log_level="INFO")
+    try:
+        client = server.client("alice")
+        stored = client.put("/api/files/loop.bin", content=b"x" * 300_000)
+        assert stored.status_code == 201 and client.get(stored.json()["url"]).content == b"x" * 300_000
+        assert f"serving on the {loop} event loop" in server.log()
+    finally:
+        server.stop()

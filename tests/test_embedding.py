@@ -75,6 +75,13 @@ def test_host_routes_error_pages_and_json_provider_are_untouched(host: HostApp) 
     unknown = client.get("/files/api/files/doesnotexist", headers={"Authorization": "Bearer nope"})
     assert unknown.status_code == 401
     assert unknown.headers["content-type"] == "application/problem+json"
+    for path in ("/files/api/no/such/route", "/files/api/", "/scratch/api/nothing"):  # past every route too
+        nowhere = client.get(path)
+        assert nowhere.status_code == 404 and nowhere.headers["content-type"] == "application/problem+json"
+        assert nowhere.json()["detail"] == f"there is no API route {path}"
+    wrong_method = client.delete("/files/api/upload")
+    assert wrong_method.status_code == 405 and wrong_method.headers["content-type"] == "application/problem+json"
+    assert wrong_method.headers["allow"] == "OPTIONS, POST, PUT"
 
 
 def test_upload_list_download_with_the_hosts_login(host: HostApp) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
+from .browser import browser, contexts, dev_client, dev_settings, sign_in  # noqa: F401 (fixtures)
 from .conftest import stored_files
 from .servers import ROOT, Server, start_server
 
@@ -21,7 +22,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(ROOT / "plugins" / "images"))
         running = start_server(tmp_path_factory.mktemp("images"), plugins="upload_service_images.plugin",
-                               images_max_pixels="1000000", images_thumbnail_size="64")
+                               images_max_pixels="1000000", images_thumbnail_size="64", **dev_settings())
     yield running
     running.stop()
 
@@ -109,3 +110,20 @@ def test_deleting_a_file_removes_its_thumbnail(server: Server) -> None:
     assert client.delete(f"/api/files/{file['id']}").status_code == 204
     assert client.get(f"/api/files/{file['id']}/thumbnail").status_code == 404
     assert stored_thumbnail() == []
+
+
+def test_the_file_list_shows_thumbnails_of_images_only(server: Server, contexts) -> None:
+    client = dev_client(server)
+    photo = client.put("/api/files/holiday.png", content=image_bytes("PNG", size=(120, 80)),
+                       headers={"Content-Type": "image/png"}).json()
+    client.put("/api/files/notes-beside.txt", content=b"no picture here")
+    assert photo["metadata"]["preview"] == "image_thumbnail"
+    page = sign_in(contexts().new_page(), server)
+    image_row = page.locator("#file-rows tr.file-row", has=page.get_by_text("holiday.png", exact=True))
+    preview = image_row.locator("img.file-preview")
+    preview.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview.element_handle())
+    assert preview.get_attribute("src").endswith(f"/api/files/{photo['id']}/thumbnail")
+    assert preview.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [64, 43]  # thumbnail, not original
+    text_row = page.locator("#file-rows tr.file-row", has=page.get_by_text("notes-beside.txt", exact=True))
+    assert text_row.locator("img").count() == 0

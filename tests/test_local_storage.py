@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from upload_service.builtin.local_storage import LocalStorage
+from upload_service.builtin.local_storage import LocalObjectWriter, LocalStorage
 from upload_service.errors import ObjectExists, ObjectNotFound
 
 
@@ -94,3 +94,31 @@ async def test_keys_that_could_escape_are_refused(tmp_path, key):
     storage = LocalStorage(tmp_path)
     with pytest.raises(ValueError):
         await _put(storage, key, b"x")
+
+
+class _SlowCommitWriter(LocalObjectWriter):
+    def _commit_sync(self, *args) -> None:
+        time.sleep(0.5)  # a slow fdatasync: the request is cancelled meanwhile
+        super()._commit_sync(*args)
+
+
+async def test_a_commit_cancelled_midway_finishes_before_the_writer_aborts(tmp_path):
+    """Before, the abort of a cancelled request closed the writer's file descriptor while the commit thread
+    still used it (a second close of that number could hit another connection's socket)."""
+    storage = LocalStorage(tmp_path)
+    data = b"y" * 3_000_000
+
+    async def upload() -> None:
+        async with _SlowCommitWriter(storage) as writer:
+            await writer.write(data)
+            await writer.commit("files/o/slow", {})
+
+    task = asyncio.create_task(upload())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stored = await storage.stat("files/o/slow")  # the commit ran to its end, whole
+    assert stored is not None and stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert b"".join([chunk async for chunk in storage.read("files/o/slow")]) == data
+    assert list(storage.staging.iterdir()) == []

@@ -7,7 +7,6 @@ import concurrent.futures
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,34 +15,15 @@ from pathlib import Path
 import pytest
 
 from .conftest import staging_entries, stored_files
-from .servers import TOKENS, start_server
-
-
-def _raw_request_head(server, path: str, length: int | None) -> bytes:
-    host = server.url.removeprefix("http://")
-    size = f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
-    return (f"PUT {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKENS['alice']}\r\n{size}\r\n").encode()
-
-
-def _connect(server) -> socket.socket:
-    host, port = server.url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=30)
-
-
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+from .faults import connect, request_head, wait_for
+from .servers import start_server
 
 
 @pytest.mark.local_storage
 def test_idle_client_is_cut_off_and_its_partial_upload_removed(make_server):
     server = make_server(upload_idle_timeout="1s")
-    sock = _connect(server)
-    sock.sendall(_raw_request_head(server, "/api/files/slow.bin", 10_000) + b"x" * 100)
+    sock = connect(server)
+    sock.sendall(request_head(server, "/api/files/slow.bin", 10_000) + b"x" * 100)
     started = time.monotonic()
     answer = b""
     while b"}" not in answer and (chunk := sock.recv(65536)):
@@ -51,18 +31,18 @@ def test_idle_client_is_cut_off_and_its_partial_upload_removed(make_server):
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert time.monotonic() - started < 10
     assert b"no data received" in answer
-    assert _wait_for(lambda: staging_entries(server.upload_dir) == [])
+    assert wait_for(lambda: staging_entries(server.upload_dir) == [])
     assert stored_files(server.upload_dir) == []
 
 
 @pytest.mark.local_storage
 def test_client_that_disconnects_mid_upload_leaves_nothing(make_server):
     server = make_server()
-    sock = _connect(server)
-    sock.sendall(_raw_request_head(server, "/api/files/cut.bin", 50_000_000) + os.urandom(3_000_000))
-    assert _wait_for(lambda: len(staging_entries(server.upload_dir)) == 1)
+    sock = connect(server)
+    sock.sendall(request_head(server, "/api/files/cut.bin", 50_000_000) + os.urandom(3_000_000))
+    assert wait_for(lambda: len(staging_entries(server.upload_dir)) == 1)
     sock.close()
-    assert _wait_for(lambda: staging_entries(server.upload_dir) == [])
+    assert wait_for(lambda: staging_entries(server.upload_dir) == [])
     assert stored_files(server.upload_dir) == []
     assert server.client().get("/api/files").json()["files"] == []
 
@@ -70,9 +50,9 @@ def test_client_that_disconnects_mid_upload_leaves_nothing(make_server):
 @pytest.mark.local_storage
 def test_kill_9_mid_upload_leaves_no_visible_file_and_cleanup_sweeps_staging(make_server, tmp_path):
     server = make_server()
-    sock = _connect(server)
-    sock.sendall(_raw_request_head(server, "/api/files/crash.bin", 50_000_000) + os.urandom(3_000_000))
-    assert _wait_for(lambda: len(staging_entries(server.upload_dir)) == 1)
+    sock = connect(server)
+    sock.sendall(request_head(server, "/api/files/crash.bin", 50_000_000) + os.urandom(3_000_000))
+    assert wait_for(lambda: len(staging_entries(server.upload_dir)) == 1)
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     sock.close()
@@ -82,7 +62,7 @@ def test_kill_9_mid_upload_leaves_no_visible_file_and_cleanup_sweeps_staging(mak
     try:
         assert restarted.client().get("/api/files").json()["files"] == []
         assert stored_files(server.upload_dir) == []
-        assert _wait_for(lambda: staging_entries(server.upload_dir) == [], timeout=15)
+        assert wait_for(lambda: staging_entries(server.upload_dir) == [], timeout=15)
     finally:
         restarted.stop()
 

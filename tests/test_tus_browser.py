@@ -57,8 +57,9 @@ def chromium() -> Iterator[Browser]:
 
 
 def page_at(browser: Browser, origin: str) -> Page:
-    """A page on the service's origin (its health check: no CSP there) with tus-js-client loaded."""
-    page = browser.new_page()
+    """A page on the service's origin (its health check) with tus-js-client injected: every answer carries a
+    CSP that allows no inline script, so the injection bypasses it (the UI's own tus use is test_ui_tus.py)."""
+    page = browser.new_page(bypass_csp=True)
     page.goto(origin + "/healthz")
     page.add_script_tag(path=str(TUS_JS))
     return page

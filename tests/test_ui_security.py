@@ -25,7 +25,7 @@ def ui_server(tmp_path_factory):
     running.stop()
 
 
-def test_html_answers_carry_a_csp_without_inline_scripts_and_api_answers_do_not(ui_server):
+def test_html_answers_carry_a_csp_without_inline_scripts_and_api_answers_a_locked_down_one(ui_server):
     client = dev_client(ui_server)
     for path in ["/", "/ui/files", "/logout"]:
         answer = client.get(path)
@@ -36,7 +36,8 @@ def test_html_answers_carry_a_csp_without_inline_scripts_and_api_answers_do_not(
         assert policy["frame-ancestors"] == "'none'"
         assert policy["form-action"] == "'self'"  # the dev sign-in posts back to this origin
         assert answer.headers["x-content-type-options"] == "nosniff"
-    assert "content-security-policy" not in client.get("/api/files").headers
+    api = client.get("/api/files").headers["content-security-policy"]  # JSON gets a policy that allows nothing
+    assert api.startswith("default-src 'none'") and "frame-ancestors 'none'" in api
 
 
 def test_a_whole_session_causes_no_csp_violation_no_inline_code_and_no_outside_request(contexts, ui_server):

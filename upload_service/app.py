@@ -11,6 +11,7 @@ from .errors import Problem, StartupError
 from .logs import configure_logging
 from .proxies import TrustedProxies, parse_networks
 from .responses import problem_response
+from .security_headers import register_security_headers
 from .service import UploadService
 from .session_cookie import SchemeAwareSessionInterface
 from .settings import Settings
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> Quar
         except ValueError as error:
             raise StartupError(f"FORWARDED_ALLOW_IPS: {error}") from error
         app.asgi_app = TrustedProxies(app.asgi_app, networks)  # type: ignore[method-assign]
+
+    register_security_headers(app)  # answers outside the service's routes too: unknown paths, wrong methods
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Any:

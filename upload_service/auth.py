@@ -64,8 +64,12 @@ def _unauthorized(request: Request) -> Problem:
 
 
 def needs_csrf(request: Request) -> bool:
-    """Cookie-authenticated state changes need a CSRF token; bearer-token requests carry no ambient authority."""
-    return request.method not in SAFE_METHODS and not request.headers.get("Authorization")
+    """Cookie-authenticated state changes need a CSRF token; bearer-token requests carry no ambient authority.
+
+    Only a *Bearer* token exempts a request: a browser adds ``Authorization: Basic`` by itself wherever a proxy
+    in front asked for it, so that header says nothing about who made the request.
+    """
+    return request.method not in SAFE_METHODS and bearer_token(request) is None
 
 
 async def require_identity(service: UploadService, request: Request, *, csrf_later: bool = False) -> Identity:

@@ -5,6 +5,11 @@ paths an ASGI middleware (wrapping ``app.asgi_app``, so it works inside a host a
 body and keeps the real ``receive`` for the handler. The handler then pulls one message at a time, only
 after storage took the previous chunk; Hypercorn's bounded app queue stops reading the socket meanwhile, so
 memory per upload stays at a small window whatever the file size and storage speed.
+
+Two clocks cut off a client that holds a connection open without sending: the idle timeout (nothing at all
+for ``UPLOAD_IDLE_TIMEOUT``) and a minimum rate (``UPLOAD_MIN_RATE``; a slowloris trickling a byte now and
+then never goes idle). Both count only the time spent waiting for the client, never the time the server spent
+storing what arrived, so a slow disk or S3 never makes a fast client look slow.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ class ClientDisconnected(Exception):
 class BodyStream:
     """The real ``receive`` of one request, read only when the handler asks for the next chunk."""
 
-    def __init__(self, receive: Receive, declared_length: int | None = None) -> None:
+    def __init__(self, receive: Receive, declared_length: int | None = None, min_rate: int = 0) -> None:
         self._receive = receive
         self._declared = declared_length
+        self._min_rate = min_rate
         self._received = 0
+        self._waited = 0.0  # seconds spent waiting for the client's next message
         self._stalled = False
         self._complete = False
         self._gave_quart_its_body = False
@@ -51,22 +58,45 @@ class BodyStream:
         await self._disconnected.wait()
         return {"type": "http.disconnect"}
 
+    def _wait_budget(self, idle_timeout: float) -> tuple[float, bool]:
+        """How long to wait for the next message, and whether the minimum rate (not idleness) sets it.
+
+        After a grace of ``idle_timeout`` seconds, the client must have sent ``min_rate`` bytes for every
+        further second it kept the server waiting.
+        """
+        if not self._min_rate:
+            return idle_timeout, False
+        left = idle_timeout + self._received / self._min_rate - self._waited
+        return (left, True) if left < idle_timeout else (idle_timeout, False)
+
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
         while not self._complete:
+            budget, by_rate = self._wait_budget(idle_timeout)
+            started = loop.time()
             try:
-                async with asyncio.timeout(idle_timeout):  # cheaper per chunk than wait_for, which makes a task
+                async with asyncio.timeout(max(budget, 0.0)):  # cheaper per chunk than wait_for (no task)
                     message = await self._receive()
             except TimeoutError:
                 self._stalled = True
-                raise Problem(408, f"no data received for {idle_timeout:g} seconds; the upload was dropped",
-                              reason="idle_timeout") from None
+                raise self._too_slow(idle_timeout, by_rate) from None
+            finally:
+                self._waited += loop.time() - started
             if message["type"] == "http.disconnect":
                 self._disconnected.set()
                 raise ClientDisconnected()
             self._complete = not message.get("more_body", False)
             body = message.get("body", b"")
             if body:
+                self._received += len(body)
                 yield body
+
+    def _too_slow(self, idle_timeout: float, by_rate: bool) -> Problem:
+        if by_rate:
+            return Problem(408, f"the body arrived slower than {self._min_rate} bytes per second; the upload was "
+                                "dropped", reason="too_slow")
+        return Problem(408, f"no data received for {idle_timeout:g} seconds; the upload was dropped",
+                       reason="idle_timeout")
 
     def closing_send(self, send: Send) -> Send:
         """``send`` that marks an answer given before the body was read (413, 507, 401) ``Connection: close``,
@@ -113,13 +143,15 @@ class BodyStream:
 class StreamingBodyMiddleware:
     """Wraps an ASGI app so that body-carrying requests under ``prefix`` stream to their handler."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], prefix: str) -> None:
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], prefix: str,
+                 min_rate: int = 0) -> None:
         self.app = app
         self.prefix = prefix
+        self.min_rate = min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in BODY_METHODS and self._matches(scope):
-            stream = BodyStream(receive, _content_length(scope))
+            stream = BodyStream(receive, _content_length(scope), self.min_rate)
             await self.app({**scope, STREAM_KEY: stream}, stream.quart_receive, stream.draining_send(send))
         else:
             await self.app(scope, receive, send)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import importlib.util
+import ipaddress
 import json
 import logging
 import os
@@ -49,10 +51,25 @@ def _load():
     from .settings import Settings
 
     settings = Settings()
+    _refuse_public_dev(settings)
     _prepare_multiprocess_metrics(settings.workers)
     from .app import create_app
 
     return settings, create_app(settings)
+
+
+def _refuse_public_dev(settings) -> None:
+    """``DEV`` signs anyone in without a password: it may only listen on loopback, however it was switched on
+    (``--dev`` forces 127.0.0.1; ``DEV=1`` in the environment or ``.env`` does not)."""
+    if not settings.dev or settings.host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(settings.host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise StartupError(f"DEV is on, which signs anyone in without a password, so HOST must be a loopback "
+                           f"address such as 127.0.0.1, not {settings.host!r}")
 
 
 def _prepare_multiprocess_metrics(workers: int) -> None:
@@ -81,6 +98,14 @@ async def _check(service, *, sweep: bool) -> int:
         await service.stop()
 
 
+def event_loop(choice: str) -> str:
+    """Hypercorn's worker class: uvloop when installed (its transports copy each received byte fewer times,
+    which large uploads feel), else the standard asyncio loop."""
+    if choice != "auto":
+        return choice
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
 def _serve(settings) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
@@ -88,7 +113,11 @@ def _serve(settings) -> int:
     config = Config()
     config.application_path = APP_PATH
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.workers = 0 if settings.workers == 1 else settings.workers
+    config.worker_class = event_loop(settings.event_loop)
+    # Hypercorn starts this clock once a response is in the kernel's buffers, not once the client has read it:
+    # with its default (5 s) a client still reading the last megabytes of a download found the connection
+    # closed under its next request. It also bounds the time a client may take to send a request head.
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through the service's handler (LOG_FORMAT)
     url = f"http://{settings.host}:{settings.port}/"
@@ -104,7 +133,12 @@ def _serve(settings) -> int:
         logging.getLogger("upload_service").info("listening", extra={"url": url, "workers": settings.workers})
     else:
         print(f"upload-service listening on {url} ({settings.workers} worker(s))", flush=True)
-    return run(config)
+    if settings.workers == 1:
+        config.workers = 0  # Hypercorn serves in this process
+        return run(config)
+    from .workers import WorkerPool
+
+    return WorkerPool(config, settings.workers).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,7 @@ PROBLEM_TITLES = {
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
     507: "Insufficient Storage",
 }
 

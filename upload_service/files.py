@@ -24,6 +24,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # ascending in ASCII, so encoded
 _TIME_DIGITS = 10
 _MAX_TIME = 32**_TIME_DIGITS - 1
 PERSISTENT, TEMPORARY = "files", "temp"
+FILE_ID_PATTERN = f"^[{_ALPHABET}]{{20}}$"  # what ``new_file_id`` makes, for the OpenAPI document
 
 
 def _encode(number: int, digits: int) -> str:

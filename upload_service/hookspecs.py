@@ -88,6 +88,8 @@ def process_upload(file: StoredFile, service: UploadService) -> dict[str, Any] |
 
     Called once per stored file on every upload path (temporary ones included). Return a dict to merge into ``file.metadata`` (later plugins' keys win), or None. Raising
     ``UploadRejected`` deletes the file (and the rest of its batch) and the client gets that status.
+    A ``"preview"`` key naming one of the plugin's endpoints (registered with ``register_routes``, taking
+    ``file_id``) makes the UI show that URL as the file's thumbnail.
     """
 
 

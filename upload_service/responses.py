@@ -68,7 +68,11 @@ def as_problem(error: BaseException) -> Problem:
         return Problem(400, "the client disconnected before the body was complete", reason="disconnected")
     if isinstance(error, HTTPException):
         return Problem(error.code or 500, error.description or error.name, title=error.name)
-    if isinstance(error, StorageError):
+    if isinstance(error, TimeoutError):  # STORAGE_TIMEOUT passed, or a storage client gave up waiting
+        log.error("storage timeout", exc_info=error)
+        return Problem(504, "the storage did not answer in time; nothing of this upload was kept",
+                       reason="storage_timeout")
+    if isinstance(error, (StorageError, OSError)):  # OSError: a backend's own I/O failed (disk, network)
         log.error("storage error", exc_info=error)
         return Problem(500, "the storage failed; nothing of this upload was kept", reason="storage_error")
     log.error("unhandled error", exc_info=error)

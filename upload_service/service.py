@@ -18,6 +18,7 @@ from typing import Any
 import pluggy
 from quart import Blueprint, Quart, url_for
 
+from .api.fallback import register_api_fallback
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
@@ -96,7 +97,8 @@ class UploadService:
         self.metrics = Metrics(self.storage.name)
         self.rate_limits = RateLimits(self)
         app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
-        app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/")  # type: ignore[method-assign]
+        app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/",
+                                                self.settings.upload_min_rate)  # type: ignore[method-assign]
         app.before_serving(self.start)
         app.after_serving(self.stop)
         app.extensions[self.name] = self
@@ -148,6 +150,7 @@ class UploadService:
         register_ui_routes(bp, self)
         register_openapi_routes(bp, self)
         self._call_at_setup(self.hook.register_routes, blueprint=bp, service=self)
+        register_api_fallback(bp, self)
         bp.register_error_handler(Exception, self._error_response)
         return bp
 
@@ -173,6 +176,8 @@ class UploadService:
 
     async def start(self) -> None:
         await self.preflight()
+        loop = type(asyncio.get_running_loop())
+        log.info("serving on the %s event loop", loop.__module__.split(".")[0], extra={"event_loop": loop.__module__})
         for functions in await call_all(self.hook.background_tasks, service=self):
             for function in functions or []:
                 self._tasks.append(asyncio.create_task(self._run_background(function)))

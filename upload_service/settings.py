@@ -68,11 +68,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1)
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     upload_dir: Path = Path("./uploads")
     storage_backend: str = "local"
     max_upload_size: Size = parse_size("5GiB")
     max_json_upload_size: Size = parse_size("32MiB")
     upload_idle_timeout: Duration = 60.0
+    storage_timeout: Duration = parse_duration("5m")
+    keep_alive_timeout: Duration = 75.0  # idle keep-alive connections, and the time to send a request head
+    upload_min_rate: Size = parse_size("1KiB")  # bytes/s a body must average after UPLOAD_IDLE_TIMEOUT; 0: off
     temp_upload_ttl: Duration = parse_duration("24h")
     cleanup_interval: Duration = parse_duration("10m")
     tus_upload_ttl: Duration = parse_duration("24h")
@@ -120,7 +124,8 @@ class Settings(BaseSettings):
             raise ValueError("must be larger than 0")
         return value
 
-    @field_validator("temp_upload_ttl", "cleanup_interval", "upload_idle_timeout", "tus_upload_ttl")
+    @field_validator("temp_upload_ttl", "cleanup_interval", "upload_idle_timeout", "tus_upload_ttl",
+                     "storage_timeout", "keep_alive_timeout")
     @classmethod
     def _positive_duration(cls, value: float) -> float:
         if value <= 0:

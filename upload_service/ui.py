@@ -1,8 +1,8 @@
 """Browser pages and the HTML fragments htmx swaps in: sign-in, the upload page, the file list, sign-out.
 
 Fragment routes live under ``/ui/`` so that ``/api/`` stays JSON only. Every HTML answer carries a
-Content-Security-Policy without inline scripts; the page's behaviour comes from htmx attributes and the
-static ES modules in ``static/js/``.
+Content-Security-Policy without inline scripts (``security_headers``); the page's behaviour comes from htmx
+attributes and the static ES modules in ``static/js/``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from .api.files import delete_own_file
 from .assets import Assets, origin
 from .auth import check_csrf, require_identity
 from .responses import iso
+from .security_headers import register_security_headers
 from .sessions import csrf_token, sign_out
 
 if TYPE_CHECKING:
+    from .files import StoredFile
     from .identity import Identity
     from .service import UploadService
 
@@ -53,6 +55,17 @@ def form_targets(providers: list[Any]) -> list[str] | None:
     return targets
 
 
+def preview_url(service: UploadService, file: StoredFile) -> str | None:
+    """The thumbnail a plugin named in the file's ``preview`` metadata, if that plugin's route is still there."""
+    endpoint = file.metadata.get("preview")
+    if not isinstance(endpoint, str):
+        return None
+    try:
+        return service.url(endpoint, file_id=file.id)
+    except BuildError:  # the plugin that made the preview has been removed or disabled since
+        return None
+
+
 def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
     assets = Assets(lambda path: service.url("static", filename=path), service.settings.static_url)
     policy = assets.content_security_policy(form_targets(service.auth.with_login()))
@@ -62,7 +75,8 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
         """What every page of this blueprint can use, plugin pages included (they extend ``base.html``)."""
         return {"service": service, "url": service.url, "csrf_token": csrf_token(service.name),
                 "asset": assets.url, "htmx": assets.htmx(), "human_size": human_size, "iso": iso,
-                "files_changed": FILES_CHANGED}
+                "files_changed": FILES_CHANGED,
+                "preview_url": lambda file: preview_url(service, file)}
 
     def resumable() -> dict[str, Any]:
         """tus-js-client and the tus endpoint for large files, when both exist (the tus plugin may be disabled)."""
@@ -109,14 +123,11 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
         sign_out(service.name)
         return redirect(service.url("index"), 303)
 
+    register_security_headers(bp, policy)  # every answer of the blueprint; HTML pages with this page policy
+
     @bp.after_request
-    async def response_headers(response: Response) -> Response:
-        """HTML answers get the CSP (API answers set their own); static files get a cache policy."""
+    async def static_cache(response: Response) -> Response:
+        """Fingerprinted static URLs never change; the modules app.js imports (no fingerprint) are revalidated."""
         if request.endpoint == f"{service.name}.static":
-            # fingerprinted URLs never change; the modules app.js imports (no fingerprint) are revalidated
             response.headers["Cache-Control"] = (STATIC_IMMUTABLE if request.args.get("v") else "no-cache")
-        if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", policy)
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

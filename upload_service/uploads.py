@@ -79,12 +79,19 @@ class UploadBatch:
             async for chunk in chunks:
                 if md5 is not None:
                     md5.update(chunk)
-                await writer.write(chunk)
+                async with self._storage_deadline():
+                    await writer.write(chunk)
         if digests is not None:
-            await writer.finish()
+            async with self._storage_deadline():
+                await writer.finish()
             digests.verify(writer.sha256, md5)
         self._staged.append((info, writer))
         self._staged_bytes += writer.size
+
+    def _storage_deadline(self) -> asyncio.Timeout:
+        """A storage write that hangs (a lost connection, a stuck disk) ends in TimeoutError (504), not never:
+        while the handler waits on storage, nothing else would notice the client giving up."""
+        return asyncio.timeout(self.service.settings.storage_timeout)
 
     def add_staged(self, info: UploadInfo, staged: ObjectWriter) -> None:
         """Add bytes that were stored and validated elsewhere (a finished tus upload) to the batch's commit."""
@@ -121,7 +128,7 @@ class UploadBatch:
             owner=self.identity.id, filename=info.filename, content_type=info.content_type,
             size=writer.size, sha256=writer.sha256, created_at=now, temporary=self.temporary, expires_at=expires,
         )
-        stored = await writer.commit(draft.key, draft.storage_metadata())
+        stored = await writer.commit(draft.key, draft.storage_metadata())  # no deadline: it must finish or not
         return StoredFile.from_stored(stored)
 
     async def _remove(self, files: list[StoredFile]) -> None:

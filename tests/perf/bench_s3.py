@@ -34,7 +34,7 @@ def main() -> None:
     big = make_file(base / "big.bin", size)
     put = ["-T", str(big), "-H", AUTH]
     print(f"machine: {machine()}; file {args.size_mib} MiB; medians of {args.repeat}\n")
-    print("| what | throughput | time | server peak RSS |\n| --- | --- | --- | --- |")
+    print("| what | throughput | time | server CPU | server peak RSS |\n| --- | --- | --- | --- | --- |")
     with service(base / "local") as server:
         measure("raw PUT, local disk", server.process.pid, size, args.repeat,
                 lambda: curl([*put, f"{server.url}/api/files/big.bin"]), after=lambda: clear_uploads(server.upload_dir))

@@ -85,7 +85,7 @@ def main() -> None:
     big = make_file(base / "big.bin", size)
     print(f"machine: {machine()}; file {args.size_mib} MiB; tus chunks {args.chunk_mib} MiB; "
           f"medians of {args.repeat}\n")
-    print("| what | throughput | time | server peak RSS |\n| --- | --- | --- | --- |")
+    print("| what | throughput | time | server CPU | server peak RSS |\n| --- | --- | --- | --- | --- |")
     try:
         with service(base / "server") as server:
             port = int(server.url.rsplit(":", 1)[1])

@@ -97,7 +97,7 @@ def main() -> None:
     size = args.size_mib * 1024 * 1024
     big = make_file(base / "big.bin", size)
     print(f"machine: {machine()}; file {args.size_mib} MiB; medians of {args.repeat}\n")
-    print("| what | throughput | time | server peak RSS |\n| --- | --- | --- | --- |")
+    print("| what | throughput | time | server CPU | server peak RSS |\n| --- | --- | --- | --- | --- |")
     figures = {}
     if "nginx" in only:
         figures["nginx"] = bench_nginx(base, big, args.repeat)

@@ -31,6 +31,20 @@ def peak_rss_mib(pid: int) -> float:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (workers) so far: the cost of the work, which a busy
+    machine changes far less than it changes wall time."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{candidate}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def reset_peak_rss(pid: int) -> None:
     for candidate in [pid, *_children(pid)]:
         try:
@@ -74,6 +88,7 @@ class Figure:
     seconds: list[float]
     rss: list[float]
     size: int
+    cpu: list[float]
 
     @property
     def mbps(self) -> float:
@@ -81,18 +96,20 @@ class Figure:
 
     def row(self) -> str:
         return (f"| {self.name} | {self.mbps:,.0f} MB/s | {statistics.median(self.seconds):.2f} s "
-                f"| {statistics.median(self.rss):.0f} MiB |")
+                f"| {statistics.median(self.cpu):.2f} s | {statistics.median(self.rss):.0f} MiB |")
 
 
 def measure(name: str, pid: int, size: int, repeat: int, run, after=None) -> Figure:
-    seconds, rss = [], []
+    seconds, rss, cpu = [], [], []
     for _ in range(repeat):
         reset_peak_rss(pid)
+        cpu_before = cpu_seconds(pid)
         seconds.append(run())
+        cpu.append(cpu_seconds(pid) - cpu_before)
         rss.append(peak_rss_mib(pid))
         if after:
             after()
-    figure = Figure(name, seconds, rss, size)
+    figure = Figure(name, seconds, rss, size, cpu)
     print(figure.row(), flush=True)
     return figure
 

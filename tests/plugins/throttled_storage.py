@@ -15,10 +15,10 @@ from upload_service.builtin.local_storage import LocalObjectWriter, LocalStorage
 class ThrottledWriter(LocalObjectWriter):
     rate = float(os.environ.get("THROTTLE_MBPS", "200")) * 1_000_000
 
-    def _write_sync(self, data: bytes) -> None:
+    def _write_sync(self, chunks: list[bytes]) -> None:
         started = time.perf_counter()
-        super()._write_sync(data)
-        time.sleep(max(0.0, len(data) / self.rate - (time.perf_counter() - started)))
+        super()._write_sync(chunks)
+        time.sleep(max(0.0, sum(map(len, chunks)) / self.rate - (time.perf_counter() - started)))
 
 
 class ThrottledStorage(LocalStorage):

@@ -9,18 +9,25 @@ from quart import Blueprint, Response, request
 
 from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
-from ..files import StoredFile
-from ..filenames import content_disposition
+from ..files import FILE_ID_PATTERN, StoredFile
 from ..responses import describe, json_response
+from ..serving import DOWNLOAD_POLICY, SNIFF_BYTES, presentation, worth_sniffing
 from . import schemas
-from .openapi import Reply, documented
+from .openapi import Param, Reply, documented
 
 if TYPE_CHECKING:
     from ..identity import Identity
     from ..service import UploadService
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
-FILE_ID = {"file_id": "the file's id"}
+FILE_ID = {"file_id": Param("the file's id", {"type": "string", "pattern": FILE_ID_PATTERN})}
+BYTES, ANY_TYPE = {"type": "string", "format": "binary"}, "*/*"  # a download has the file's own type
+DISPOSITION = "attachment with the safe name (inline only for a PNG, JPEG, GIF or WebP whose bytes say so)"
+CONDITIONS = {
+    "Range": Param("one byte range, e.g. bytes=0-99 (several ranges are answered with the whole file)"),
+    "If-Range": Param("the ETag the Range is valid for; any other ETag gets the whole file"),
+    "If-None-Match": Param("ETags (or *) the client has: 304 when the file's ETag is among them"),
+}
 
 
 async def _own_file(service: UploadService, identity: Identity, file_id: str) -> StoredFile:
@@ -69,6 +76,16 @@ async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
+async def _head(service: UploadService, file: StoredFile) -> bytes | None:
+    """The first bytes of a file that may be shown inline (a stored image type), to check what it really is."""
+    if not worth_sniffing(file.content_type):
+        return None
+    try:
+        return b"".join([chunk async for chunk in service.storage.read(file.key, 0, min(SNIFF_BYTES, file.size))])
+    except ObjectNotFound:
+        raise Problem(404, "no such file", reason="not_found") from None
+
+
 async def _download_url(service: UploadService, file: StoredFile) -> str | None:
     """A URL where the storage serves the bytes itself (``Storage.download_url``, optional), or None."""
     download_url = getattr(service.storage, "download_url", None)
@@ -80,7 +97,8 @@ async def _download_url(service: UploadService, file: StoredFile) -> str | None:
 def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @bp.route("/api/files", methods=["GET"], endpoint="list_files")
     @documented(
-        query={"limit": ("integer", f"page size, 1 to {MAX_PAGE} (default {DEFAULT_PAGE})"),
+        query={"limit": Param(f"page size (default {DEFAULT_PAGE})", {"type": "integer", "minimum": 1,
+                                                                    "maximum": MAX_PAGE}),
                "cursor": ("string", "next_cursor of the previous page"),
                "temporary": ("string", "1 or true: list temporary uploads instead of persistent files")},
         errors={400: "a bad limit or cursor"},
@@ -103,23 +121,22 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
         return json_response(describe(service, await _own_file(service, identity, file_id)))
 
     @bp.route("/api/files/<file_id>/content", methods=["GET", "HEAD"], endpoint="file_content")
-    @documented(path=FILE_ID, errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
-                replies={200: Reply("the bytes (HEAD: headers only)", {"type": "string", "format": "binary"},
-                                    "application/octet-stream", {"ETag": "the sha256 in quotes",
-                                                                 "Content-Disposition": "attachment; safe name"}),
-                         206: Reply("the requested Range", {"type": "string", "format": "binary"},
-                                    "application/octet-stream", {"Content-Range": "bytes start-end/size"}),
+    @documented(path=FILE_ID, headers=CONDITIONS,
+                errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
+                replies={200: Reply("the bytes (HEAD: headers only), as the file's own type", BYTES, ANY_TYPE,
+                                    {"ETag": "the sha256 in quotes", "Content-Disposition": DISPOSITION}),
+                         206: Reply("the requested Range", BYTES, ANY_TYPE, {"Content-Range": "bytes start-end/size"}),
                          304: Reply("If-None-Match matched the ETag")})
     async def file_content(file_id: str) -> Any:
-        """The bytes, with Range, ETag/If-None-Match and an attachment disposition."""
+        """The bytes, with Range, ETag/If-None-Match, and as an attachment unless a real raster image."""
         identity = await require_identity(service, request)
         file = await _own_file(service, identity, file_id)
+        content_type, disposition = presentation(file.filename, file.content_type, await _head(service, file))
         headers = {
             "ETag": f'"{file.sha256}"',
             "Accept-Ranges": "bytes",
-            "Content-Disposition": content_disposition(file.filename),
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Content-Disposition": disposition,
+            "Content-Security-Policy": DOWNLOAD_POLICY,
             "Cache-Control": "private, no-cache",
         }
         if request.if_none_match.contains(file.sha256) or request.if_none_match.star_tag:
@@ -132,11 +149,11 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{file.size}"
         headers["Content-Length"] = str(end - start)
         if request.method == "HEAD":
-            response = Response(b"", status, headers, content_type=file.content_type)
+            response = Response(b"", status, headers, content_type=content_type)
             response.headers["Content-Length"] = str(end - start)
             return response
         body = await _primed(service.storage.read(file.key, start, end))
-        response = Response(body, status, headers, content_type=file.content_type)
+        response = Response(body, status, headers, content_type=content_type)
         response.timeout = None  # a large download may take longer than RESPONSE_TIMEOUT
         return response
 

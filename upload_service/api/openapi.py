@@ -40,15 +40,39 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Param:
+    """A path, query or header parameter: what it means, its JSON schema, and whether a client must send it.
+
+    The schema says exactly what the route accepts (an id's alphabet, a page size's bounds), so that a client,
+    and a fuzzer, can tell a well-formed request from a malformed one.
+    """
+
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class RouteDoc:
     """What ``@documented`` records on a view function."""
 
     replies: dict[int, Reply]
     errors: dict[int, str]
     body: dict[str, Any]
-    query: dict[str, tuple[str, str]]
-    path: dict[str, str]
+    query: dict[str, Param]
+    path: dict[str, Param]
+    headers: dict[str, Param]
     public: bool
+
+
+def _param(value: str | tuple[str, str] | Param) -> Param:
+    """``Param`` from the short forms: a path description, or a query ``(JSON type, description)``."""
+    if isinstance(value, Param):
+        return value
+    if isinstance(value, tuple):
+        kind, what = value
+        return Param(what, {"type": kind})
+    return Param(value)
 
 
 def documented(
@@ -56,19 +80,23 @@ def documented(
     replies: dict[int, Reply],
     errors: dict[int, str] | None = None,
     body: dict[str, Any] | None = None,
-    query: dict[str, tuple[str, str]] | None = None,
-    path: dict[str, str] | None = None,
+    query: dict[str, tuple[str, str] | Param] | None = None,
+    path: dict[str, str | Param] | None = None,
+    headers: dict[str, Param] | None = None,
     public: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Describe a route for the OpenAPI document; put it under ``@bp.route``.
 
-    ``body`` maps media types to schemas, ``query`` names to ``(JSON type, description)``, ``path`` path
-    parameters to descriptions, ``errors`` statuses to when they happen. Routes that are not ``public`` get
-    the authentication errors (401, and 403 for a missing CSRF token) added.
+    ``body`` maps media types to schemas; ``query``, ``path`` and ``headers`` map parameter names to a
+    ``Param`` (or, short, a query's ``(JSON type, description)`` and a path parameter's description);
+    ``errors`` maps statuses to when they happen. Routes that are not ``public`` get the authentication
+    errors (401, and 403 for a missing CSRF token) added.
     """
 
     def mark(view: Callable[..., Any]) -> Callable[..., Any]:
-        view.openapi = RouteDoc(replies, errors or {}, body or {}, query or {}, path or {}, public)  # type: ignore[attr-defined]
+        view.openapi = RouteDoc(  # type: ignore[attr-defined]
+            replies, errors or {}, body or {}, {name: _param(value) for name, value in (query or {}).items()},
+            {name: _param(value) for name, value in (path or {}).items()}, dict(headers or {}), public)
         return view
 
     return mark
@@ -111,17 +139,14 @@ def _operation(service: UploadService, endpoint: str, operation_id: str, view: C
         operation["description"] = description.strip()
     described = doc.path if doc else {}
     operation["parameters"] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
-         "description": described.get(own, own.replace("_", " "))}
+        _parameter(name, "path", described.get(own, Param(own.replace("_", " "))), required=True)
         for name, own in zip(names, params, strict=True)
     ]
     if doc is None:
         operation["responses"] = {"default": {"description": "see the plugin's documentation"}}
         return operation
-    operation["parameters"] += [
-        {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": what}
-        for name, (kind, what) in doc.query.items()
-    ]
+    operation["parameters"] += [_parameter(name, "query", param) for name, param in doc.query.items()]
+    operation["parameters"] += [_parameter(name, "header", param) for name, param in doc.headers.items()]
     if doc.body and method in ("PUT", "POST", "PATCH"):
         operation["requestBody"] = {"required": True, "content": {
             media: {"schema": refs.ref(schema)} for media, schema in doc.body.items()}}
@@ -148,7 +173,14 @@ def _operation(service: UploadService, endpoint: str, operation_id: str, view: C
     return operation
 
 
+def _parameter(name: str, where: str, param: Param, *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or param.required, "schema": param.schema,
+            "description": param.description}
+
+
 def _documents(rule_path: str, view: Callable[..., Any], api_prefix: str) -> bool:
+    if getattr(view, "openapi_hidden", False):
+        return False
     return rule_path.startswith(api_prefix) or hasattr(view, "openapi")
 
 

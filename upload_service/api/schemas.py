@@ -6,7 +6,7 @@ running server against these models' JSON schemas, so the two cannot drift apart
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -49,12 +49,13 @@ class FilePage(BaseModel):
 class Base64Item(BaseModel):
     """One file of the original JSON upload body."""
 
-    filename: str
-    content: str = Field(description="the file's bytes, base64 (line breaks allowed)")
+    filename: str = Field(min_length=1, description="display name (reduced to a safe basename; 400 if none is left)")
+    content: str = Field(description="the file's bytes, base64 (line breaks allowed)",
+                         json_schema_extra={"contentEncoding": "base64"})
     content_type: str | None = None
 
 
-class Base64Upload(RootModel[list[Base64Item]]):
+class Base64Upload(RootModel[Annotated[list[Base64Item], Field(min_length=1)] | Base64Item]):
     """The original JSON upload body: a list of base64 items (a single item object is accepted too)."""
 
 
@@ -69,7 +70,7 @@ class MultipartUpload(BaseModel):
 class PersistRequest(BaseModel):
     """Temporary upload tokens to make persistent, and metadata to store with them."""
 
-    tokens: list[str] = Field(min_length=1)
+    tokens: list[str] = Field(min_length=1, json_schema_extra={"items": {"type": "string", "minLength": 1}})
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

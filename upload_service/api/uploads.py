@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import binascii
-import json
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+import pybase64
+
 from quart import Blueprint, redirect, request
+from werkzeug.routing import PathConverter
 
 from ..auth import CSRF_FIELD, check_csrf, needs_csrf, require_identity
 from ..body import body_chunks, check_declared_length, read_all
@@ -19,7 +22,7 @@ from ..plugins import notify
 from ..responses import describe, json_response
 from ..uploads import UploadBatch
 from . import schemas
-from .openapi import Reply, documented
+from .openapi import Param, Reply, documented
 
 if TYPE_CHECKING:
     from ..service import UploadService
@@ -28,27 +31,37 @@ MAX_PERSIST_BODY = 1024 * 1024
 UPLOAD_BODIES = {"application/json": schemas.Base64Upload, "multipart/form-data": schemas.MultipartUpload}
 UPLOAD_ERRORS = {
     400: "malformed body (bad JSON or base64, no filename, no file) or the client disconnected; nothing is stored",
-    408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds",
+    408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds, or the body came slower than UPLOAD_MIN_RATE",
     413: "a file is over MAX_UPLOAD_SIZE (or the JSON body over MAX_JSON_UPLOAD_SIZE), or the caller's quota "
          "(USER_QUOTA_BYTES, USER_QUOTA_FILES) has no room for it (``quota``, ``used``, ``limit``); nothing is stored",
     415: "the body is neither application/json nor multipart/form-data, or a file's content (sniffed from its "
          "bytes) is not an allowed type; nothing is stored",
     422: "a plugin refused the upload",
     429: "the caller already has MAX_CONCURRENT_UPLOADS uploads in progress, or is over a rate limit (Retry-After)",
+    500: "the storage failed mid-write; nothing is stored",
+    504: "the storage did not answer in time; nothing is stored",
     507: "the storage is full; nothing is stored",
 }
 
 
 BASE64_SLICE = 4 * 1024 * 1024  # characters per decoded slice; a multiple of 4
+JSON_DECODER = msgspec.json.Decoder()
 
 
 def _base64_text(content: object, index: int) -> str:
-    """The base64 text of an item, without line breaks (plain ``base64`` wraps at 76 characters)."""
+    """The base64 text of an item (checked as it is decoded)."""
     if not isinstance(content, str):
         raise Problem(400, f"item {index}: 'content' must be a base64 string", reason="bad_base64")
-    if any(space in content for space in ("\n", "\r", " ", "\t")):
-        return "".join(content.split())
     return content
+
+
+def _has_line_breaks(text: str) -> bool:
+    """Plain ``base64`` wraps at 76 characters (four memchr-speed scans; no copy when there are none)."""
+    return any(space in text for space in ("\n", "\r", " ", "\t"))
+
+
+def _without_line_breaks(text: str) -> str:
+    return "".join(text.split())
 
 
 def _decoded_size(text: str, index: int) -> int:
@@ -57,23 +70,31 @@ def _decoded_size(text: str, index: int) -> int:
     return len(text) // 4 * 3 - len(text[-2:]) + len(text[-2:].rstrip("="))
 
 
+def _decode_slice(text: str, start: int) -> bytes:
+    piece = text[start:start + BASE64_SLICE]
+    if start + BASE64_SLICE < len(text) and piece.endswith("="):  # padding only at the very end
+        raise binascii.Error("padding before the end")
+    return pybase64.b64decode(piece, validate=True)
+
+
 async def _base64_chunks(text: str, index: int):
-    """Decode slice by slice, so storage hashes and writes one slice while the next is decoded."""
+    """Decode slice by slice (SIMD base64), so storage hashes and writes one slice while the next is decoded."""
     for start in range(0, len(text), BASE64_SLICE):
         try:
-            yield binascii.a2b_base64(text[start:start + BASE64_SLICE], strict_mode=True)
+            yield _decode_slice(text, start)
         except (binascii.Error, ValueError):
             raise Problem(400, f"item {index}: 'content' is not valid base64", reason="bad_base64") from None
 
 
 def _parse_json(raw: bytearray) -> Any:
-    """Parse a JSON body holding at most two copies at a time: the text replaces the bytes before parsing."""
+    """Parse a JSON body straight from its bytes (msgspec: a few times faster than ``json`` on the long strings
+    of base64 uploads), dropping the bytes as soon as the document exists."""
     try:
-        text = raw.decode("utf-8")
-        raw.clear()
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        return JSON_DECODER.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise Problem(400, "the body is not valid JSON", reason="bad_json") from None
+    finally:
+        raw.clear()
 
 
 async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
@@ -87,9 +108,13 @@ async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
             raise Problem(400, f"item {index}: a 'filename' string is required", reason="bad_filename")
+        if not isinstance(item.get("content_type"), str | None):
+            raise Problem(400, f"item {index}: 'content_type' must be a string", reason="bad_json")
         safe_filename(item["filename"])
     for index, item in enumerate(items):
         text = _base64_text(item.get("content"), index)
+        if _has_line_breaks(text):
+            text = _without_line_breaks(text)
         item["content"] = None
         filename = safe_filename(item["filename"])
         info = batch.info(filename, content_type_for(item.get("content_type"), filename), _decoded_size(text, index))
@@ -123,7 +148,16 @@ async def _multipart_upload(service: UploadService, batch: UploadBatch, csrf_pen
     return wants_redirect
 
 
+class FilenameConverter(PathConverter):
+    """Werkzeug's ``path`` without its one gap: ``.`` stops at a newline, so a name holding ``%0A`` fell through
+    to the ``/api/files/<file_id>`` routes and got 405. Any name reaches the raw upload (and ``safe_filename``)."""
+
+    regex = "[^/](?s:.)*?"
+
+
 def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
+    bp.record_once(lambda state: state.app.url_map.converters.setdefault("upload_filename", FilenameConverter))
+
     async def upload(temporary: bool, path: str) -> Any:
         identity = await require_identity(service, request, csrf_later=True)
         content_type = (request.mimetype or "").lower()
@@ -162,10 +196,13 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
         """Store files temporarily; each answer carries a token for ``/api/persist``."""
         return await upload(True, "upload_temporary")
 
-    @bp.route("/api/files/<path:filename>", methods=["PUT"], endpoint="upload_raw")
+    @bp.route("/api/files/<upload_filename:filename>", methods=["PUT"], endpoint="upload_raw")
     @documented(
         body={"application/octet-stream": {"type": "string", "format": "binary"}},
         path={"filename": "the name to store the file under (display only; reduced to a safe basename)"},
+        headers={"Content-Digest": Param("sha-256=:<base64>: of the body; a mismatch stores nothing"),
+                 "Digest": Param("the older form, SHA-256=<base64>"),
+                 "Content-MD5": Param("base64 MD5 of the body; a mismatch stores nothing")},
         query={"temporary": ("string", "1 or true: a temporary upload, with a token")},
         errors={**UPLOAD_ERRORS, 400: "a bad filename, digest header or length; nothing is stored",
                 415: "the content (sniffed from its bytes, whatever Content-Type says) is not an allowed type"},

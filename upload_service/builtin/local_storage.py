@@ -34,10 +34,12 @@ from typing import Any
 import aiofiles
 
 from upload_service import hookimpl
+from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
 from upload_service.storage import StoredObject, check_key, check_prefix
 
 WRITE_BUFFER = 1024 * 1024
+MAX_IOVECS = 64  # chunks per writev; more are joined first (IOV_MAX is 1024 on Linux)
 READ_CHUNK = 256 * 1024
 STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging folder and locking it
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -79,12 +81,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 class BufferedFileWriter:
     """Writes chunks to an open file one buffer behind the network, hashing what it writes.
 
-    Chunks are gathered into ~1 MiB buffers; each buffer is written and then hashed in a worker thread while
-    the next one fills, so at most two buffers are held and the event loop never blocks on the disk.
-    ``written`` counts only bytes the disk took, and the hashers saw exactly those bytes.
+    Chunks are gathered into ~1 MiB batches; each batch is written (one ``writev``, no joined copy) and then
+    hashed in a worker thread while the next one fills, so at most two batches are held and the event loop
+    never blocks on the disk. ``written`` counts only bytes the disk took, and the hashers saw exactly those.
     """
 
-    def __init__(self, fd: int, hashers: list[Any], sink: Callable[[bytes], None] | None = None) -> None:
+    def __init__(self, fd: int, hashers: list[Any], sink: Callable[[list[bytes]], None] | None = None) -> None:
         self.fd = fd
         self.hashers = hashers
         self.sink = sink or self.write_sync  # what runs in the worker thread (a subclass may wrap it)
@@ -93,31 +95,42 @@ class BufferedFileWriter:
         self._buffered = 0
         self._pending: asyncio.Future[None] | None = None
 
-    def write_sync(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
+    def write_sync(self, chunks: list[bytes]) -> None:
+        if len(chunks) > MAX_IOVECS:  # many tiny pieces (a trickling client): one copy is cheaper than the calls
+            chunks = [b"".join(chunks)]
+        views = [memoryview(chunk) for chunk in chunks if chunk]
+        while views:
             try:
-                count = os.write(self.fd, view)
+                count = os.writev(self.fd, views)
             except OSError as error:
                 raise _storage_error(error) from error
-            for hasher in self.hashers:
-                hasher.update(view[:count])
             self.written += count
-            view = view[count:]
+            while count:  # hash what the disk took; keep the rest of a short write for the next call
+                view = views[0]
+                taken = view[:count]
+                for hasher in self.hashers:
+                    hasher.update(taken)
+                count -= len(taken)
+                if len(taken) == len(view):
+                    views.pop(0)
+                else:
+                    views[0] = view[len(taken):]
+
+    def _take(self) -> list[bytes]:
+        taken, self._buffer, self._buffered = self._buffer, [], 0
+        return taken
 
     async def _flush(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
         if self._buffer:
-            data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-            self._buffer, self._buffered = [], 0
-            self._pending = in_io_pool(self.sink, data)
+            self._pending = in_io_pool(self.sink, self._take())
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
             return
-        self._buffer.append(bytes(chunk))
+        self._buffer.append(bytes(chunk))  # a copy only if the caller passed a mutable buffer
         self._buffered += len(chunk)
         if self._buffered >= WRITE_BUFFER:
             await self._flush()
@@ -127,19 +140,18 @@ class BufferedFileWriter:
         await self._flush()
         await self._flush()
 
-    async def take_rest(self) -> bytes:
+    async def take_rest(self) -> list[bytes]:
         """Wait for the write in flight and hand over the buffered rest, for the caller's own thread trip."""
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
-        rest, self._buffer, self._buffered = b"".join(self._buffer), [], 0
-        return rest
+        return self._take()
 
     async def settle(self, *, keep: bool = False) -> None:
         """After an error or cancellation: wait for the write in flight, then write (``keep``) or drop the
         buffered rest. Shielded, so a cancelled request still leaves the file in a known state."""
         pending, self._pending = self._pending, None
-        rest = b"".join(self._buffer) if keep else b""
+        rest = self._take() if keep else []
         self._buffer, self._buffered = [], 0
 
         async def drain() -> None:
@@ -182,9 +194,9 @@ class LocalObjectWriter:
             raise _storage_error(error) from error
         self._out = BufferedFileWriter(self._fd, [self._hash], self._write_sync)
 
-    def _write_sync(self, data: bytes) -> None:
-        """Runs in a worker thread for each buffer (a test plugin slows it down to mimic a busy disk)."""
-        self._out.write_sync(data)  # type: ignore[union-attr]
+    def _write_sync(self, chunks: list[bytes]) -> None:
+        """Runs in a worker thread for each batch (a test plugin slows it down to mimic a busy disk)."""
+        self._out.write_sync(chunks)  # type: ignore[union-attr]
 
     @property
     def sha256(self) -> str:
@@ -201,11 +213,13 @@ class LocalObjectWriter:
         check_key(key)
         rest = await self._out.take_rest()  # type: ignore[union-attr]
         created = datetime.now(UTC)
-        await in_io_pool(self._commit_sync, key, rest, created, metadata)
+        # Waited out even if the request is cancelled meanwhile: the thread closes the file descriptor, and an
+        # abort running beside it would close that number a second time (by then maybe another connection's).
+        await complete(in_io_pool(self._commit_sync, key, rest, created, metadata))
         self.committed = True
         return StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
 
-    def _commit_sync(self, key: str, rest: bytes, created: datetime, metadata: dict[str, Any]) -> None:
+    def _commit_sync(self, key: str, rest: list[bytes], created: datetime, metadata: dict[str, Any]) -> None:
         """Last buffer, fdatasync, metadata, rename into place: one trip to a worker thread for a small file."""
         try:
             if rest:

@@ -30,7 +30,8 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {
 EXPOSED_HEADERS = ("Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, "
                    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, "
                    "Upload-Expires, Upload-File-Id, Upload-Token")
-UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+UPLOAD_ID_PATTERN = r"[A-Za-z0-9_-]{16,64}"
+UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 _METADATA_KEY = re.compile(r"[\x21-\x7e]+")
 _TRUE = {"1", "true"}
 

@@ -6,21 +6,49 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, request
 
-from ..api.openapi import Reply, documented
+from ..api.openapi import Param, Reply, documented
 from ..auth import require_identity
 from ..errors import Problem
 from ..files import StoredFile
 from ..identity import Identity
 from .operations import TusUploads
-from .protocol import CHECKSUMS, EXPOSED_HEADERS, EXTENSIONS, TUS_VERSION, check_version, http_date
+from .protocol import (CHECKSUMS, EXPOSED_HEADERS, EXTENSIONS, OFFSET_CONTENT_TYPE, TUS_VERSION, UPLOAD_ID_PATTERN,
+                       check_version, http_date)
 from .state import TusUpload
 
 if TYPE_CHECKING:
     from ..service import UploadService
 
-UPLOAD_ID = {"upload_id": "the tus upload's id (the last segment of its Location)"}
+UPLOAD_ID = {"upload_id": Param("the tus upload's id (the last segment of its Location)",
+                                {"type": "string", "pattern": f"^{UPLOAD_ID_PATTERN}$"})}
+OFFSET = {"type": "integer", "minimum": 0}
+VERSION = {"Tus-Resumable": Param("the protocol version", {"type": "string", "enum": [TUS_VERSION]}, required=True)}
+CHECKSUM = {"Upload-Checksum": Param(f"'<algorithm> <base64 digest>' of this body ({', '.join(CHECKSUMS)})")}
+CREATE_HEADERS = {
+    **VERSION, **CHECKSUM,
+    "Upload-Length": Param("the upload's size in bytes", OFFSET),
+    "Upload-Defer-Length": Param("1: the size is sent later", {"type": "string", "enum": ["1"]}),
+    "Upload-Metadata": Param("comma-separated 'key base64value' pairs: filename, filetype, temporary"),
+    "Upload-Concat": Param("'partial', or 'final;<url> <url>...' naming finished partial uploads"),
+}
+PATCH_HEADERS = {
+    **VERSION, **CHECKSUM,
+    "Upload-Offset": Param("where this chunk starts: the upload's current offset", OFFSET, required=True),
+    "Upload-Length": Param("creation-defer-length: the size, once", OFFSET),
+}
+OVERRIDE_HEADERS = {
+    **PATCH_HEADERS,
+    "Upload-Offset": Param("as for PATCH (with X-HTTP-Method-Override: PATCH)", OFFSET),
+    "X-HTTP-Method-Override": Param("the method meant", {"type": "string", "enum": ["PATCH", "DELETE"]},
+                                    required=True),
+}
+CHUNK = {OFFSET_CONTENT_TYPE: {"type": "string", "format": "binary"}}
 COMMON = {412: "no Tus-Resumable: 1.0.0 header", 423: "another request holds this upload; retry shortly"}
 FOUND = {**COMMON, 404: "no such upload, or not the caller's", 410: "the upload expired"}
+PATCH_ERRORS = {**FOUND, 400: "a missing or bad Upload-Offset, Upload-Length or Upload-Checksum",
+                403: "a final (concatenated) upload cannot be patched", 409: "Upload-Offset is not the upload's offset",
+                413: "more bytes than the upload's length", 415: "not application/offset+octet-stream",
+                460: "the chunk does not match Upload-Checksum", 507: "the storage is full"}
 
 
 def _empty(status: int, headers: dict[str, str]) -> Response:
@@ -60,7 +88,7 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
 
     @bp.route("/api/tus/", methods=["POST"], endpoint="tus_create")
     @documented(
-        body={"application/offset+octet-stream": {"type": "string", "format": "binary"}},
+        body=CHUNK, headers=CREATE_HEADERS,
         errors={**COMMON, 400: "bad Upload-Length, Upload-Defer-Length, Upload-Metadata or Upload-Concat",
                 413: "Upload-Length over MAX_UPLOAD_SIZE", 422: "a plugin refused the upload",
                 460: "creation-with-upload: the body does not match Upload-Checksum", 507: "the storage is full"},
@@ -77,8 +105,9 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         return _empty(201, headers)
 
     @bp.route("/api/tus/<upload_id>", methods=["HEAD"], endpoint="tus_upload")
-    @documented(path=UPLOAD_ID, errors=FOUND, replies={200: Reply("Upload-Offset, Upload-Length or Upload-Defer-Length, "
-                                                                  "Upload-Metadata, Upload-Concat, Upload-File-Id")})
+    @documented(path=UPLOAD_ID, headers=VERSION, errors=FOUND,
+                replies={200: Reply("Upload-Offset, Upload-Length or Upload-Defer-Length, Upload-Metadata, "
+                                    "Upload-Concat, Upload-File-Id")})
     async def head(upload_id: str) -> Response:
         """Where to resume. Taking the lock asks a stale PATCH to let go first, so the offset is final."""
         identity = await identify()
@@ -100,11 +129,7 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
 
     @bp.route("/api/tus/<upload_id>", methods=["PATCH"], endpoint="tus_patch")
     @documented(
-        path=UPLOAD_ID, body={"application/offset+octet-stream": {"type": "string", "format": "binary"}},
-        errors={**FOUND, 400: "a missing or bad Upload-Offset, Upload-Length or Upload-Checksum",
-                403: "a final (concatenated) upload cannot be patched", 409: "Upload-Offset is not the upload's offset",
-                413: "more bytes than the upload's length", 415: "not application/offset+octet-stream",
-                460: "the chunk does not match Upload-Checksum", 507: "the storage is full"},
+        path=UPLOAD_ID, body=CHUNK, headers=PATCH_HEADERS, errors=PATCH_ERRORS,
         replies={204: Reply("stored", headers={"Upload-Offset": "the new offset",
                                                "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
     async def patch(upload_id: str) -> Response:
@@ -114,7 +139,7 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         return _empty(204, upload_headers(identity, upload, file))
 
     @bp.route("/api/tus/<upload_id>", methods=["DELETE"], endpoint="tus_delete")
-    @documented(path=UPLOAD_ID, errors=FOUND, replies={204: Reply("terminated")})
+    @documented(path=UPLOAD_ID, headers=VERSION, errors=FOUND, replies={204: Reply("terminated")})
     async def delete(upload_id: str) -> Response:
         """termination."""
         identity = await identify()
@@ -122,7 +147,8 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         return _empty(204, {})
 
     @bp.route("/api/tus/<upload_id>", methods=["POST"], endpoint="tus_override")
-    @documented(path=UPLOAD_ID, errors={**FOUND, 405: "no X-HTTP-Method-Override: PATCH or DELETE"},
+    @documented(path=UPLOAD_ID, body=CHUNK, headers=OVERRIDE_HEADERS,
+                errors={**PATCH_ERRORS, 405: "no X-HTTP-Method-Override: PATCH or DELETE"},
                 replies={204: Reply("as PATCH or DELETE")})
     async def override(upload_id: str) -> Response:
         """``X-HTTP-Method-Override: PATCH|DELETE`` for clients that can only send POST."""

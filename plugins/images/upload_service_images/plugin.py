@@ -18,6 +18,9 @@ from upload_service.settings import Size
 from .processing import FORMATS, process_image
 
 
+THUMBNAIL_ENDPOINT = "image_thumbnail"
+
+
 class ImageSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_prefix="IMAGES_")
 
@@ -64,7 +67,8 @@ async def process_upload(file: StoredFile, service: Any) -> dict[str, Any] | Non
     # process_upload runs before the client learns the file's id, so replacing its bytes races no reader.
     await put(service, file.key, processed.data, file.storage_metadata())
     await put(service, thumbnail_key(file), processed.thumbnail, {"content_type": "image/webp"})
-    return {"image": {"width": processed.width, "height": processed.height, "format": processed.format}}
+    return {"image": {"width": processed.width, "height": processed.height, "format": processed.format},
+            "preview": THUMBNAIL_ENDPOINT}
 
 
 @hookimpl
@@ -74,7 +78,7 @@ async def file_deleted(file: StoredFile, service: Any) -> None:
 
 @hookimpl
 def register_routes(blueprint: Any, service: Any) -> None:
-    @blueprint.route("/api/files/<file_id>/thumbnail", methods=["GET"], endpoint="image_thumbnail")
+    @blueprint.route("/api/files/<file_id>/thumbnail", methods=["GET"], endpoint=THUMBNAIL_ENDPOINT)
     @documented(errors={404: "no such file, not the caller's, or not an image"},
                 replies={200: Reply("a WebP thumbnail", {"type": "string", "format": "binary"}, "image/webp")})
     async def thumbnail(file_id: str) -> Response:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
 from typing import Any
 
 from aiobotocore.session import get_session
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+
+from upload_service.errors import StorageError
 
 from .settings import S3Settings
 
@@ -25,6 +28,18 @@ CLIENT_CONFIG = Config(
     max_pool_connections=32,
     signature_version="s3v4",
 )
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """S3 failing after the client's own retries, in the core's terms: TimeoutError (504) for an S3 that did
+    not answer, ``StorageError`` (500, "the storage failed") for anything else."""
+    try:
+        yield
+    except (ReadTimeoutError, ConnectTimeoutError) as error:
+        raise TimeoutError(f"S3 did not answer: {error}") from error
+    except (BotoCoreError, ClientError) as error:
+        raise StorageError(f"S3 failed: {error}") from error
 
 
 def error_code(error: ClientError) -> str:

@@ -229,6 +229,7 @@ class S3ResumableUploads:
         """Tail as the last part, multipart upload completed: the bytes become the blob. Idempotent."""
         if progress.sealed:
             return
+        size = progress.offset  # before the tail joins the parts: counted after, it would count twice
         client = await self.storage.clients.get()
         bucket, blob = self.storage.bucket, self.storage.layout.blob(progress.blob_id)
         tail = self._name(progress.id, progress.tail) if progress.tail else None
@@ -252,10 +253,9 @@ class S3ResumableUploads:
                     Bucket=bucket, Key=blob, UploadId=progress.multipart,
                     MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag, _ in parts]})
             except ClientError as error:  # completed before, by a process that died before saving the record
-                if not is_missing(error) or await self._size(blob) != sum(size for _, _, size in parts):
+                if not is_missing(error) or await self._size(blob) != sum(length for _, _, length in parts):
                     raise
-            progress.parts, progress.multipart = parts, None
-        size = progress.offset
+            progress.multipart = None
         progress.parts, progress.tail, progress.tail_size = [(1, "", size)], None, 0
         progress.sealed = True
         await self._save(progress)
