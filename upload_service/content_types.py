@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
@@ -25,6 +26,9 @@ from .settings import Settings, parse_list
 SNIFF_BYTES = 64 * 1024
 GENERIC = frozenset({"application/octet-stream", "text/plain", "application/x-empty", "inode/x-empty"})
 _handles = threading.local()  # a libmagic handle is not thread-safe: one per thread
+# Sniffing runs in one thread of its own: each libmagic handle maps its database (several MiB), so a handle in
+# every thread of a pool would grow the server by that much per thread; one sniff takes well under a millisecond.
+_SNIFFER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libmagic")
 
 
 def sniff(head: bytes) -> str:
@@ -109,7 +113,7 @@ class ContentTypePolicy:
 
         libmagic runs in a worker thread: its text analysis takes milliseconds that the event loop must not wait.
         """
-        sniffed = await asyncio.to_thread(sniff, head)
+        sniffed = await asyncio.get_running_loop().run_in_executor(_SNIFFER, sniff, head)
         if not self.permits(sniffed):
             raise UploadRejected(f"{info.filename!r} is {sniffed} (judged from its content, not its name or "
                                  f"declared type), which this service does not accept{self._terms()}", status=415,

@@ -4,7 +4,8 @@ A file's stored type is what libmagic made of its first bytes at upload (``conte
 bytes said nothing specific, what its uploader claimed; either way it decides nothing on its own: a file is
 shown inline only when its stored type is one of the raster images below *and* its first bytes are
 that kind of image, and it is then served with the sniffed type. Everything else (HTML, SVG, XML, scripts,
-PDFs, anything unknown) is an attachment, so the browser saves it instead of rendering it on our origin. With
+PDFs, anything unknown) is an attachment, so the browser saves it instead of rendering it on our origin, and
+types a browser would run (HTML, SVG, XML, scripts) are labelled ``application/octet-stream``. With
 ``X-Content-Type-Options: nosniff`` and a sandboxing CSP on every download, even a client that ignored the
 disposition would not run what it got.
 """
@@ -15,6 +16,11 @@ from .filenames import content_disposition
 
 SNIFF_BYTES = 12
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})  # never SVG: it runs script
+# Types a browser would run if it ever rendered them; their downloads are labelled as plain bytes.
+ACTIVE_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml",
+                          "text/javascript", "application/javascript", "application/x-javascript",
+                          "application/ecmascript", "text/ecmascript"})
+NEUTRAL_TYPE = "application/octet-stream"
 DOWNLOAD_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
@@ -41,4 +47,5 @@ def presentation(filename: str, content_type: str, head: bytes | None) -> tuple[
     sniffed = sniff_image(head) if head is not None and worth_sniffing(content_type) else None
     if sniffed is not None:
         return sniffed, content_disposition(filename, "inline")
-    return content_type, content_disposition(filename)
+    served = NEUTRAL_TYPE if content_type.split(";")[0].strip().lower() in ACTIVE_TYPES else content_type
+    return served, content_disposition(filename)
