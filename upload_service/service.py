@@ -222,13 +222,19 @@ class UploadService:
     async def sweep(self) -> int:
         """One cleanup pass through every plugin's ``sweep`` hook; failures are logged, the rest still run."""
         removed = 0
-        for result in self.hook.sweep(service=self):
-            try:
-                count = await result if inspect.isawaitable(result) else result
-            except Exception:
-                log.exception("a sweep failed")
-                continue
-            removed += count or 0
+        results = self.hook.sweep(service=self)
+        try:
+            for result in results:
+                try:
+                    count = await result if inspect.isawaitable(result) else result
+                except Exception:
+                    log.exception("a sweep failed")
+                    continue
+                removed += count or 0
+        finally:  # cancelled midway (shutdown): the sweeps not started yet are dropped, not left unawaited
+            for result in results:
+                if inspect.iscoroutine(result):
+                    result.close()
         if removed:
             self.metrics.sweeps.inc(removed)
         return removed
