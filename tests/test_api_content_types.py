@@ -84,9 +84,14 @@ def test_a_tus_upload_is_judged_on_its_bytes_when_it_completes(images_only):
     assert client.get(f"/api/files/{done.headers['Upload-File-Id']}").json()["content_type"] == "image/png"
 
 
-def test_without_a_policy_the_sniffed_type_still_wins_over_a_wrong_label(server):
+def test_without_a_policy_the_label_is_stored_but_never_trusted_for_display(server):
+    """No lists set: nothing is sniffed at upload (libmagic is not loaded), the claimed type is stored, and
+    serving still refuses to show HTML labelled as an image inline."""
     client = server.client()
     labelled = client.put("/api/files/doc.bin", content=HTML, headers={"Content-Type": "image/png"})
-    assert labelled.status_code == 201 and labelled.json()["content_type"] == "text/html"
+    assert labelled.status_code == 201 and labelled.json()["content_type"] == "image/png"
+    download = client.get(labelled.json()["url"])
+    assert download.content == HTML and download.headers["content-disposition"].startswith("attachment;")
+    assert download.headers["content-type"] == "image/png" and "sandbox" in download.headers["content-security-policy"]
     unknown = client.put("/api/files/data.x", content=os.urandom(500), headers={"Content-Type": "application/x-test"})
-    assert unknown.json()["content_type"] == "application/x-test"  # bytes that say nothing keep their label
+    assert unknown.json()["content_type"] == "application/x-test"

@@ -5,7 +5,8 @@ libmagic (the database behind ``file(1)``, through python-magic; Debian package 
 ``SNIFF_BYTES`` of the content, before any byte is stored. Patterns are globs (``image/*``); a type matching a
 denied pattern is refused even when it is also allowed; with an allowlist, anything not on it is refused.
 
-The sniffed type is the type the file is stored and served with. Only where the bytes say nothing more specific
+With either list set, the sniffed type is the type the file is stored and served with (without one, nothing
+is sniffed at upload and the claimed type is stored). Only where the bytes say nothing more specific
 than "some text" or "some binary" (``text/plain``, ``application/octet-stream``, empty) is the client's
 well-formed label kept (``text/csv``, a vendor type): the policy still decided on what was sniffed.
 """
@@ -46,7 +47,7 @@ def sniff(head: bytes) -> str:
 def check_sniffer() -> None:
     """Refuse to start without libmagic, rather than failing every upload."""
     try:
-        sniff(b"%PDF-1.4")
+        _SNIFFER.submit(sniff, b"%PDF-1.4").result()  # in the sniffing thread: its handle is the only one
     except ImportError as error:  # python-magic raises ImportError when libmagic itself is missing
         raise StartupError(f"libmagic is missing ({error}): install it (Debian: apt-get install libmagic1)") from None
 
@@ -97,6 +98,12 @@ class ContentTypePolicy:
     def from_settings(cls, settings: Settings) -> ContentTypePolicy:
         return cls(tuple(item.lower() for item in parse_list(settings.allowed_content_types)),
                    tuple(item.lower() for item in parse_list(settings.denied_content_types)))
+
+    @property
+    def active(self) -> bool:
+        """Whether uploads are judged at all: without a list, nothing is sniffed and the claimed type is kept
+        (downloads still sniff what they would show inline, see ``serving``)."""
+        return bool(self.allowed or self.denied)
 
     def permits(self, content_type: str) -> bool:
         if any(fnmatchcase(content_type, pattern) for pattern in self.denied):

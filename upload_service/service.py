@@ -24,7 +24,7 @@ from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
 from .auth import AuthProviders
 from .body import StreamingBodyMiddleware
-from .content_types import check_sniffer
+from .content_types import ContentTypePolicy, check_sniffer
 from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
@@ -168,7 +168,8 @@ class UploadService:
             await opener()
         await call_all(self.hook.startup, service=self)
         await self.rate_limits.open()
-        check_sniffer()
+        if ContentTypePolicy.from_settings(self.settings).active:
+            check_sniffer()  # libmagic is loaded (and needed) only when uploads are judged by content
         try:
             await self.storage.check_ready()
         except Exception as error:

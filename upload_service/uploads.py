@@ -72,8 +72,10 @@ class UploadBatch:
         await self.reservation.add(info.size or 0, 1, base=self._staged_bytes)
         chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), self._staged_bytes)
         with self.service.metrics.active_upload(self.path):
-            head, chunks = await peek(chunks)
-            info = await ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
+            policy = ContentTypePolicy.from_settings(self.service.settings)
+            if policy.active:
+                head, chunks = await peek(chunks)
+                info = await policy.decide(info, head)
             writer = await self._stack.enter_async_context(self.service.storage.writer())
             md5 = digests.md5_hasher() if digests else None
             async for chunk in chunks:

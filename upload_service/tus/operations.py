@@ -287,8 +287,9 @@ class TusUploads:
         info = self._info(upload, upload.length)
         reservation = Reservation.of_tus_upload(self.service, identity, upload.id)
         try:
-            head = await head_of(self.store.read(upload.id))
-            info = await ContentTypePolicy.from_settings(self.service.settings).decide(info, head)
+            policy = ContentTypePolicy.from_settings(self.service.settings)
+            if policy.active:
+                info = await policy.decide(info, await head_of(self.store.read(upload.id)))
             staged = await self.store.stage(upload.id)
             await staged.finish()
             async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus",
