@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from .servers import free_port
+
 CLIENT_ID = "Iv1.double0123456789"
 CLIENT_SECRET = "double-secret-0123456789abcdef0123456789"
 DOCS = "https://docs.github.com/rest"
@@ -63,7 +65,9 @@ class GitHubDouble:
         self.down = False
         self.token_error: str | None = None  # force the next token answer to be this error
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        # a port from this test worker's own slice: an ephemeral one may have just belonged to another worker's
+        # double, whose services would then count their calls here
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # -- running ---------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,10 +20,30 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
 
 
+PORT_SLICE = 1500  # ports per pytest-xdist worker, from PORT_BASE up: below Linux's ephemeral range (32768+)
+PORT_BASE = 20000
+_port_turns = itertools.count(random.randrange(PORT_SLICE))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port for a server a test starts.
+
+    Not one the kernel picks for port 0: those come from the ephemeral range, where the test's own outgoing
+    connections, and other xdist workers asking for port 0, can take the same number between our check and the
+    server's bind (a foreign server then answered a test's requests). Each xdist worker takes ports from a slice
+    of its own below that range, in turn, checking each is free.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    base = PORT_BASE + (int(worker) % 8 if worker.isdigit() else 0) * PORT_SLICE
+    for _ in range(PORT_SLICE):
+        port = base + next(_port_turns) % PORT_SLICE
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + PORT_SLICE - 1}")
 
 
 def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
