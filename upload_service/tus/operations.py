@@ -261,8 +261,11 @@ class TusUploads:
                 with contextlib.suppress(asyncio.CancelledError):
                     await complete(asyncio.wait({writing}))
         if writing.cancelled():
-            raise Problem(400, "another request for this upload took over; this one stopped",
-                          reason="tus_interrupted")
+            # 423 like ``busy()``: tus clients retry it (a 400 ends their upload), and the retry asks for the
+            # offset first. A browser may itself resend a PATCH whose kept-alive connection was reset, racing
+            # the client's own retry; whichever loses must not end the upload.
+            raise Problem(423, "another request for this upload took over; this one stopped",
+                          title="Locked", reason="tus_interrupted")
         try:
             return writing.result()
         except OffsetMismatch:
