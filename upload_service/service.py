@@ -96,6 +96,7 @@ class UploadService:
         self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
         self.metrics = Metrics(self.storage.name)
         self.rate_limits = RateLimits(self)
+        self.content_types = ContentTypePolicy.from_settings(self.settings)  # what uploads may be, by content
         app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
         app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/",
                                                 self.settings.upload_min_rate)  # type: ignore[method-assign]
@@ -168,7 +169,7 @@ class UploadService:
             await opener()
         await call_all(self.hook.startup, service=self)
         await self.rate_limits.open()
-        if ContentTypePolicy.from_settings(self.settings).active:
+        if self.content_types.active:
             check_sniffer()  # libmagic is loaded (and needed) only when uploads are judged by content
         try:
             await self.storage.check_ready()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .body import limited
-from .content_types import ContentTypePolicy, peek
+from .content_types import peek
 from .digests import ExpectedDigests
 from .files import StoredFile, UploadInfo, file_key, new_file_id
 from .identity import Identity
@@ -72,7 +72,7 @@ class UploadBatch:
         await self.reservation.add(info.size or 0, 1, base=self._staged_bytes)
         chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), self._staged_bytes)
         with self.service.metrics.active_upload(self.path):
-            policy = ContentTypePolicy.from_settings(self.service.settings)
+            policy = self.service.content_types
             if policy.active:
                 head, chunks = await peek(chunks)
                 info = await policy.decide(info, head)

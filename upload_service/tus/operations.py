@@ -16,7 +16,7 @@ from quart import Request
 
 from ..aio import complete
 from ..body import body_chunks, limited, too_large
-from ..content_types import ContentTypePolicy, head_of
+from ..content_types import head_of
 from ..errors import ObjectNotFound, Problem, UploadRejected
 from ..filenames import content_type_for, safe_filename
 from ..files import StoredFile, UploadInfo
@@ -290,7 +290,7 @@ class TusUploads:
         info = self._info(upload, upload.length)
         reservation = Reservation.of_tus_upload(self.service, identity, upload.id)
         try:
-            policy = ContentTypePolicy.from_settings(self.service.settings)
+            policy = self.service.content_types
             if policy.active:
                 info = await policy.decide(info, await head_of(self.store.read(upload.id)))
             staged = await self.store.stage(upload.id)
