@@ -110,6 +110,9 @@ def _serve(settings) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
 
+    from .hypercorn_tuning import tune_hypercorn
+
+    tune_hypercorn()
     config = Config()
     config.application_path = APP_PATH
     config.bind = [f"{settings.host}:{settings.port}"]

@@ -20,6 +20,8 @@ from typing import Any
 from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
 from hypercorn.config import Config
 
+from .hypercorn_tuning import tune_hypercorn
+
 log = logging.getLogger("upload_service")
 QUICK_DEATH_SECONDS = 5.0  # a worker that dies sooner than this after starting counts towards a crash loop
 MAX_QUICK_DEATHS = 5
@@ -60,8 +62,7 @@ class WorkerPool:
         return exit_code
 
     def _spawn(self, sockets: Any) -> BaseProcess:
-        worker = uvloop_worker if self.config.worker_class == "uvloop" else asyncio_worker
-        process = self._context.Process(target=worker, kwargs={
+        process = self._context.Process(target=_serve_worker, kwargs={
             "config": self.config, "sockets": sockets, "shutdown_event": self._shutdown})
         process.daemon = True
         process.start()
@@ -93,6 +94,13 @@ class WorkerPool:
                 process.terminate()
                 process.join()
             _forget_metrics(process.pid)
+
+
+def _serve_worker(*, config: Config, **kwargs: Any) -> None:
+    """A worker process's entry point: the same Hypercorn tuning as a single-process server, then serve."""
+    tune_hypercorn()
+    worker = uvloop_worker if config.worker_class == "uvloop" else asyncio_worker
+    worker(config=config, **kwargs)
 
 
 def _forget_metrics(pid: int | None) -> None:

@@ -16,7 +16,6 @@ A writer killed mid-upload leaves only an unlocked staging directory, which ``sw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import hashlib
@@ -25,6 +24,7 @@ import os
 import secrets
 import shutil
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -38,7 +38,10 @@ from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
 from upload_service.storage import StoredObject, check_key, check_prefix
 
+from .disk_lane import DiskLane
+
 WRITE_BUFFER = 1024 * 1024
+WRITE_WINDOW = 2 * 1024 * 1024  # bytes queued for the disk before the event loop waits for it
 MAX_IOVECS = 64  # chunks per writev; more are joined first (IOV_MAX is 1024 on Linux)
 READ_CHUNK = 256 * 1024
 STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging folder and locking it
@@ -79,11 +82,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 class BufferedFileWriter:
-    """Writes chunks to an open file one buffer behind the network, hashing what it writes.
+    """Writes chunks to an open file behind the network, hashing what it writes.
 
-    Chunks are gathered into ~1 MiB batches; each batch is written (one ``writev``, no joined copy) and then
-    hashed in a worker thread while the next one fills, so at most two batches are held and the event loop
-    never blocks on the disk. ``written`` counts only bytes the disk took, and the hashers saw exactly those.
+    Chunks are gathered into ~1 MiB batches, each written (one ``writev``, no joined copy) and hashed by the
+    file's ``DiskLane`` in a pool thread. The event loop goes on receiving while up to ``WRITE_WINDOW`` bytes wait
+    in the lane and waits for the oldest batch only past that, so memory per upload stays bounded whatever the
+    disk's speed. ``written`` counts only bytes the disk took, and the hashers saw exactly those.
     """
 
     def __init__(self, fd: int, hashers: list[Any], sink: Callable[[list[bytes]], None] | None = None) -> None:
@@ -93,7 +97,9 @@ class BufferedFileWriter:
         self.written = 0
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._pending: asyncio.Future[None] | None = None
+        self._lane = DiskLane(_IO_POOL)
+        self._queued: deque[tuple[asyncio.Future[None], int]] = deque()
+        self._queued_bytes = 0
 
     def write_sync(self, chunks: list[bytes]) -> None:
         if len(chunks) > MAX_IOVECS:  # many tiny pieces (a trickling client): one copy is cheaper than the calls
@@ -121,11 +127,18 @@ class BufferedFileWriter:
         return taken
 
     async def _flush(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
         if self._buffer:
-            self._pending = in_io_pool(self.sink, self._take())
+            size = self._buffered
+            self._queued.append((self._lane.submit(self.sink, self._take()), size))
+            self._queued_bytes += size
+        while self._queued_bytes > WRITE_WINDOW:
+            await self._wait_oldest()
+
+    async def _wait_oldest(self) -> None:
+        future, size = self._queued[0]
+        await future
+        self._queued.popleft()
+        self._queued_bytes -= size
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -138,29 +151,32 @@ class BufferedFileWriter:
     async def finish(self) -> None:
         """Write out everything buffered."""
         await self._flush()
-        await self._flush()
+        while self._queued:
+            await self._wait_oldest()
 
     async def take_rest(self) -> list[bytes]:
-        """Wait for the write in flight and hand over the buffered rest, for the caller's own thread trip."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        """Wait for the queued writes and hand over the buffered rest, for the caller's own thread trip."""
+        while self._queued:
+            await self._wait_oldest()
         return self._take()
 
     async def settle(self, *, keep: bool = False) -> None:
-        """After an error or cancellation: wait for the write in flight, then write (``keep``) or drop the
+        """After an error or cancellation: let the queued writes run out, then write (``keep``) or drop the
         buffered rest. Shielded, so a cancelled request still leaves the file in a known state."""
-        pending, self._pending = self._pending, None
-        rest = self._take() if keep else []
-        self._buffer, self._buffered = [], 0
+        rest = self._take()
+        if not keep:
+            rest = []
+        futures = [future for future, _ in self._queued]
+        self._queued.clear()
+        self._queued_bytes = 0
 
         async def drain() -> None:
-            if pending is not None:
-                with contextlib.suppress(BaseException):
-                    await pending
             if rest:
-                with contextlib.suppress(Exception):
-                    await in_io_pool(self.sink, rest)
+                futures.append(self._lane.submit(self.sink, rest))  # fails at once after a failed write
+            await self._lane.idle()
+            for future in futures:  # their errors were (or will be) reported by whoever failed first
+                if not future.cancelled():
+                    future.exception()
 
         await asyncio.shield(drain())
 
