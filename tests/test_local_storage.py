@@ -60,6 +60,7 @@ async def test_sweep_removes_only_abandoned_staging(tmp_path):
     os.utime(abandoned, (old, old))
     async with storage.writer() as live:
         await live.write(b"in progress")
+        await live.finish()  # the staging folder is made by the first write that reaches the disk
         os.utime(live._dir, (old, old))
         assert await storage.sweep_staging() == 1
         assert live._dir.exists() and not abandoned.exists()

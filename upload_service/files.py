@@ -7,7 +7,6 @@ are broken by the random rest of the id.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ObjectExists, ObjectNotFound
 from .identity import Identity, owner_key
+from .randomness import random_bits
 from .storage import Storage, StoredObject
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def _encode(number: int, digits: int) -> str:
 def new_file_id(now: float | None = None) -> str:
     """20 url-safe characters: inverted time (newest sorts first) then 50 random bits."""
     millis = int((time.time() if now is None else now) * 1000)
-    return _encode(_MAX_TIME - millis, _TIME_DIGITS) + _encode(secrets.randbits(50), 10)
+    return _encode(_MAX_TIME - millis, _TIME_DIGITS) + _encode(random_bits(50), 10)
 
 
 def is_file_id(value: str) -> bool:

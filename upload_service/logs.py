@@ -11,12 +11,13 @@ import json
 import logging
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from quart import Blueprint, Response, request
+
+from .randomness import random_hex
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = ContextVar[str | None]("upload_service_request_id", default=None)
@@ -76,7 +77,7 @@ def configure_logging(level: str, log_format: str) -> None:
 def _request_id_from(header: str | None) -> str:
     if header and _SANE_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return random_hex(16)
 
 
 def register_request_ids(bp: Blueprint) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from .concurrency import check_slot
 from .quotas import Quotas
+from .randomness import random_hex
 from .usage import Hold, Usage, ledger_of
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Reservation:
     @classmethod
     async def open(cls, service: UploadService, identity: Identity, *, slot: bool) -> Reservation:
         """A new hold for one request, taking a slot if ``slot`` (429 when the owner has none left)."""
-        reservation = cls(service, identity, f"req-{secrets.token_hex(8)}", slot=slot)
+        reservation = cls(service, identity, f"req-{random_hex(8)}", slot=slot)
         if reservation.max_slots:  # without a slot to take, the hold is made by the first ``add``
             await reservation._change(0, 0)
         return reservation
@@ -201,7 +201,7 @@ async def upload_slot(service: UploadService, identity: Identity) -> AsyncIterat
     if not service.settings.max_concurrent_uploads:
         yield
         return
-    reservation = Reservation(service, identity, f"req-{secrets.token_hex(8)}", slot=True)
+    reservation = Reservation(service, identity, f"req-{random_hex(8)}", slot=True)
     await reservation.add(0, 0)
     try:
         async with reservation.renewing():

@@ -36,6 +36,7 @@ import aiofiles
 from upload_service import hookimpl
 from upload_service.aio import complete
 from upload_service.errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
+from upload_service.randomness import random_hex
 from upload_service.storage import StoredObject, check_key, check_prefix
 
 from .disk_lane import DiskLane
@@ -73,7 +74,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(f".{path.name}.{random_hex(6)}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(data, handle, separators=(",", ":"))
         handle.flush()
@@ -182,19 +183,22 @@ class BufferedFileWriter:
 
 
 class LocalObjectWriter:
-    """Streams into ``.staging/<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``)."""
+    """Streams into ``.staging/<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``).
+
+    The staging file is created by the first batch's thread trip, not up front: a small upload (one buffer)
+    then costs a single trip, at commit, instead of two.
+    """
 
     def __init__(self, storage: LocalStorage) -> None:
         self._storage = storage
-        self._dir = storage.staging / secrets.token_hex(16)
+        self._dir = storage.staging / random_hex(16)
         self._fd: int | None = None
         self._hash = hashlib.sha256()
-        self._out: BufferedFileWriter | None = None
+        self._out = BufferedFileWriter(-1, [self._hash], self._write_sync)
         self.size = 0
         self.committed = False
 
     async def __aenter__(self) -> LocalObjectWriter:
-        await in_io_pool(self._open)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -202,17 +206,20 @@ class LocalObjectWriter:
             await self.abort()
 
     def _open(self) -> None:
+        if self._fd is not None:
+            return
         try:
             self._dir.mkdir(parents=True)
             self._fd = os.open(self._dir / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except OSError as error:
             raise _storage_error(error) from error
-        self._out = BufferedFileWriter(self._fd, [self._hash], self._write_sync)
+        self._out.fd = self._fd
 
     def _write_sync(self, chunks: list[bytes]) -> None:
         """Runs in a worker thread for each batch (a test plugin slows it down to mimic a busy disk)."""
-        self._out.write_sync(chunks)  # type: ignore[union-attr]
+        self._open()
+        self._out.write_sync(chunks)
 
     @property
     def sha256(self) -> str:
@@ -220,14 +227,14 @@ class LocalObjectWriter:
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        await self._out.write(chunk)  # type: ignore[union-attr]
+        await self._out.write(chunk)
 
     async def finish(self) -> None:
-        await self._out.finish()  # type: ignore[union-attr]
+        await self._out.finish()
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
-        rest = await self._out.take_rest()  # type: ignore[union-attr]
+        rest = await self._out.take_rest()
         created = datetime.now(UTC)
         # Waited out even if the request is cancelled meanwhile: the thread closes the file descriptor, and an
         # abort running beside it would close that number a second time (by then maybe another connection's).
@@ -238,8 +245,9 @@ class LocalObjectWriter:
     def _commit_sync(self, key: str, rest: list[bytes], created: datetime, metadata: dict[str, Any]) -> None:
         """Last buffer, fdatasync, metadata, rename into place: one trip to a worker thread for a small file."""
         try:
+            self._open()
             if rest:
-                self._out.sink(rest)  # type: ignore[union-attr]
+                self._out.sink(rest)
             record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
             os.fdatasync(self._fd)  # type: ignore[arg-type]
             _write_json(self._dir / "meta.json", record)
@@ -256,8 +264,7 @@ class LocalObjectWriter:
         """Drop everything written; safe to call twice, and shielded so a cancelled request still cleans up."""
 
         async def discard() -> None:
-            if self._out is not None:
-                await self._out.settle()
+            await self._out.settle()
             await in_io_pool(self._discard_sync)
 
         await asyncio.shield(discard())
