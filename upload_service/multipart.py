@@ -59,7 +59,7 @@ class MultipartReader:
         self._in_part = False
         self._parser = MultipartParser(boundary, callbacks={
             "on_part_begin": lambda: self._events.append(("begin", None)),
-            "on_part_data": lambda data, start, end: self._events.append(("data", bytes(data[start:end]))),
+            "on_part_data": self._part_data,
             "on_part_end": lambda: self._events.append(("end", None)),
             "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
             "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
@@ -67,6 +67,11 @@ class MultipartReader:
             "on_headers_finished": lambda: self._events.append(("headers_done", None)),
             "on_end": lambda: self._events.append(("finish", None)),
         })
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        # Most calls cover a whole network chunk: pass it on as it is rather than copy it.
+        whole = start == 0 and end == len(data) and type(data) is bytes
+        self._events.append(("data", data if whole else bytes(data[start:end])))
 
     def _header_end(self) -> None:
         self._events.append(("header", (bytes(self._header_field).lower(), bytes(self._header_value))))

@@ -83,7 +83,7 @@ class UploadBatch:
                     md5.update(chunk)
                 async with self._storage_deadline():
                     await writer.write(chunk)
-        if digests is not None and digests.given:  # without one, the commit writes the rest in its own trip
+        if digests is not None:
             async with self._storage_deadline():
                 await writer.finish()
             digests.verify(writer.sha256, md5)

@@ -88,10 +88,17 @@ class BufferedFileWriter:
     Chunks are gathered into ~1 MiB batches, each written (one ``writev``, no joined copy) and hashed by the
     file's ``DiskLane`` in a pool thread. The event loop goes on receiving while up to ``WRITE_WINDOW`` bytes wait
     in the lane and waits for the oldest batch only past that, so memory per upload stays bounded whatever the
-    disk's speed. ``written`` counts only bytes the disk took, and the hashers saw exactly those.
+    disk's speed. ``written`` counts only bytes the disk took.
+
+    With ``hash_beside`` a second lane hashes each batch while the first writes it: sha256 and the page-cache
+    write each take about half a second per GiB here, and one thread doing both was the slowest stage of a
+    large upload. That is only right for a file that a failed write discards whole. Without it the hashers see
+    exactly the bytes the disk took, short writes included, which a resumable upload keeping its intact prefix
+    needs.
     """
 
-    def __init__(self, fd: int, hashers: list[Any], sink: Callable[[list[bytes]], None] | None = None) -> None:
+    def __init__(self, fd: int, hashers: list[Any], sink: Callable[[list[bytes]], None] | None = None, *,
+                 hash_beside: bool = False) -> None:
         self.fd = fd
         self.hashers = hashers
         self.sink = sink or self.write_sync  # what runs in the worker thread (a subclass may wrap it)
@@ -99,12 +106,14 @@ class BufferedFileWriter:
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._lane = DiskLane(_IO_POOL)
-        self._queued: deque[tuple[asyncio.Future[None], int]] = deque()
+        self._hash_lane = DiskLane(_IO_POOL) if hash_beside else None
+        self._queued: deque[tuple[list[asyncio.Future[None]], int]] = deque()
         self._queued_bytes = 0
 
     def write_sync(self, chunks: list[bytes]) -> None:
         if len(chunks) > MAX_IOVECS:  # many tiny pieces (a trickling client): one copy is cheaper than the calls
             chunks = [b"".join(chunks)]
+        hashers = self.hashers if self._hash_lane is None else ()
         views = [memoryview(chunk) for chunk in chunks if chunk]
         while views:
             try:
@@ -115,13 +124,31 @@ class BufferedFileWriter:
             while count:  # hash what the disk took; keep the rest of a short write for the next call
                 view = views[0]
                 taken = view[:count]
-                for hasher in self.hashers:
+                for hasher in hashers:
                     hasher.update(taken)
                 count -= len(taken)
                 if len(taken) == len(view):
                     views.pop(0)
                 else:
                     views[0] = view[len(taken):]
+
+    def hash_sync(self, chunks: list[bytes]) -> None:
+        """The hashing half of a batch when it runs beside the write (``write_sync`` hashes otherwise)."""
+        if self._hash_lane is not None:
+            for chunk in chunks:
+                for hasher in self.hashers:
+                    hasher.update(chunk)
+
+    def store_sync(self, chunks: list[bytes]) -> None:
+        """Write and hash a batch in the calling thread (the last one, at commit)."""
+        self.sink(chunks)
+        self.hash_sync(chunks)
+
+    def _submit(self, chunks: list[bytes]) -> list[asyncio.Future[None]]:
+        futures = [self._lane.submit(self.sink, chunks)]
+        if self._hash_lane is not None:
+            futures.append(self._hash_lane.submit(self.hash_sync, chunks))
+        return futures
 
     def _take(self) -> list[bytes]:
         taken, self._buffer, self._buffered = self._buffer, [], 0
@@ -130,14 +157,15 @@ class BufferedFileWriter:
     async def _flush(self) -> None:
         if self._buffer:
             size = self._buffered
-            self._queued.append((self._lane.submit(self.sink, self._take()), size))
+            self._queued.append((self._submit(self._take()), size))
             self._queued_bytes += size
         while self._queued_bytes > WRITE_WINDOW:
             await self._wait_oldest()
 
     async def _wait_oldest(self) -> None:
-        future, size = self._queued[0]
-        await future
+        futures, size = self._queued[0]
+        for future in futures:
+            await future
         self._queued.popleft()
         self._queued_bytes -= size
 
@@ -167,14 +195,16 @@ class BufferedFileWriter:
         rest = self._take()
         if not keep:
             rest = []
-        futures = [future for future, _ in self._queued]
+        futures = [future for batch, _ in self._queued for future in batch]
         self._queued.clear()
         self._queued_bytes = 0
 
         async def drain() -> None:
             if rest:
-                futures.append(self._lane.submit(self.sink, rest))  # fails at once after a failed write
+                futures.extend(self._submit(rest))  # the write fails at once after a failed write
             await self._lane.idle()
+            if self._hash_lane is not None:
+                await self._hash_lane.idle()
             for future in futures:  # their errors were (or will be) reported by whoever failed first
                 if not future.cancelled():
                     future.exception()
@@ -194,7 +224,7 @@ class LocalObjectWriter:
         self._dir = storage.staging / random_hex(16)
         self._fd: int | None = None
         self._hash = hashlib.sha256()
-        self._out = BufferedFileWriter(-1, [self._hash], self._write_sync)
+        self._out = BufferedFileWriter(-1, [self._hash], self._write_sync, hash_beside=True)
         self.size = 0
         self.committed = False
 
@@ -247,7 +277,7 @@ class LocalObjectWriter:
         try:
             self._open()
             if rest:
-                self._out.sink(rest)
+                self._out.store_sync(rest)
             record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
             os.fdatasync(self._fd)  # type: ignore[arg-type]
             _write_json(self._dir / "meta.json", record)

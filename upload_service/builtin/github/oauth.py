@@ -14,9 +14,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx2
-from authlib.common.errors import AuthlibBaseError
-from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from quart import Blueprint, redirect, render_template, request, session
 
 from upload_service import Identity
@@ -27,6 +24,8 @@ from .config import GitHubConfig
 from .provider import GitHubProvider, github_identity
 
 if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
     from upload_service.service import UploadService
 
 log = logging.getLogger("upload_service.github")
@@ -75,6 +74,9 @@ class PendingSignIns:
 
 
 def oauth_client(config: GitHubConfig, redirect_uri: str) -> AsyncOAuth2Client:
+    # authlib (with cryptography and joserfc, ~14 MiB) is imported by the first sign-in, not by every server
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
     return AsyncOAuth2Client(
         client_id=config.client_id, client_secret=config.client_secret, scope=SCOPE, redirect_uri=redirect_uri,
         code_challenge_method="S256", token_endpoint_auth_method="client_secret_post", timeout=TIMEOUT,
@@ -101,6 +103,8 @@ class SignInFlow:
         """GET (a link) or POST (the sign-in page's button, with its CSRF token): off to GitHub."""
         if request.method == "POST" and not csrf_valid(self.service.name, (await request.form).get("csrf_token")):
             return await self.failure(403, "The sign-in form was out of date. Go back to the sign-in page and try again.")
+        from authlib.common.security import generate_token
+
         verifier = generate_token(48)
         async with oauth_client(self.config, self.callback_url()) as client:
             url, state = client.create_authorization_url(self.config.authorize_url, code_verifier=verifier)
@@ -136,6 +140,8 @@ class SignInFlow:
 
     async def exchange_code(self, verifier: str) -> str:
         """The code for an access token; GitHub answers refusals with HTTP 200 and ``{"error": ...}``."""
+        from authlib.common.errors import AuthlibBaseError
+
         try:
             async with oauth_client(self.config, self.callback_url()) as client:
                 token = await client.fetch_token(self.config.token_url, authorization_response=str(request.url),
