@@ -143,7 +143,9 @@ class LocalResumableUploads:
         upload, fd = await asyncio.to_thread(self._open_at, upload_id, offset)
         hasher = self._hashes.take_or_start(upload_id, offset)
         before = hasher.copy() if hasher is not None and verify is not None else None
-        out = BufferedFileWriter(fd, [hasher] if hasher is not None else [])
+        # Hashed beside the write: after a failure that keeps the intact prefix the running hash is dropped
+        # (finishing then reads the upload back once), so an interrupted PATCH costs a read, a whole one nothing.
+        out = BufferedFileWriter(fd, [hasher] if hasher is not None else [], hash_beside=True)
         try:
             async for chunk in chunks:
                 await out.write(chunk)
@@ -151,17 +153,17 @@ class LocalResumableUploads:
             if verify is not None:
                 verify()
         except BaseException:
-            await complete(self._after_failure(upload, fd, out, offset, hasher, before, verify is not None))
+            await complete(self._after_failure(upload, fd, out, offset, before, verify is not None))
             raise
         self._hashes.keep(upload_id, offset + out.written, hasher)
         return await complete(asyncio.to_thread(self._end_append, upload, fd, offset + out.written))
 
     async def _after_failure(self, upload: ResumableUpload, fd: int, out: BufferedFileWriter, offset: int,
-                             hasher: Any | None, before: Any | None, all_or_nothing: bool) -> None:
+                             before: Any | None, all_or_nothing: bool) -> None:
         """Count the bytes that arrived intact (none for an all-or-nothing chunk) and record the offset."""
         await out.settle(keep=not all_or_nothing)
         kept = 0 if all_or_nothing else out.written
-        self._hashes.keep(upload.id, offset + kept, before if all_or_nothing else hasher)
+        self._hashes.keep(upload.id, offset + kept, before if all_or_nothing else None)
         await asyncio.to_thread(self._end_append, upload, fd, offset + kept)
 
     def _end_append(self, upload: ResumableUpload, fd: int, offset: int) -> ResumableUpload:

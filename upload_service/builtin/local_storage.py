@@ -92,9 +92,9 @@ class BufferedFileWriter:
 
     With ``hash_beside`` a second lane hashes each batch while the first writes it: sha256 and the page-cache
     write each take about half a second per GiB here, and one thread doing both was the slowest stage of a
-    large upload. That is only right for a file that a failed write discards whole. Without it the hashers see
-    exactly the bytes the disk took, short writes included, which a resumable upload keeping its intact prefix
-    needs.
+    large upload. After a failed write the hash may then cover more or fewer bytes than the disk took, so
+    the caller must discard it (and the file, or rehash what it keeps). Without it the hashers see exactly the
+    bytes the disk took, short writes included.
     """
 
     def __init__(self, fd: int, hashers: list[Any], sink: Callable[[list[bytes]], None] | None = None, *,
