@@ -15,6 +15,7 @@ import time
 
 from tests.faults import connect, request_head
 from tests.servers import TOKENS
+from upload_service.hypercorn_tuning import h11_is_as_expected
 
 MiB = 1024 * 1024
 
@@ -90,3 +91,8 @@ def test_a_body_longer_than_declared_leaves_the_rest_to_be_read_as_a_request(mak
     status, _ = read_response(sock, buffered)
     assert status == 400  # the extra bytes were parsed as a (malformed) next request, not stored
     sock.close()
+
+
+def test_the_locked_h11_has_the_internals_the_direct_path_uses() -> None:
+    """Fails when an h11 upgrade moves them: the server then quietly leaves bodies to h11 (slower, still right)."""
+    assert h11_is_as_expected()

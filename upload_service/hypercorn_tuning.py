@@ -52,6 +52,21 @@ class DirectBodyH11Protocol(H11Protocol):
         return True
 
 
+def h11_is_as_expected() -> bool:
+    """Whether this h11 keeps a Content-Length body's state where ``DirectBodyH11Protocol`` looks for it.
+
+    Those are h11's private attributes; a release that moved them must leave bodies to h11, not break them.
+    """
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    if not isinstance(connection.next_event(), h11.Request):
+        return False
+    reader = getattr(connection, "_reader", None)
+    buffer = getattr(connection, "_receive_buffer", None)
+    return (type(reader) is ContentLengthReader and getattr(reader, "_remaining", None) == 10
+            and buffer is not None and len(buffer) == 0 and connection.their_state is h11.SEND_BODY)
+
+
 def tune_hypercorn() -> None:
     """Read up to ``RECEIVE_SIZE`` bytes per socket read (Hypercorn asks for 64 KiB) and pass bodies directly.
 
@@ -60,4 +75,5 @@ def tune_hypercorn() -> None:
     GiB is about 4,000 messages; memory grows by Hypercorn's queue of ten such messages per request.
     """
     hypercorn.asyncio.tcp_server.MAX_RECV = RECEIVE_SIZE  # type: ignore[attr-defined]
-    hypercorn.protocol.H11Protocol = DirectBodyH11Protocol  # type: ignore[misc]
+    if h11_is_as_expected():
+        hypercorn.protocol.H11Protocol = DirectBodyH11Protocol  # type: ignore[misc]
