@@ -40,9 +40,11 @@ from upload_service.randomness import random_hex
 from upload_service.storage import StoredObject, check_key, check_prefix
 
 from .disk_lane import DiskLane
+from .writeback import start_writeback
 
 WRITE_BUFFER = 1024 * 1024
 WRITE_WINDOW = 2 * 1024 * 1024  # bytes queued for the disk before the event loop waits for it
+WRITEBACK_STEP = 8 * 1024 * 1024  # written bytes after which the disk is asked to start on them
 MAX_IOVECS = 64  # chunks per writev; more are joined first (IOV_MAX is 1024 on Linux)
 READ_CHUNK = 256 * 1024
 STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging folder and locking it
@@ -109,10 +111,14 @@ class BufferedFileWriter:
         self._hash_lane = DiskLane(_IO_POOL) if hash_beside else None
         self._queued: deque[tuple[list[asyncio.Future[None]], int]] = deque()
         self._queued_bytes = 0
+        self._position: int | None = None  # the file offset of the next write, read at the first one
+        self._unsynced_from = 0  # where the bytes not yet handed to the disk's writeback start
 
     def write_sync(self, chunks: list[bytes]) -> None:
         if len(chunks) > MAX_IOVECS:  # many tiny pieces (a trickling client): one copy is cheaper than the calls
             chunks = [b"".join(chunks)]
+        if self._position is None:
+            self._position = self._unsynced_from = os.lseek(self.fd, 0, os.SEEK_CUR)
         hashers = self.hashers if self._hash_lane is None else ()
         views = [memoryview(chunk) for chunk in chunks if chunk]
         while views:
@@ -121,6 +127,7 @@ class BufferedFileWriter:
             except OSError as error:
                 raise _storage_error(error) from error
             self.written += count
+            self._position += count
             while count:  # hash what the disk took; keep the rest of a short write for the next call
                 view = views[0]
                 taken = view[:count]
@@ -131,6 +138,9 @@ class BufferedFileWriter:
                     views.pop(0)
                 else:
                     views[0] = view[len(taken):]
+        if self._position - self._unsynced_from >= WRITEBACK_STEP:
+            start_writeback(self.fd, self._unsynced_from, self._position - self._unsynced_from)
+            self._unsynced_from = self._position
 
     def hash_sync(self, chunks: list[bytes]) -> None:
         """The hashing half of a batch when it runs beside the write (``write_sync`` hashes otherwise)."""
