@@ -42,6 +42,13 @@ MAX_HASHES = 4096
 HASH_READ = 4 * 1024 * 1024
 
 
+def _truncate(fd: int, size: int) -> None:
+    """Cut the file to ``size`` only when it is longer: on ext4 a truncated file makes its ``close`` flush the
+    file's delayed allocations, which cost every PATCH a wait on the disk (~2.5 ms per 8 MiB here)."""
+    if os.fstat(fd).st_size != size:
+        os.ftruncate(fd, size)
+
+
 class LocalResumableUploads:
     """``ResumableStorage`` on local disk (see the module docstring)."""
 
@@ -134,7 +141,7 @@ class LocalResumableUploads:
         if upload.offset != offset or upload.committed is not None:
             raise OffsetMismatch(f"upload is at {upload.offset}, not {offset}")
         fd = os.open(self._dir(upload_id) / "data", os.O_WRONLY)
-        os.ftruncate(fd, offset)  # bytes past the offset belong to a chunk that never counted
+        _truncate(fd, offset)  # bytes past the offset belong to a chunk that never counted
         os.lseek(fd, offset, os.SEEK_SET)
         return upload, fd
 
@@ -168,7 +175,7 @@ class LocalResumableUploads:
 
     def _end_append(self, upload: ResumableUpload, fd: int, offset: int) -> ResumableUpload:
         try:
-            os.ftruncate(fd, offset)
+            _truncate(fd, offset)
         finally:
             os.close(fd)
         updated = ResumableUpload(upload.id, offset, upload.info, None)
