@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles
+import msgspec
 
 from upload_service import hookimpl
 from upload_service.aio import complete
@@ -75,13 +76,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{random_hex(6)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, separators=(",", ":"))
-        handle.flush()
-        os.fdatasync(handle.fileno())
-    os.replace(tmp, path)
+def _write_json(path: Path, data: dict[str, Any], *, fresh: bool = False) -> None:
+    """Write ``data`` durably to ``path``, replacing it atomically. ``fresh``: the file is new, in a folder no
+    reader sees yet (staging), so it is written in place, one open and no rename."""
+    target = path if fresh else path.with_name(f".{path.name}.{random_hex(6)}.tmp")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        view = memoryview(msgspec.json.encode(data))
+        while view:
+            view = view[os.write(fd, view):]
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    if not fresh:
+        os.replace(target, path)
 
 
 class BufferedFileWriter:
@@ -290,7 +298,7 @@ class LocalObjectWriter:
                 self._out.store_sync(rest)
             record = {"size": self.size, "sha256": self.sha256, "created_at": created.isoformat(), "metadata": metadata}
             os.fdatasync(self._fd)  # type: ignore[arg-type]
-            _write_json(self._dir / "meta.json", record)
+            _write_json(self._dir / "meta.json", record, fresh=True)
             self._storage.place(self._dir, key)
         finally:
             self._close()
@@ -337,8 +345,11 @@ class LocalStorage:
         """Rename a complete staging folder (``data`` + ``meta.json``) into place as ``key``: the atomic commit."""
         target = self.object_dir(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(folder, target)
+            try:
+                os.rename(folder, target)
+            except FileNotFoundError:  # the owner's first file: make its folder (not tried every time: 2 syscalls)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(folder, target)
             _fsync_dir(target.parent)
         except OSError as error:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
