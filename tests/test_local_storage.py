@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from upload_service.builtin.local_storage import LocalObjectWriter, LocalStorage
+from upload_service.builtin.local_storage import WRITE_BUFFER, LocalObjectWriter, LocalStorage
 from upload_service.errors import ObjectExists, ObjectNotFound
 
 
@@ -59,8 +59,8 @@ async def test_sweep_removes_only_abandoned_staging(tmp_path):
     old = time.time() - 60
     os.utime(abandoned, (old, old))
     async with storage.writer() as live:
-        await live.write(b"in progress")
-        await live.finish()  # the staging folder is made by the first write that reaches the disk
+        await live.write(b"x" * (WRITE_BUFFER + 1))  # past one buffer: the first batch makes the staging folder
+        await live.finish()
         os.utime(live._dir, (old, old))
         assert await storage.sweep_staging() == 1
         assert live._dir.exists() and not abandoned.exists()

@@ -43,11 +43,6 @@ class ExpectedDigests:
             expected.md5 = _b64_to_hex(md5.strip(), 16)
         return expected
 
-    @property
-    def declared(self) -> bool:
-        """Whether the client declared any digest (only then must the writer hash everything before commit)."""
-        return bool(self.sha256 or self.md5)
-
     def md5_hasher(self) -> hashlib._Hash | None:
         return hashlib.md5(usedforsecurity=False) if self.md5 else None
 

@@ -83,9 +83,9 @@ class UploadBatch:
                     md5.update(chunk)
                 async with self._storage_deadline():
                     await writer.write(chunk)
-        if digests is not None and digests.declared:  # otherwise a small file's last bytes wait for commit's trip
-            async with self._storage_deadline():
-                await writer.finish()
+        async with self._storage_deadline():  # the last bytes go out under the deadline too, not in commit
+            await writer.finish()
+        if digests is not None:
             digests.verify(writer.sha256, md5)
         self._staged.append((info, writer))
         self._staged_bytes += writer.size

@@ -121,6 +121,8 @@ class BufferedFileWriter:
         self._queued_bytes = 0
         self._position: int | None = None  # the file offset of the next write, read at the first one
         self._unsynced_from = 0  # where the bytes not yet handed to the disk's writeback start
+        self._lane_used = False
+        self._rest_hashed = False  # ``hash_rest`` ran: the buffered rest is in the hash already
 
     def write_sync(self, chunks: list[bytes]) -> None:
         if len(chunks) > MAX_IOVECS:  # many tiny pieces (a trickling client): one copy is cheaper than the calls
@@ -160,9 +162,24 @@ class BufferedFileWriter:
     def store_sync(self, chunks: list[bytes]) -> None:
         """Write and hash a batch in the calling thread (the last one, at commit)."""
         self.sink(chunks)
-        self.hash_sync(chunks)
+        if not self._rest_hashed:
+            self.hash_sync(chunks)
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing handed to the disk yet: every byte so far is in the buffer."""
+        return not self._lane_used
+
+    def hash_rest(self) -> None:
+        """Hash the buffered bytes here, leaving them for ``take_rest``: the hash is final without a trip to a
+        thread, and the caller's own trip writes them. No ``write`` may follow."""
+        for chunk in self._buffer:
+            for hasher in self.hashers:
+                hasher.update(chunk)
+        self._rest_hashed = True
 
     def _submit(self, chunks: list[bytes]) -> list[asyncio.Future[None]]:
+        self._lane_used = True
         futures = [self._lane.submit(self.sink, chunks)]
         if self._hash_lane is not None:
             futures.append(self._hash_lane.submit(self.hash_sync, chunks))
@@ -278,6 +295,11 @@ class LocalObjectWriter:
         await self._out.write(chunk)
 
     async def finish(self) -> None:
+        """Make size and sha256 final. A file still wholly in the buffer (a small upload) is hashed here and
+        written by commit's single trip, rather than costing a trip of its own now."""
+        if self._out.untouched:  # then under WRITE_BUFFER, or it would have been flushed
+            self._out.hash_rest()
+            return
         await self._out.finish()
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
