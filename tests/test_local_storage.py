@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from upload_service.builtin.local_storage import WRITE_BUFFER, LocalObjectWriter, LocalStorage
+from upload_service.builtin.local_storage import WRITE_BUFFER, BufferedFileWriter, LocalObjectWriter, LocalStorage
 from upload_service.errors import ObjectExists, ObjectNotFound
 
 
@@ -123,3 +123,16 @@ async def test_a_commit_cancelled_midway_finishes_before_the_writer_aborts(tmp_p
     assert stored is not None and stored.sha256 == hashlib.sha256(data).hexdigest()
     assert b"".join([chunk async for chunk in storage.read("files/o/slow")]) == data
     assert list(storage.staging.iterdir()) == []
+
+
+@pytest.mark.parametrize("hash_beside", [True, False])
+async def test_a_rest_hashed_in_place_is_written_but_not_hashed_again(tmp_path, hash_beside):
+    hasher = hashlib.sha256()
+    with open(tmp_path / "f", "wb") as handle:
+        out = BufferedFileWriter(handle.fileno(), [hasher], hash_beside=hash_beside)
+        await out.write(b"small")
+        out.hash_rest()
+        assert hasher.hexdigest() == hashlib.sha256(b"small").hexdigest()
+        out.store_sync(await out.take_rest())
+    assert hasher.hexdigest() == hashlib.sha256(b"small").hexdigest()
+    assert (tmp_path / "f").read_bytes() == b"small"

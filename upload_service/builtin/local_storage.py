@@ -92,6 +92,12 @@ def _write_json(path: Path, data: dict[str, Any], *, fresh: bool = False) -> Non
         os.replace(target, path)
 
 
+def _update_all(hashers: list[Any], chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        for hasher in hashers:
+            hasher.update(chunk)
+
+
 class BufferedFileWriter:
     """Writes chunks to an open file behind the network, hashing what it writes.
 
@@ -129,7 +135,7 @@ class BufferedFileWriter:
             chunks = [b"".join(chunks)]
         if self._position is None:
             self._position = self._unsynced_from = os.lseek(self.fd, 0, os.SEEK_CUR)
-        hashers = self.hashers if self._hash_lane is None else ()
+        hashers = self.hashers if self._hash_lane is None and not self._rest_hashed else ()
         views = [memoryview(chunk) for chunk in chunks if chunk]
         while views:
             try:
@@ -155,9 +161,7 @@ class BufferedFileWriter:
     def hash_sync(self, chunks: list[bytes]) -> None:
         """The hashing half of a batch when it runs beside the write (``write_sync`` hashes otherwise)."""
         if self._hash_lane is not None:
-            for chunk in chunks:
-                for hasher in self.hashers:
-                    hasher.update(chunk)
+            _update_all(self.hashers, chunks)
 
     def store_sync(self, chunks: list[bytes]) -> None:
         """Write and hash a batch in the calling thread (the last one, at commit)."""
@@ -173,9 +177,7 @@ class BufferedFileWriter:
     def hash_rest(self) -> None:
         """Hash the buffered bytes here, leaving them for ``take_rest``: the hash is final without a trip to a
         thread, and the caller's own trip writes them. No ``write`` may follow."""
-        for chunk in self._buffer:
-            for hasher in self.hashers:
-                hasher.update(chunk)
+        _update_all(self.hashers, self._buffer)
         self._rest_hashed = True
 
     def _submit(self, chunks: list[bytes]) -> list[asyncio.Future[None]]:
