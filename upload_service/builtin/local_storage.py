@@ -76,6 +76,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _rename_into(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``, making target's folder only when the rename finds none (an owner's
+    first file): trying mkdir before every rename cost two system calls per upload."""
+    try:
+        os.rename(source, target)
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(source, target)
+
+
 def _write_json(path: Path, data: dict[str, Any], *, fresh: bool = False) -> None:
     """Write ``data`` durably to ``path``, replacing it atomically. ``fresh``: the file is new, in a folder no
     reader sees yet (staging), so it is written in place, one open and no rename."""
@@ -369,11 +379,7 @@ class LocalStorage:
         """Rename a complete staging folder (``data`` + ``meta.json``) into place as ``key``: the atomic commit."""
         target = self.object_dir(key)
         try:
-            try:
-                os.rename(folder, target)
-            except FileNotFoundError:  # the owner's first file: make its folder (not tried every time: 2 syscalls)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(folder, target)
+            _rename_into(folder, target)
             _fsync_dir(target.parent)
         except OSError as error:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
@@ -465,9 +471,8 @@ class LocalStorage:
 
     def _move_sync(self, src: str, dst: str) -> None:
         target = self.object_dir(dst)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.rename(self.object_dir(src), target)
+            _rename_into(self.object_dir(src), target)
         except (FileNotFoundError, NotADirectoryError) as error:
             raise ObjectNotFound(src) from error
         except OSError as error:
