@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .servers import free_port, wait_until_up
+from .servers import ROOT, free_port, wait_until_up
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key-id", "AWS_SECRET_ACCESS_KEY": "test-secret-key"}
 REGION = "us-east-1"
@@ -24,7 +24,8 @@ REGION = "us-east-1"
 
 @dataclass
 class S3Server:
-    """``moto_server`` as a subprocess; ``bucket()`` makes a fresh bucket for one service."""
+    """moto's S3 server as a subprocess (``tests.moto_s3``: with S3's per-key atomicity); ``bucket()`` makes a
+    fresh bucket for one service."""
 
     url: str
     process: subprocess.Popen
@@ -33,8 +34,8 @@ class S3Server:
     def start(cls, log_dir: Path) -> S3Server:
         port = free_port()
         log = (log_dir / f"moto-{port}.log").open("wb")
-        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "tests.moto_s3", "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url + "/moto-api/", process)
         return cls(url, process)
