@@ -1,8 +1,9 @@
 """A small upload costs one trip to the local storage's threads, whichever path it takes (digest headers, which
 must be checked before commit, are tested in ``test_robustness``).
 
-Each trip is a thread wake-up and a GIL hand-off, after the framework itself the largest cost of a 10 KiB upload;
-a change that quietly adds one (a flush before commit did) costs a sixth of the small-upload throughput.
+Each trip is a thread wake-up and GIL hand-offs, which beside the durable create's own system calls are the
+largest cost of a 10 KiB upload (``tests/perf/bench_small_ceiling``); a change that quietly adds one (a flush before
+commit did) costs a sixth of the small-upload throughput.
 """
 
 from __future__ import annotations
@@ -57,4 +58,3 @@ def test_a_small_upload_makes_one_storage_trip(client, trips, how):
     file = described["files"][0] if "files" in described else described
     assert file["sha256"] == hashlib.sha256(SMALL).hexdigest()
     assert client.get(file["url"]).content == SMALL
-
