@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from upload_service.errors import Problem
-from upload_service.tus.locking import Locker
+from upload_service import Locker
 
 
 async def check_take_over(holder: Locker, newcomer: Locker, upload_id: str,

@@ -1,31 +1,85 @@
-"""upload-service: a self-hosted upload service and Quart extension with a pluggy plugin system."""
+"""upload-service: a self-hosted upload service and Quart extension with a pluggy plugin system.
 
-from .errors import Problem, StartupError, StorageFull, UploadRejected
-from .files import StoredFile, UploadInfo
-from .hookspecs import hookimpl
-from .identity import Identity
+This package root is the public API for plugins and host apps, with three public modules beside it:
+``upload_service.storage`` (protocols for storage backend authors), ``upload_service.hookspecs`` (the hooks) and
+``upload_service.testing`` (the pytest plugin and the plugin author's kit). Every other module is internal and may
+change without notice; ``docs/plugins.md`` documents each name listed in ``__all__``.
 
-__all__ = [
-    "Identity",
-    "Problem",
-    "StartupError",
-    "StorageFull",
-    "StoredFile",
-    "UploadInfo",
-    "UploadRejected",
-    "UploadService",
-    "create_app",
-    "hookimpl",
-]
+Names are imported lazily, so a plugin that imports ``hookimpl`` does not pay for Quart until the service runs.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .aio import complete
+    from .api.openapi import Param, Reply, documented
+    from .app import create_app
+    from .auth import CSRF_HEADER, bearer_token
+    from .errors import ObjectExists, ObjectNotFound, Problem, StartupError, StorageError, StorageFull, UploadRejected
+    from .filenames import content_disposition
+    from .files import StoredFile, UploadInfo
+    from .hookspecs import hookimpl
+    from .identity import Identity
+    from .locking import Locker, LockBusy, UploadLock
+    from .randomness import random_hex
+    from .service import UploadService
+    from .settings import Duration, Settings, Size, parse_duration, parse_size
+    from .storage import StoredObject
+
+# public name -> the internal module that defines it
+_HOMES = {
+    "UploadService": "service",
+    "create_app": "app",
+    "Settings": "settings",
+    "hookimpl": "hookspecs",
+    # values
+    "Identity": "identity",
+    "StoredFile": "files",
+    "UploadInfo": "files",
+    "StoredObject": "storage",
+    # errors
+    "Problem": "errors",
+    "StartupError": "errors",
+    "UploadRejected": "errors",
+    "StorageError": "errors",
+    "StorageFull": "errors",
+    "ObjectNotFound": "errors",
+    "ObjectExists": "errors",
+    # locking (tus uploads, usage ledgers, any plugin that serialises work across workers)
+    "Locker": "locking",
+    "UploadLock": "locking",
+    "LockBusy": "locking",
+    # settings helpers for a plugin's own settings
+    "Size": "settings",
+    "Duration": "settings",
+    "parse_size": "settings",
+    "parse_duration": "settings",
+    # HTTP helpers for plugin routes and auth providers
+    "bearer_token": "auth",
+    "CSRF_HEADER": "auth",
+    "content_disposition": "filenames",
+    "documented": "api.openapi",
+    "Param": "api.openapi",
+    "Reply": "api.openapi",
+    # asyncio and ids
+    "complete": "aio",
+    "random_hex": "randomness",
+}
+
+__all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str):  # imported lazily so that plugins importing ``hookimpl`` do not load Quart twice over
-    if name == "UploadService":
-        from .service import UploadService
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'upload_service' has no attribute {name!r}")
+    value = getattr(import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
 
-        return UploadService
-    if name == "create_app":
-        from .app import create_app
 
-        return create_app
-    raise AttributeError(name)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -86,7 +86,9 @@ async def require_identity(service: UploadService, request: Request, *, csrf_lat
 
 def check_csrf(service: UploadService, presented: str | None) -> None:
     if not csrf_valid(service.name, presented):
-        raise Problem(403, "missing or invalid CSRF token", reason="csrf")
+        raise Problem(403, f"missing or invalid CSRF token: a browser session's state-changing request carries the "
+                           f"session's token in the {CSRF_HEADER} header (or the {CSRF_FIELD} form field)",
+                      reason="csrf")
 
 
 def bearer_token(request: Request) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import StartupError
-from .tus.locking import FileLocker, Locker
+from .locking import FileLocker, Locker
 
 if TYPE_CHECKING:
     from .service import UploadService

@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from quart import Response, url_for
+from quart import Response, has_request_context, url_for
 from werkzeug.exceptions import HTTPException
 
 from .body import ClientDisconnected
@@ -29,7 +29,8 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def describe(service: UploadService, file: StoredFile) -> dict[str, Any]:
+def describe_file(service: UploadService, file: StoredFile) -> dict[str, Any]:
+    """The API's description of ``file``; works outside a request (the URL is built from ``url_prefix``)."""
     described = {
         "id": file.id,
         "filename": file.filename,
@@ -40,7 +41,8 @@ def describe(service: UploadService, file: StoredFile) -> dict[str, Any]:
         "temporary": file.temporary,
         "expires_at": iso(file.expires_at),
         "metadata": file.metadata,
-        "url": url_for(f"{service.name}.file_content", file_id=file.id),
+        "url": (url_for(f"{service.name}.file_content", file_id=file.id) if has_request_context()
+                else f"{service.url_prefix}/api/files/{file.id}/content"),
     }
     if file.temporary:
         described["token"] = service.tokens.issue(file.id, owner_key(file.owner))

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-from quart import Blueprint, Quart, url_for
+from quart import Blueprint, Quart, Request, url_for
 
 from .api.fallback import register_api_fallback
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
-from .auth import AuthProviders
+from . import sessions
+from .auth import AuthProviders, check_csrf, require_identity
 from .body import StreamingBodyMiddleware
 from .content_types import ContentTypePolicy, check_sniffer
 from .errors import StartupError
@@ -35,7 +36,7 @@ from .metrics import Metrics
 from .plugins import call_all, make_plugin_manager, notify
 from .rate_limits import RateLimits, register_rate_limits
 from .reservations import forget_file
-from .responses import as_problem, problem_response
+from .responses import as_problem, describe_file, problem_response
 from .settings import Settings
 from .storage import Storage
 from .templating import service_template_loader
@@ -74,6 +75,7 @@ class UploadService:
         self.storage_backends: dict[str, Callable[[UploadService], Storage]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._locker: Any = None
+        self._plugin_state: dict[str, dict[str, Any]] = {}
         if app is not None:
             self.init_app(app)
 
@@ -212,8 +214,71 @@ class UploadService:
         return self._locker
 
     def url(self, endpoint: str, **values: Any) -> str:
-        """``url_for`` an endpoint of this service's blueprint (works under any ``url_prefix``)."""
+        """``url_for`` an endpoint of this service's blueprint (works under any ``url_prefix``).
+
+        Endpoint names are the route functions' names: ``index``, ``file_content`` (``file_id``), ``tus_create``,
+        ``tus_upload`` (``upload_id``) ... ``endpoints()`` lists them all. Needs an app or request context.
+        """
         return url_for(f"{self.name}.{endpoint}", **values)
+
+    def endpoints(self) -> dict[str, str]:
+        """Every endpoint of this service's blueprint and its URL rule (for ``url``), once the app is built."""
+        assert self.app is not None, "call init_app first"
+        prefix = f"{self.name}."
+        return {rule.endpoint[len(prefix):]: rule.rule for rule in self.app.url_map.iter_rules()
+                if rule.endpoint.startswith(prefix)}
+
+    def describe(self, file: StoredFile) -> dict[str, Any]:
+        """``file`` as the API describes it (``GET /api/files/<id>``), inside a request or outside one."""
+        return describe_file(self, file)
+
+    def state(self, plugin: str) -> dict[str, Any]:
+        """A dict that ``plugin`` keeps for as long as this service lives (per service: never module state)."""
+        return self._plugin_state.setdefault(plugin, {})
+
+    # -- sessions and auth: what auth providers and plugin routes call -----------------------------------
+
+    async def identify(self, request: Request) -> Identity | None:
+        """The first identity a registered auth provider finds for ``request``, or None."""
+        return await self.auth.identify(request)
+
+    async def require_identity(self, request: Request, *, check_csrf: bool = True) -> Identity:
+        """The caller's identity, or a 401 problem (429 over ``RATE_LIMIT``). A cookie-authenticated request that
+        changes something must carry the session's CSRF token in ``X-CSRF-Token`` (else 403), unless
+        ``check_csrf`` is false because the route checks a form field with ``check_csrf`` itself."""
+        return await require_identity(self, request, csrf_later=not check_csrf)
+
+    def auth_provider(self, name: str) -> Any | None:
+        """The registered auth provider called ``name``, or None."""
+        return self.auth.providers.get(name)
+
+    def sign_in(self, identity: Identity) -> None:
+        """Start a browser session for ``identity`` (an auth provider's login route calls it)."""
+        sessions.sign_in(self.name, identity)
+
+    def sign_out(self) -> None:
+        sessions.sign_out(self.name)
+
+    def signed_in(self, provider: str | None = None) -> Identity | None:
+        """The browser session's identity (only one that ``provider`` signed in, when given)."""
+        return sessions.signed_in(self.name, provider)
+
+    def session_key(self, what: str) -> str:
+        """A key of this service's own in the browser session, for a plugin's session data."""
+        return sessions.session_key(self.name, what)
+
+    def csrf_token(self) -> str:
+        """The browser session's CSRF token: a host app's own pages put it in ``X-CSRF-Token`` (or the form field
+        ``csrf_token``) of every state-changing request they send to the service."""
+        return sessions.csrf_token(self.name)
+
+    def csrf_valid(self, presented: str | None) -> bool:
+        """Whether ``presented`` is the browser session's CSRF token."""
+        return sessions.csrf_valid(self.name, presented)
+
+    def check_csrf(self, presented: str | None) -> None:
+        """403 naming ``X-CSRF-Token`` unless ``presented`` is the session's CSRF token."""
+        check_csrf(self, presented)
 
     async def validate(self, upload: UploadInfo, identity: Identity) -> None:
         await call_all(self.hook.validate_upload, upload=upload, identity=identity, service=self)

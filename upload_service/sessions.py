@@ -15,25 +15,25 @@ from quart import session
 from .identity import Identity
 
 
-def _key(service_name: str, what: str) -> str:
+def session_key(service_name: str, what: str) -> str:
     return f"{service_name}.{what}"
 
 
 def sign_in(service_name: str, identity: Identity) -> None:
     """Start a session for ``identity`` with a fresh CSRF token (a new token on every sign-in)."""
-    session[_key(service_name, "identity")] = identity.to_dict()
-    session[_key(service_name, "csrf")] = secrets.token_urlsafe(32)
+    session[session_key(service_name, "identity")] = identity.to_dict()
+    session[session_key(service_name, "csrf")] = secrets.token_urlsafe(32)
     session.permanent = True
 
 
 def sign_out(service_name: str) -> None:
     for what in ("identity", "csrf"):
-        session.pop(_key(service_name, what), None)
+        session.pop(session_key(service_name, what), None)
 
 
 def signed_in(service_name: str, provider: str | None = None) -> Identity | None:
     """The session's identity (only if it came from ``provider`` when given)."""
-    data = session.get(_key(service_name, "identity"))
+    data = session.get(session_key(service_name, "identity"))
     if not isinstance(data, dict):
         return None
     identity = Identity.from_dict(data)
@@ -42,12 +42,12 @@ def signed_in(service_name: str, provider: str | None = None) -> Identity | None
 
 def csrf_token(service_name: str) -> str:
     """The session's CSRF token, created on first use (the sign-in page needs one before anyone signs in)."""
-    key = _key(service_name, "csrf")
+    key = session_key(service_name, "csrf")
     if not session.get(key):
         session[key] = secrets.token_urlsafe(32)
     return session[key]
 
 
 def csrf_valid(service_name: str, presented: str | None) -> bool:
-    expected = session.get(_key(service_name, "csrf"))
+    expected = session.get(session_key(service_name, "csrf"))
     return bool(expected and presented and hmac.compare_digest(str(expected), str(presented)))

@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
+
+__all__ = [
+    "FinishedUploadHash", "ObjectExists", "ObjectNotFound", "ObjectWriter", "OffsetMismatch", "ResumableStorage",
+    "ResumableUpload", "RunningHashes", "Storage", "StorageError", "StorageFull", "StoredObject", "check_key",
+    "check_prefix",
+]
+
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 

@@ -10,7 +10,7 @@ from quart import Blueprint, Response, request
 from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
 from ..files import FILE_ID_PATTERN, StoredFile
-from ..responses import describe, json_response
+from ..responses import describe_file as describe, json_response
 from ..serving import DOWNLOAD_POLICY, SNIFF_BYTES, presentation, worth_sniffing
 from . import schemas
 from .openapi import Param, Reply, documented

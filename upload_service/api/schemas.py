@@ -1,6 +1,6 @@
 """The wire shapes of the API as pydantic models: the source of the OpenAPI document's schemas.
 
-``responses.describe`` builds the dicts the routes answer with; the OpenAPI test checks real answers of a
+``responses.describe_file`` builds the dicts the routes answer with; the OpenAPI test checks real answers of a
 running server against these models' JSON schemas, so the two cannot drift apart unnoticed.
 """
 

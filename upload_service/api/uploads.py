@@ -19,7 +19,7 @@ from ..files import StoredFile, file_key, is_file_id
 from ..filenames import content_type_for, safe_filename
 from ..multipart import MultipartReader, boundary_of
 from ..plugins import notify
-from ..responses import describe, json_response
+from ..responses import describe_file as describe, json_response
 from ..uploads import UploadBatch
 from . import schemas
 from .openapi import Param, Reply, documented

@@ -10,7 +10,7 @@ import hashlib
 from quart import Request
 
 from upload_service import Identity, StartupError, hookimpl
-from upload_service.auth import bearer_token
+from upload_service import bearer_token
 
 
 class StaticTokens:

@@ -12,9 +12,7 @@ import secrets
 
 from quart import Request, redirect, request
 
-from upload_service import Identity, hookimpl
-from upload_service.auth import bearer_token, check_csrf
-from upload_service.sessions import sign_in, signed_in
+from upload_service import Identity, bearer_token, hookimpl
 
 log = logging.getLogger("upload_service.dev")
 DEV_IDENTITY = Identity(id="dev:local", name="local developer", provider="dev", email=None)
@@ -27,7 +25,7 @@ class DevSignIn:
     login_origins = ()  # the form post lands back on this service (the page's CSP form-action stays 'self')
 
     def __init__(self, service) -> None:
-        self.service_name = service.name
+        self.service = service
         self.login_url = f"{service.url_prefix}/login/dev"
         configured = service.settings.dev_token
         self.token = configured.get_secret_value() if configured else secrets.token_urlsafe(24)
@@ -40,7 +38,7 @@ class DevSignIn:
             presented = hashlib.sha256(token.encode()).digest()
             expected = hashlib.sha256(self.token.encode()).digest()
             return DEV_IDENTITY if hmac.compare_digest(presented, expected) else None
-        return signed_in(self.service_name, provider=self.name)
+        return self.service.signed_in(provider=self.name)
 
 
 @hookimpl
@@ -59,6 +57,6 @@ def register_routes(blueprint, service) -> None:
         if request.method == "GET":
             return redirect(service.url("index"))
         form = await request.form
-        check_csrf(service, form.get("csrf_token"))
-        sign_in(service.name, DEV_IDENTITY)
+        service.check_csrf(form.get("csrf_token"))
+        service.sign_in(DEV_IDENTITY)
         return redirect(service.url("index"), 303)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from upload_service.aio import complete
+from upload_service import complete
 
 
 class DiskLane:

@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiofiles
 
-from upload_service.aio import complete
-from upload_service.errors import ObjectExists, ObjectNotFound
+from upload_service import complete
 from upload_service.storage import (
-    FinishedUploadHash, OffsetMismatch, ResumableUpload, RunningHashes, StoredObject, check_key,
+    FinishedUploadHash, ObjectExists, ObjectNotFound, OffsetMismatch, ResumableUpload, RunningHashes, StoredObject, check_key,
 )
 
 from .local_storage import READ_CHUNK, BufferedFileWriter, _fsync_dir, _storage_error, _write_json

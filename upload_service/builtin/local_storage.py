@@ -34,11 +34,10 @@ from typing import Any
 import aiofiles
 import msgspec
 
-from upload_service import hookimpl
-from upload_service.aio import complete
-from upload_service.errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
-from upload_service.randomness import random_hex
-from upload_service.storage import StoredObject, check_key, check_prefix
+from upload_service import complete, hookimpl, random_hex
+from upload_service.storage import (
+    ObjectExists, ObjectNotFound, StorageError, StorageFull, StoredObject, check_key, check_prefix,
+)
 
 from .disk_lane import DiskLane
 from .writeback import start_writeback

@@ -25,7 +25,7 @@ from ..quotas import QuotaExceeded
 from ..reservations import Reservation, release_tus_hold, upload_slot
 from ..storage import OffsetMismatch, ResumableStorage
 from ..uploads import UploadBatch
-from .locking import Locker, UploadLock
+from ..locking import Locker, UploadLock
 from .protocol import OFFSET_CONTENT_TYPE, UPLOAD_ID, ChunkChecksum, Concat, is_true, non_negative, parse_metadata
 from .state import TusUpload, expiry
 
@@ -261,7 +261,7 @@ class TusUploads:
                 with contextlib.suppress(asyncio.CancelledError):
                     await complete(asyncio.wait({writing}))
         if writing.cancelled():
-            # 423 like ``busy()``: tus clients retry it (a 400 ends their upload), and the retry asks for the
+            # 423 like ``LockBusy``: tus clients retry it (a 400 ends their upload), and the retry asks for the
             # offset first. A browser may itself resend a PATCH whose kept-alive connection was reset, racing
             # the client's own retry; whichever loses must not end the upload.
             raise Problem(423, "another request for this upload took over; this one stopped",

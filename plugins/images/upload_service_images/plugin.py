@@ -10,10 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from quart import Response, request
 
 from upload_service import Problem, StoredFile, UploadRejected, hookimpl
-from upload_service.api.openapi import Reply, documented
-from upload_service.auth import require_identity
-from upload_service.errors import ObjectNotFound
-from upload_service.settings import Size
+from upload_service import ObjectNotFound, Reply, Size, documented
 
 from .processing import FORMATS, process_image
 
@@ -83,7 +80,7 @@ def register_routes(blueprint: Any, service: Any) -> None:
                 replies={200: Reply("a WebP thumbnail", {"type": "string", "format": "binary"}, "image/webp")})
     async def thumbnail(file_id: str) -> Response:
         """A small WebP of one of the caller's images (upload-service-images)."""
-        identity = await require_identity(service, request)
+        identity = await service.require_identity(request)
         file = await service.files.get(identity, file_id)
         if file is None:
             raise Problem(404, "no such file", reason="not_found")

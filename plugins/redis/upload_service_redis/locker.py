@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from upload_service.storage import check_key
-from upload_service.tus.locking import UploadLock, busy
+from upload_service import LockBusy, UploadLock
 
 log = logging.getLogger("upload_service.redis")
 
@@ -81,7 +81,7 @@ class RedisLocker:
         deadline = time.monotonic() + self.wait
         while not await self._acquire_script(keys=keys, args=[token, self.ttl_ms]):
             if not take_over or time.monotonic() > deadline:
-                raise busy()
+                raise LockBusy()
             await self.client.set(keys[1], "1", px=max(self.ttl_ms, int(self.wait * 1000)))
             await asyncio.sleep(self.poll)
 

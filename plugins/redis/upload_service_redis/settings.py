@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from upload_service.settings import Duration, parse_duration
+from upload_service import Duration, parse_duration
 
 
 class RedisLockerSettings(BaseSettings):

@@ -13,7 +13,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
-from upload_service.errors import StorageError
+from upload_service.storage import StorageError
 
 from .settings import S3Settings
 

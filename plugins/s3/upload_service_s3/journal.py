@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from upload_service.errors import StorageError
+from upload_service.storage import StorageError
 
 from .client import ClientHolder, is_missing, is_precondition_failed, server_time
 from .layout import Layout

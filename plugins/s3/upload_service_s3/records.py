@@ -9,8 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from upload_service.errors import ObjectExists
-from upload_service.storage import StoredObject
+from upload_service.storage import ObjectExists, StoredObject
 
 from .client import ClientHolder, is_missing, is_precondition_failed
 from .layout import Layout

@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from upload_service.aio import complete
-from upload_service.errors import ObjectExists, ObjectNotFound
+from upload_service import complete
 from upload_service.storage import (
-    FinishedUploadHash, OffsetMismatch, ResumableUpload, RunningHashes, StoredObject, check_key,
+    FinishedUploadHash, ObjectExists, ObjectNotFound, OffsetMismatch, ResumableUpload, RunningHashes, StoredObject, check_key,
 )
 
 from .client import is_missing, is_precondition_failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from upload_service.settings import Duration, parse_duration
+from upload_service import Duration, parse_duration
 
 
 class S3Settings(BaseSettings):

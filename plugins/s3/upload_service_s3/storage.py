@@ -17,9 +17,8 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from upload_service.errors import ObjectNotFound, StorageError
-from upload_service.filenames import content_disposition
-from upload_service.storage import StoredObject, check_key, check_prefix
+from upload_service import content_disposition
+from upload_service.storage import ObjectNotFound, StorageError, StoredObject, check_key, check_prefix
 
 from .client import ClientHolder, is_missing
 from .journal import Journal, StaleEntry

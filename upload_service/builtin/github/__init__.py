@@ -32,11 +32,11 @@ def register_auth_providers(register, service) -> None:
     """Registered last, so static and dev tokens are recognised before any GitHub call."""
     config = GitHubConfig.from_settings(service.settings)
     if config is not None:
-        register(GitHubProvider(service.name, service.url_prefix, config))
+        register(GitHubProvider(service, config))
 
 
 @hookimpl
 def register_routes(blueprint, service) -> None:
-    provider = service.auth.providers.get("github")
+    provider = service.auth_provider("github")
     if isinstance(provider, GitHubProvider):
         SignInFlow(service, provider).register(blueprint)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from upload_service import StartupError
-from upload_service.settings import Settings
+from upload_service import Settings
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import httpx2
 from quart import Blueprint, redirect, render_template, request, session
 
 from upload_service import Identity
-from upload_service.sessions import csrf_token, csrf_valid
 
 from .client import TIMEOUT, BadCredentials, GitHubAPI, GitHubUnavailable, http_client
 from .config import GitHubConfig
@@ -26,7 +25,7 @@ from .provider import GitHubProvider, github_identity
 if TYPE_CHECKING:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-    from upload_service.service import UploadService
+    from upload_service import UploadService
 
 log = logging.getLogger("upload_service.github")
 SCOPE = "user:email"
@@ -46,8 +45,8 @@ class SignInFailed(Exception):
 class PendingSignIns:
     """Started sign-ins in the session: ``state`` -> (PKCE verifier, expiry as Unix time)."""
 
-    def __init__(self, service_name: str) -> None:
-        self.key = f"{service_name}.github_pending"
+    def __init__(self, service: UploadService) -> None:
+        self.key = service.session_key("github_pending")
 
     def _live(self) -> dict[str, list[Any]]:
         pending = session.get(self.key)
@@ -90,7 +89,7 @@ class SignInFlow:
         self.service = service
         self.provider = provider
         self.config = provider.config
-        self.pending = PendingSignIns(service.name)
+        self.pending = PendingSignIns(service)
 
     def register(self, bp: Blueprint) -> None:
         bp.add_url_rule("/login", "github_login", self.login, methods=["GET", "POST"])
@@ -101,7 +100,7 @@ class SignInFlow:
 
     async def login(self) -> Any:
         """GET (a link) or POST (the sign-in page's button, with its CSRF token): off to GitHub."""
-        if request.method == "POST" and not csrf_valid(self.service.name, (await request.form).get("csrf_token")):
+        if request.method == "POST" and not self.service.csrf_valid((await request.form).get("csrf_token")):
             return await self.failure(403, "The sign-in form was out of date. Go back to the sign-in page and try again.")
         from authlib.common.security import generate_token
 
@@ -123,7 +122,7 @@ class SignInFlow:
     async def failure(self, status: int, message: str) -> tuple[str, int]:
         log.info("GitHub sign-in failed (%d): %s", status, message)
         page = await render_template("upload_service/signin_error.html", service=self.service, url=self.service.url,
-                                     csrf_token=csrf_token(self.service.name), message=message)
+                                     csrf_token=self.service.csrf_token(), message=message)
         return page, status
 
     async def finish(self, verifier: str | None) -> Identity:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from quart import Request, session
 
-from upload_service import Identity, Problem
-from upload_service.auth import bearer_token
-from upload_service.sessions import sign_in, signed_in
+from upload_service import Identity, Problem, bearer_token
 
 from .access import AccessPolicy
 from .client import BadCredentials, GitHubAPI, GitHubUnavailable, GitHubUser, http_client, unavailable
@@ -50,9 +49,9 @@ class GitHubProvider:
     title = "Sign in with GitHub"
     login_method = "post"  # the sign-in page posts a form with the CSRF token; a plain GET link works too
 
-    def __init__(self, service_name: str, url_prefix: str, config: GitHubConfig) -> None:
-        self.service_name = service_name
-        self.login_url = f"{url_prefix}/login"
+    def __init__(self, service: Any, config: GitHubConfig) -> None:
+        self.service = service
+        self.login_url = f"{service.url_prefix}/login"
         self.login_origins = (config.url,)  # the sign-in form post goes on to GitHub (the page's CSP form-action)
         self.config = config
         self.policy = AccessPolicy(config.allowed_users, config.allowed_orgs)
@@ -60,15 +59,15 @@ class GitHubProvider:
 
     @property
     def _rules_key(self) -> str:
-        return f"{self.service_name}.github_rules"
+        return self.service.session_key("github_rules")
 
     def start_session(self, identity: Identity) -> None:
         """Sign in, remembering under which access rules, so a change of ``ALLOWED_*`` ends older sessions."""
-        sign_in(self.service_name, identity)
+        self.service.sign_in(identity)
         session[self._rules_key] = self.policy.fingerprint
 
     def _session_identity(self) -> Identity | None:
-        identity = signed_in(self.service_name, provider=self.name)
+        identity = self.service.signed_in(provider=self.name)
         if identity is not None and session.get(self._rules_key) != self.policy.fingerprint:
             return None  # signed in under access rules that no longer hold: sign in again
         return identity

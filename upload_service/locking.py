@@ -20,8 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ..errors import Problem
-from ..storage import check_key
+from .errors import Problem
+from .storage import check_key
 
 
 class UploadLock:
@@ -47,13 +47,15 @@ class Locker(Protocol):
         """Hold the upload's lock for the block.
 
         If someone holds it and ``take_over`` is true, ask them to release and wait a while; raise
-        ``Problem(423)`` when the lock cannot be had (at once when ``take_over`` is false).
+        ``LockBusy`` (423) when the lock cannot be had (at once when ``take_over`` is false).
         """
 
 
-def busy() -> Problem:
-    return Problem(423, "another request is working on this upload; try again shortly", title="Locked",
-                   reason="tus_locked")
+class LockBusy(Problem):
+    """The lock is held and could not be had in time: the client gets 423, which tus clients retry."""
+
+    def __init__(self, detail: str = "another request is working on this upload; try again shortly") -> None:
+        super().__init__(423, detail, title="Locked", reason="tus_locked")
 
 
 class FileLocker:
@@ -99,7 +101,7 @@ class FileLocker:
         deadline = time.monotonic() + self.wait
         while (fd := self._try_lock(path)) is None:
             if not take_over or time.monotonic() > deadline:
-                raise busy()
+                raise LockBusy()
             release.touch()
             await asyncio.sleep(self.poll)
         release.unlink(missing_ok=True)
