@@ -19,15 +19,19 @@ if TYPE_CHECKING:
     from .app import create_app
     from .auth import CSRF_HEADER, bearer_token
     from .errors import ObjectExists, ObjectNotFound, Problem, StartupError, StorageError, StorageFull, UploadRejected
-    from .filenames import content_disposition
+    from .filenames import content_disposition, content_type_for, safe_filename
     from .files import StoredFile, UploadInfo
     from .hookspecs import hookimpl
-    from .identity import Identity
+    from .body import too_large
+    from .identity import Identity, owner_key
     from .locking import Locker, LockBusy, UploadLock
+    from .quotas import QuotaExceeded
+    from .reservations import Reservation
     from .randomness import random_hex
     from .service import UploadService
     from .settings import Duration, Settings, Size, parse_duration, parse_size
     from .storage import StoredObject
+    from .uploads import UploadBatch
 
 # public name -> the internal module that defines it
 _HOMES = {
@@ -48,6 +52,14 @@ _HOMES = {
     "StorageFull": "errors",
     "ObjectNotFound": "errors",
     "ObjectExists": "errors",
+    # the ingest pipeline (service.batch, service.hold) for upload protocols
+    "UploadBatch": "uploads",
+    "Reservation": "reservations",
+    "QuotaExceeded": "quotas",
+    "too_large": "body",
+    "safe_filename": "filenames",
+    "content_type_for": "filenames",
+    "owner_key": "identity",
     # locking (tus uploads, usage ledgers, any plugin that serialises work across workers)
     "Locker": "locking",
     "UploadLock": "locking",

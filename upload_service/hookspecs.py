@@ -1,8 +1,15 @@
 """The hooks a plugin can implement.
 
-Every hook may be a plain function or ``async def``: the core awaits whatever is awaitable. Results are
-collected in pluggy's order (plugins registered later run first); the core never iterates plugins itself.
-A plugin implements only the hooks it needs and may leave out any argument it does not use.
+A public module: plugin authors read it as the reference of every hook (``docs/plugins.md`` has examples).
+
+Two kinds of hooks:
+- registration hooks (``register_*``) run once while the app is built, before any event loop exists: they must
+  be plain functions (an ``async def`` one is a start-up error naming the hook);
+- every other hook may be a plain function or ``async def``: the core awaits whatever is awaitable.
+Results are collected in pluggy's order (plugins registered later run first); the core never iterates plugins
+itself. A plugin implements only the hooks it needs and may leave out any argument it does not use.
+Notification hooks (``upload_persisted``, ``file_deleted``) run after the client's answer, in a task the service
+tracks and awaits when it stops; every other hook runs before the answer and can change it.
 """
 
 from __future__ import annotations
@@ -66,8 +73,8 @@ def register_routes(blueprint: Blueprint, service: UploadService) -> None:
 def register_lockers(register: Callable[[str, Callable[[UploadService], Any]], None], service: UploadService) -> None:
     """Register lockers by calling ``register(name, factory)`` (tus uploads and usage ledgers lock with them).
 
-    Called once, when ``service.locker`` is first used. ``LOCKER`` picks one by name (``file`` is built in); the
-    factory gets the service and returns a locker (see ``upload_service.tus.locking.Locker``): one writer
+    Called once at start-up, after the storage backend is made. ``LOCKER`` picks one by name (``file`` is built in); the
+    factory gets the service and returns a locker (see ``upload_service.Locker``): one writer
     per upload across every worker, and a way to ask a stale holder to let go. A duplicate name is an error.
     """
 
@@ -78,7 +85,9 @@ def validate_upload(upload: UploadInfo, identity: Identity, service: UploadServi
 
     Called for every file of every upload path (JSON, multipart, raw, tus creation). ``upload`` has
     ``filename`` (safe display name), ``content_type``, ``size`` (None when not known yet) and ``temporary``.
-    Raise ``upload_service.UploadRejected(detail, status=422)`` to refuse; the return value is ignored.
+    Raise ``upload_service.UploadRejected(detail, status=422, reason="...")`` to refuse: the client gets
+    ``status`` with ``detail`` as problem details, and ``reason`` (default ``rejected``) labels the refusal in
+    the ``/metrics`` counters and logs. The return value is ignored.
     """
 
 
@@ -98,7 +107,9 @@ def upload_persisted(file: StoredFile, service: UploadService) -> None:
     """Notification: ``file`` has become persistent.
 
     Called after a direct upload's ``process_upload``, after ``/api/persist`` moved a temporary upload, and when
-    a tus upload completes. Implementations run together; an error here is logged and never loses the file.
+    a tus upload completes. It runs after the client's answer (a slow webhook never delays an upload), in a task
+    the service awaits when it stops. Implementations run together; an error here is logged and never loses
+    the file.
     """
 
 
@@ -106,8 +117,8 @@ def upload_persisted(file: StoredFile, service: UploadService) -> None:
 def file_deleted(file: StoredFile, service: UploadService) -> None:
     """Notification: ``file`` is gone.
 
-    Called after its owner deleted it, or after the cleanup sweep removed an expired temporary upload.
-    An error here is logged.
+    Called after its owner deleted it, or after the cleanup sweep removed an expired temporary upload. Like
+    ``upload_persisted``, it runs after the client's answer, in a task awaited at shutdown. An error is logged.
     """
 
 

@@ -2,7 +2,7 @@
 
 tus serialises requests on one upload with it, and the usage ledger serialises changes to one owner's quota
 with it. ``LOCKER`` picks one among those registered through the ``register_lockers`` hook; ``file`` is built
-in. The locker is made on first use, so a service that never locks never creates a lock folder.
+in. The locker is made at start-up; the file locker makes its folder only when it first locks.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ def make_locker(service: UploadService) -> Locker:
         factories[name] = factory
 
     register("file", lambda owner: FileLocker(Path(owner.settings.upload_dir) / ".locks"))
-    for result in service.hook.register_lockers(register=register, service=service):
-        if result is not None:
-            raise StartupError("the register_lockers hook must be a plain function that calls register()")
+    service.call_registration(service.hook.register_lockers, register=register)
     factory = factories.get(service.settings.locker)
     if factory is None:
         known = ", ".join(sorted(factories)) or "none"

@@ -67,8 +67,7 @@ class FileLocker:
     """
 
     def __init__(self, folder: Path, *, wait: float = 10.0, poll: float = 0.05, watch: float = 0.1) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(folder)  # made by the first lock: a service that never locks leaves no folder
         self.wait = wait
         self.poll = poll
         self.watch = watch
@@ -98,6 +97,8 @@ class FileLocker:
 
     async def _acquire(self, upload_id: str, take_over: bool) -> int:
         path, release = self._paths(upload_id)
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait
         while (fd := self._try_lock(path)) is None:
             if not take_over or time.monotonic() > deadline:

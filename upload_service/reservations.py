@@ -54,11 +54,6 @@ class Reservation:
             await reservation._change(0, 0)
         return reservation
 
-    @classmethod
-    def of_tus_upload(cls, service: UploadService, identity: Identity, upload_id: str) -> Reservation:
-        """The hold of a tus upload: it lives as long as the upload may (``TUS_UPLOAD_TTL``), across requests."""
-        return cls(service, identity, f"tus-{upload_id}", lease=service.settings.tus_upload_ttl)
-
     async def add(self, more_bytes: int, more_files: int, *, base: int | None = None) -> None:
         """Hold ``more_bytes`` and ``more_files`` more (and renew the lease); ``QuotaExceeded`` if they don't fit.
 
@@ -185,14 +180,14 @@ async def forget_file(service: UploadService, owner: str, size: int) -> None:
         log.exception("could not take a deleted file out of the usage ledger")
 
 
-async def release_tus_hold(service: UploadService, owner: str, upload_id: str) -> None:
-    """A tus upload ended without becoming a file (terminated, refused, expired): free what it held."""
+async def release_hold(service: UploadService, owner: str, name: str) -> None:
+    """A hold kept across requests ended without becoming a file (terminated, refused, expired): free it."""
     if not Quotas.from_settings(service.settings).enabled:
         return
     try:
-        await ledger_of(service).change(owner, lambda usage: usage.holds.pop(f"tus-{upload_id}", None))
+        await ledger_of(service).change(owner, lambda usage: usage.holds.pop(name, None))
     except Exception:
-        log.exception("could not release the hold of tus upload %s", upload_id)
+        log.exception("could not release the hold %s", name)
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,8 @@ import asyncio
 import inspect
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,26 @@ from .api.uploads import register_upload_routes
 from . import sessions
 from .auth import AuthProviders, check_csrf, require_identity
 from .body import StreamingBodyMiddleware
-from .content_types import ContentTypePolicy, check_sniffer
+from .content_types import ContentTypePolicy, check_sniffer, head_of
 from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
 from .identity import Identity
 from .lockers import make_locker
+from .locking import Locker
 from .logs import register_request_ids
 from .metrics import Metrics
 from .plugins import call_all, make_plugin_manager, notify
 from .rate_limits import RateLimits, register_rate_limits
-from .reservations import forget_file
+from .body import body_chunks, limited
+from .reservations import Reservation, forget_file, release_hold, upload_slot
 from .responses import as_problem, describe_file, problem_response
 from .settings import Settings
 from .storage import Storage
 from .templating import service_template_loader
 from .tokens import TemporaryTokens
 from .ui import register_ui_routes
-from .uploads import run_process_hooks
+from .uploads import UploadBatch, run_process_hooks
 
 log = logging.getLogger("upload_service")
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -74,8 +77,8 @@ class UploadService:
         self.auth = AuthProviders()
         self.storage_backends: dict[str, Callable[[UploadService], Storage]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._locker: Any = None
         self._plugin_state: dict[str, dict[str, Any]] = {}
+        self._notifications: set[asyncio.Task[None]] = set()
         if app is not None:
             self.init_app(app)
 
@@ -91,9 +94,10 @@ class UploadService:
             self.settings.disabled_plugin_names, self.extra_plugins, self.settings.plugin_modules
         )
         self.hook = self.pm.hook
-        self._call_at_setup(self.hook.register_auth_providers, register=self.auth.register, service=self)
-        self._call_at_setup(self.hook.register_storage_backends, register=self._register_backend, service=self)
+        self.call_registration(self.hook.register_auth_providers, register=self.auth.register)
+        self.call_registration(self.hook.register_storage_backends, register=self._register_backend)
         self.storage = self._make_storage()
+        self._locker = make_locker(self)  # register_lockers runs here, at start-up, like every registration hook
         self.files = FileStore(self.storage)
         self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
         self.metrics = Metrics(self.storage.name)
@@ -121,9 +125,10 @@ class UploadService:
             app.secret_key = key
         return key
 
-    def _call_at_setup(self, hook: pluggy.HookCaller, **kwargs: Any) -> None:
-        """Registration hooks run while the app is built, outside any event loop, so they must be plain functions."""
-        for result in hook(**kwargs):
+    def call_registration(self, hook: pluggy.HookCaller, **kwargs: Any) -> None:
+        """Call a ``register_*`` hook. They run while the app is built, outside any event loop, so they must be plain
+        functions (an ``async def`` one is a start-up error naming the hook); their return values are ignored."""
+        for result in hook(service=self, **kwargs):
             if inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
                     result.close()
@@ -152,7 +157,7 @@ class UploadService:
         register_health_routes(bp, self)
         register_ui_routes(bp, self)
         register_openapi_routes(bp, self)
-        self._call_at_setup(self.hook.register_routes, blueprint=bp, service=self)
+        self.call_registration(self.hook.register_routes, blueprint=bp)
         register_api_fallback(bp, self)
         bp.register_error_handler(Exception, self._error_response)
         return bp
@@ -195,6 +200,7 @@ class UploadService:
             log.exception("background task %s stopped with an error", getattr(function, "__name__", function))
 
     async def stop(self) -> None:
+        await self.notified()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -207,10 +213,8 @@ class UploadService:
     # -- what routes and plugins call -----------------------------------------------------------------
 
     @property
-    def locker(self) -> Any:
-        """The locker ``LOCKER`` names (see ``upload_service.lockers``), made on first use."""
-        if self._locker is None:
-            self._locker = make_locker(self)
+    def locker(self) -> Locker:
+        """The locker ``LOCKER`` names: one holder per name across every worker (``file``) or instance (``redis``)."""
         return self._locker
 
     def url(self, endpoint: str, **values: Any) -> str:
@@ -280,7 +284,53 @@ class UploadService:
         """403 naming ``X-CSRF-Token`` unless ``presented`` is the session's CSRF token."""
         check_csrf(self, presented)
 
+    # -- the ingest pipeline: what an upload protocol (tus, a plugin's own) runs -------------------------
+
+    def batch(self, identity: Identity, *, temporary: bool, path: str, hold: Reservation | None = None) -> UploadBatch:
+        """An ``UploadBatch``: validate, reserve, sniff, stage, commit, process and notify, all or nothing.
+
+        ``path`` names the upload path in metrics (``json``, ``multipart``, ``raw``, ``tus``, a plugin's own).
+        ``hold``: an upload that already holds quota across requests (``service.hold``) passes it on.
+        """
+        return UploadBatch(self, identity, temporary=temporary, path=path, reservation=hold)
+
+    def hold(self, identity: Identity, name: str, *, lease: float | None = None) -> Reservation:
+        """A named hold in ``identity``'s usage ledger that outlives one request (a resumable upload's quota).
+
+        ``name`` is unique per upload (``tus-<id>``); ``lease`` defaults to ``TUS_UPLOAD_TTL``. Make the hold
+        with ``await hold.add(bytes, files)`` (``QuotaExceeded`` when it does not fit) and give it back with
+        ``release_hold`` or ``hold.release()``; passed to ``batch``, it is settled into the owner's totals.
+        """
+        return Reservation(self, identity, name, lease=self.settings.tus_upload_ttl if lease is None else lease)
+
+    async def release_hold(self, owner: str, name: str) -> None:
+        """Give back the hold ``name`` of the owner ``owner`` (an ``Identity.owner_key``); errors are logged."""
+        await release_hold(self, owner, name)
+
+    def upload_slot(self, identity: Identity) -> AbstractAsyncContextManager[None]:
+        """Hold one of the owner's ``MAX_CONCURRENT_UPLOADS`` slots for the block (429 when none is left)."""
+        return upload_slot(self, identity)
+
+    def request_body(self, request: Request, max_size: int | None = None) -> AsyncIterator[bytes]:
+        """The request body, streamed in constant memory: 408 for a stalled or too slow client, 413 past
+        ``max_size`` (default ``MAX_UPLOAD_SIZE``)."""
+        limit = self.settings.max_upload_size if max_size is None else max_size
+        return limited(body_chunks(request, self.settings.upload_idle_timeout), limit)
+
+    async def sniff(self, info: UploadInfo, stored: AsyncIterator[bytes]) -> UploadInfo:
+        """``info`` with the content type the content policy decides from the first bytes of ``stored`` (which is
+        closed); refuses with 415 what the policy forbids. Without a policy, ``stored`` is closed unread."""
+        if not self.content_types.active:
+            await stored.aclose()  # type: ignore[attr-defined]
+            return info
+        return await self.content_types.decide(info, await head_of(stored))
+
+    def temporary_token(self, file_id: str, identity: Identity) -> str:
+        """The signed token with which ``identity`` persists its temporary file ``file_id`` (``POST /api/persist``)."""
+        return self.tokens.issue(file_id, identity.owner_key)
+
     async def validate(self, upload: UploadInfo, identity: Identity) -> None:
+        """Run the ``validate_upload`` hooks (``UploadRejected`` refuses the upload)."""
         await call_all(self.hook.validate_upload, upload=upload, identity=identity, service=self)
 
     async def process(self, file: StoredFile) -> StoredFile:
@@ -307,6 +357,21 @@ class UploadService:
         return removed
 
     async def notify_deleted(self, file: StoredFile) -> None:
-        """A file is gone: take it out of its owner's quota, then tell plugins (``file_deleted``)."""
+        """A file is gone: take it out of its owner's quota, then tell plugins (``file_deleted``) after the answer."""
         await forget_file(self, file.key.split("/")[1], file.size)
-        await notify(self.hook.file_deleted, file=file, service=self)
+        self.notify(self.hook.file_deleted, file=file)
+
+    def notify(self, hook: pluggy.HookCaller, **kwargs: Any) -> None:
+        """Call a notification hook in a task of its own, so it never delays the client's answer.
+
+        The task is tracked and awaited when the service stops (a notification is not lost to a clean shutdown);
+        an error is logged.
+        """
+        task = asyncio.create_task(notify(hook, service=self, **kwargs), name=f"notify:{hook.name}")
+        self._notifications.add(task)
+        task.add_done_callback(self._notifications.discard)
+
+    async def notified(self) -> None:
+        """Wait until every notification started so far has run (tests, and ``stop``)."""
+        while self._notifications:
+            await asyncio.gather(*list(self._notifications), return_exceptions=True)

@@ -21,7 +21,7 @@ from .content_types import peek
 from .digests import ExpectedDigests
 from .files import StoredFile, UploadInfo, file_key, new_file_id
 from .identity import Identity
-from .plugins import call_all, notify
+from .plugins import call_all
 from .reservations import Reservation
 from .storage import ObjectWriter
 
@@ -118,7 +118,7 @@ class UploadBatch:
         for file in processed:
             self.service.metrics.uploaded(self.path, file.size)
             if not file.temporary:
-                await notify(self.service.hook.upload_persisted, file=file, service=self.service)
+                self.service.notify(self.service.hook.upload_persisted, file=file)
         return processed
 
     async def _commit_one(self, info: UploadInfo, writer: ObjectWriter) -> StoredFile:

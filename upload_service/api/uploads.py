@@ -18,7 +18,6 @@ from ..errors import ObjectNotFound, Problem
 from ..files import StoredFile, file_key, is_file_id
 from ..filenames import content_type_for, safe_filename
 from ..multipart import MultipartReader, boundary_of
-from ..plugins import notify
 from ..responses import describe_file as describe, json_response
 from ..uploads import UploadBatch
 from . import schemas
@@ -271,5 +270,5 @@ async def _persist_one(service: UploadService, file: StoredFile, metadata: dict[
     except ObjectNotFound:
         await _missing_temporary(service, file.key.split("/")[1], file.id)
         raise
-    await notify(service.hook.upload_persisted, file=persisted, service=service)
+    service.notify(service.hook.upload_persisted, file=persisted)
     return persisted

@@ -6,18 +6,15 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, request
 
-from ..api.openapi import Param, Reply, documented
-from ..auth import require_identity
-from ..errors import Problem
-from ..files import StoredFile
-from ..identity import Identity
+from upload_service import Identity, Param, Problem, Reply, StoredFile, documented
+
 from .operations import TusUploads
 from .protocol import (CHECKSUMS, EXPOSED_HEADERS, EXTENSIONS, OFFSET_CONTENT_TYPE, TUS_VERSION, UPLOAD_ID_PATTERN,
                        check_version, http_date)
 from .state import TusUpload
 
 if TYPE_CHECKING:
-    from ..service import UploadService
+    from upload_service import UploadService
 
 UPLOAD_ID = {"upload_id": Param("the tus upload's id (the last segment of its Location)",
                                 {"type": "string", "pattern": f"^{UPLOAD_ID_PATTERN}$"})}
@@ -68,12 +65,12 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         else:
             headers["Upload-File-Id"] = file_id
             if upload.info["temporary"]:
-                headers["Upload-Token"] = service.tokens.issue(file_id, identity.owner_key)
+                headers["Upload-Token"] = service.temporary_token(file_id, identity)
         return headers
 
     async def identify() -> Identity:
         check_version(request.headers)
-        return await require_identity(service, request)
+        return await service.require_identity(request)
 
     @bp.route("/api/tus/", methods=["OPTIONS"], endpoint="tus_options", provide_automatic_options=False)
     @bp.route("/api/tus/<upload_id>", methods=["OPTIONS"], endpoint="tus_upload_options",

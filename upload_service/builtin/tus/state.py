@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..storage import ResumableUpload
+from upload_service.storage import ResumableUpload
 
 
 @dataclass(frozen=True)

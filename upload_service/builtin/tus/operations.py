@@ -14,23 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Request
 
-from ..aio import complete
-from ..body import body_chunks, limited, too_large
-from ..content_types import head_of
-from ..errors import ObjectNotFound, Problem, UploadRejected
-from ..filenames import content_type_for, safe_filename
-from ..files import StoredFile, UploadInfo
-from ..identity import Identity, owner_key
-from ..quotas import QuotaExceeded
-from ..reservations import Reservation, release_tus_hold, upload_slot
-from ..storage import OffsetMismatch, ResumableStorage
-from ..uploads import UploadBatch
-from ..locking import Locker, UploadLock
+from upload_service import (
+    Identity, Locker, ObjectNotFound, Problem, QuotaExceeded, Reservation, StoredFile, UploadInfo, UploadLock,
+    UploadRejected, complete, content_type_for, owner_key, safe_filename, too_large,
+)
+from upload_service.storage import OffsetMismatch, ResumableStorage
+
 from .protocol import OFFSET_CONTENT_TYPE, UPLOAD_ID, ChunkChecksum, Concat, is_true, non_negative, parse_metadata
 from .state import TusUpload, expiry
 
 if TYPE_CHECKING:
-    from ..service import UploadService
+    from upload_service import UploadService
 
 
 def _gone() -> Problem:
@@ -40,6 +34,10 @@ def _gone() -> Problem:
 def _conflict(offset: int) -> Problem:
     return Problem(409, f"Upload-Offset does not match the upload's offset {offset}; send HEAD to resume",
                    reason="tus_offset_mismatch", headers={"Upload-Offset": str(offset)})
+
+
+def hold_name(upload_id: str) -> str:
+    return f"tus-{upload_id}"
 
 
 def check_id(upload_id: str) -> str:
@@ -56,6 +54,10 @@ class TusUploads:
         self.service = service
         self.store = store
         self.locker = locker
+
+    def _hold(self, identity: Identity, upload_id: str) -> Reservation:
+        """The upload's hold in its owner's usage ledger: it lives as long as the upload may, across requests."""
+        return self.service.hold(identity, hold_name(upload_id), lease=self.ttl)
 
     @property
     def max_size(self) -> int:
@@ -129,7 +131,7 @@ class TusUploads:
         if with_body:
             self._check_room(request, length if length is not None else self.max_size)
         upload_id = secrets.token_urlsafe(18)
-        reservation = Reservation.of_tus_upload(self.service, identity, upload_id)
+        reservation = self._hold(identity, upload_id)
         await reservation.add(length or 0, 0 if concat is not None else 1)  # quota checked before any byte
         try:
             upload = TusUpload(await self.store.create(upload_id, record))
@@ -149,7 +151,7 @@ class TusUploads:
     async def _discard(self, identity: Identity, upload_id: str) -> None:
         """Remove an upload that will not become a file, and what it held of its owner's quota."""
         await self.store.delete(upload_id)
-        await release_tus_hold(self.service, identity.owner_key, upload_id)
+        await self.service.release_hold(identity.owner_key, hold_name(upload_id))
 
     async def _concatenate(self, identity: Identity, request: Request, concat: Concat,
                            info: UploadInfo) -> tuple[TusUpload, StoredFile]:
@@ -168,7 +170,7 @@ class TusUploads:
                 async for chunk in self.store.read(part.id):
                     yield chunk
 
-        async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus") as batch:
+        async with self.service.batch(identity, temporary=info.temporary, path="tus") as batch:
             await batch.add(info, joined())
             (file,) = await batch.commit()
         record = TusUpload.new_info(identity.id, length, request.headers.get("Upload-Metadata"), info.filename,
@@ -223,9 +225,9 @@ class TusUploads:
         self._check_room(request, room)
         if upload.file_id:
             return upload
-        reservation = Reservation.of_tus_upload(self.service, identity, upload.id)
+        reservation = self._hold(identity, upload.id)
         await reservation.add(0, 0)  # renews the hold for as long as the upload itself may live
-        chunks = limited(body_chunks(request, self.service.settings.upload_idle_timeout), room)
+        chunks = self.service.request_body(request, room)
         if upload.length is None:  # deferred length: hold quota for the bytes as they come
             chunks = reservation.meter(chunks, upload.offset)
         if checksum is not None:
@@ -233,7 +235,7 @@ class TusUploads:
         if upload.due_for_refresh(self.ttl):
             upload = TusUpload(await self.store.set_info(upload.id, upload.with_info(expires_at=expiry(self.ttl))))
         try:
-            async with upload_slot(self.service, identity):
+            async with self.service.upload_slot(identity):
                 with self.service.metrics.active_upload("tus"):
                     stored = await self._append_unless_released(upload, chunks, checksum, lock)
         except QuotaExceeded:  # an upload that cannot be finished within the quota is given up whole
@@ -288,15 +290,13 @@ class TusUploads:
     async def _finish(self, identity: Identity, upload: TusUpload) -> StoredFile:
         """The complete upload becomes a file through the pipeline; a rejected one leaves nothing behind."""
         info = self._info(upload, upload.length)
-        reservation = Reservation.of_tus_upload(self.service, identity, upload.id)
+        reservation = self._hold(identity, upload.id)
         try:
-            policy = self.service.content_types
-            if policy.active:
-                info = await policy.decide(info, await head_of(self.store.read(upload.id)))
+            info = await self.service.sniff(info, self.store.read(upload.id))
             staged = await self.store.stage(upload.id)
             await staged.finish()
-            async with UploadBatch(self.service, identity, temporary=info.temporary, path="tus",
-                                   reservation=reservation) as batch:
+            async with self.service.batch(identity, temporary=info.temporary, path="tus",
+                                          hold=reservation) as batch:
                 batch.add_staged(info, staged)
                 (file,) = await batch.commit()
         except UploadRejected:
@@ -329,6 +329,7 @@ class TusUploads:
                 async with self.locker.hold(stored.id, take_over=False) as lock:
                     if await self.store.delete(stored.id):
                         removed += 1
-                        await release_tus_hold(self.service, owner_key(stored.info.get("owner", "")), stored.id)
+                        owner = owner_key(stored.info.get("owner", ""))
+                        await self.service.release_hold(owner, hold_name(stored.id))
                     lock.forget()
         return removed
