@@ -1,15 +1,11 @@
-"""The plugin manager of one service instance, and how the core calls hooks that may be async.
+"""The plugin manager of one service instance: blocking, entry points, programmatic plugins, and describing them.
 
-pluggy is synchronous: an ``async def`` implementation returns a coroutine, so hooks are called normally
-and their awaitable results awaited afterwards, in pluggy's order.
+How the core calls hooks that may be async lives in ``hookcalls``, below the plugin runtime.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import inspect
-import logging
 from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
@@ -17,9 +13,6 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-
-log = logging.getLogger("upload_service.plugins")
-
 
 def make_plugin_manager(
     disabled: Iterable[str] = (), extra_plugins: Iterable[Any] = (), modules: Iterable[str] = ()
@@ -43,29 +36,6 @@ def make_plugin_manager(
             pm.register(plugin, name=name)
     pm.check_pending()
     return pm
-
-
-async def call_all(hook: pluggy.HookCaller, **kwargs: Any) -> list[Any]:
-    """Call a hook and await each awaitable result in order; exceptions propagate."""
-    results = []
-    for result in hook(**kwargs):
-        if inspect.isawaitable(result):
-            result = await result
-        results.append(result)
-    return results
-
-
-async def notify(hook: pluggy.HookCaller, **kwargs: Any) -> None:
-    """Call a notification hook: run the awaitable results together and log failures instead of raising."""
-    try:
-        results = hook(**kwargs)
-    except Exception:
-        log.exception("hook %s failed", hook.name)
-        return
-    awaitables = [result for result in results if inspect.isawaitable(result)]
-    for outcome in await asyncio.gather(*awaitables, return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            log.error("hook %s failed", hook.name, exc_info=outcome)
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .concurrency import check_slot
 from .quotas import Quotas
 from .randomness import random_hex
-from .usage import Hold, Usage, ledger_of
+from .usage import Hold, Usage
 
 if TYPE_CHECKING:
     from .identity import Identity
@@ -38,7 +38,7 @@ class Reservation:
                  slot: bool = False) -> None:
         self.quotas = Quotas.from_settings(service.settings)
         self.max_slots = service.settings.max_concurrent_uploads if slot else 0
-        self.ledger = ledger_of(service)
+        self.ledger = service.usage
         self.owner = identity.owner_key
         self.name = name
         self.lease = lease
@@ -175,7 +175,7 @@ async def forget_file(service: UploadService, owner: str, size: int) -> None:
         usage.files = max(0, usage.files - 1)
 
     try:
-        await ledger_of(service).change(owner, edit)
+        await service.usage.change(owner, edit)
     except Exception:  # counted too high until the next recount: refusals err on the safe side
         log.exception("could not take a deleted file out of the usage ledger")
 
@@ -185,7 +185,7 @@ async def release_hold(service: UploadService, owner: str, name: str) -> None:
     if not Quotas.from_settings(service.settings).enabled:
         return
     try:
-        await ledger_of(service).change(owner, lambda usage: usage.holds.pop(name, None))
+        await service.usage.change(owner, lambda usage: usage.holds.pop(name, None))
     except Exception:
         log.exception("could not release the hold %s", name)
 

@@ -35,7 +35,8 @@ from .lockers import make_locker
 from .locking import Locker
 from .logs import register_request_ids
 from .metrics import Metrics
-from .plugins import call_all, make_plugin_manager, notify
+from .hookcalls import call_all, notify
+from .plugins import make_plugin_manager
 from .rate_limits import RateLimits, register_rate_limits
 from .body import body_chunks, limited
 from .reservations import Reservation, forget_file, release_hold, upload_slot
@@ -46,6 +47,7 @@ from .templating import service_template_loader
 from .tokens import TemporaryTokens
 from .ui import register_ui_routes
 from .uploads import UploadBatch, run_process_hooks
+from .usage import UsageLedger
 
 log = logging.getLogger("upload_service")
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -99,6 +101,7 @@ class UploadService:
         self.storage = self._make_storage()
         self._locker = make_locker(self)  # register_lockers runs here, at start-up, like every registration hook
         self.files = FileStore(self.storage)
+        self.usage = UsageLedger(self)  # one per service: its in-process queues are shared by all its requests
         self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
         self.metrics = Metrics(self.storage.name)
         self.rate_limits = RateLimits(self)

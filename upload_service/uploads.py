@@ -21,7 +21,7 @@ from .content_types import peek
 from .digests import ExpectedDigests
 from .files import StoredFile, UploadInfo, file_key, new_file_id
 from .identity import Identity
-from .plugins import call_all
+from .hookcalls import call_all
 from .reservations import Reservation
 from .storage import ObjectWriter
 

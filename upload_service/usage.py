@@ -142,13 +142,3 @@ class UsageLedger:
                 after = page[-1].key
         return usage
 
-
-_ledgers: weakref.WeakKeyDictionary[Any, UsageLedger] = weakref.WeakKeyDictionary()
-
-
-def ledger_of(service: UploadService) -> UsageLedger:
-    """The one ledger of a service instance (its in-process queues must be shared by all its requests)."""
-    ledger = _ledgers.get(service)
-    if ledger is None:
-        ledger = _ledgers[service] = UsageLedger(service)
-    return ledger
