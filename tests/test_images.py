@@ -12,6 +12,7 @@ from PIL import Image
 
 from .browser import browser, contexts, dev_client, dev_settings, sign_in  # noqa: F401 (fixtures)
 from .conftest import stored_files
+from .faults import wait_for
 from .servers import ROOT, Server, start_server
 
 GPS_IFD, ORIENTATION, MAKE = 0x8825, 0x0112, 0x010F
@@ -108,8 +109,8 @@ def test_deleting_a_file_removes_its_thumbnail(server: Server) -> None:
     stored_thumbnail = lambda: list((server.upload_dir / "objects" / "thumbnails").glob(f"*/{file['id']}"))  # noqa: E731
     assert len(stored_thumbnail()) == 1
     assert client.delete(f"/api/files/{file['id']}").status_code == 204
-    assert client.get(f"/api/files/{file['id']}/thumbnail").status_code == 404
-    assert stored_thumbnail() == []
+    assert client.get(f"/api/files/{file['id']}/thumbnail").status_code == 404  # the file is gone at once
+    assert wait_for(lambda: stored_thumbnail() == [])  # file_deleted runs after the answer
 
 
 def test_the_file_list_shows_thumbnails_of_images_only(server: Server, contexts) -> None:

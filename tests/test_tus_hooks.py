@@ -6,6 +6,7 @@ import hashlib
 import json
 
 from .conftest import resumable_entries, stored_files
+from .faults import wait_for
 from .tus import TUS, create, metadata, no_uploads_left, patch, tus_backend  # noqa: F401 (tus_backend: autouse fixture)
 
 
@@ -40,7 +41,9 @@ def test_process_and_persisted_hooks_see_the_finished_file(make_server) -> None:
     done = patch(client, url, 6, b"world", Upload_Length="11")
     file = client.get(f"/api/files/{done.headers['Upload-File-Id']}").json()
     assert file["metadata"] == {"checked": True, "size_seen": 11}
-    logged = [json.loads(line) for line in (server.upload_dir / "persisted.log").read_text().splitlines()]
+    log = server.upload_dir / "persisted.log"
+    assert wait_for(log.exists)  # upload_persisted runs after the answer
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert logged == [{"id": file["id"], "sha256": hashlib.sha256(b"hello world").hexdigest()}]
 
 

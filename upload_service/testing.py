@@ -96,6 +96,8 @@ def start_service(upload_dir: Path, plugins: list[Any], **settings: Any) -> Runn
         raise RuntimeError(f"the service did not start: {failure[0]}") from failure[0]
 
     def stop() -> None:
+        if loop.is_closed():  # stopped already (a test stops it itself; the fixture stops it again)
+            return
         loop.call_soon_threadsafe(stopping.set)
         thread.join(30)
         loop.close()
