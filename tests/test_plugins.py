@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from upload_service import hookspecs
 
 from .servers import start_server
 
@@ -101,12 +100,3 @@ def test_disabled_plugin_is_not_loaded(plugin_venv, tmp_path):
                             capture_output=True, text=True, check=True)
     names = {entry["name"] for entry in json.loads(result.stdout)}
     assert "demo" not in names and "cleanup" not in names and "local_storage" in names
-
-
-def test_every_hook_is_documented():
-    hooks = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "upload_service_spec")]
-    assert {"startup", "register_auth_providers", "register_storage_backends", "register_routes", "validate_upload",
-            "process_upload", "upload_persisted", "file_deleted", "background_tasks", "sweep"} <= set(hooks)
-    for name in hooks:
-        doc = getattr(hookspecs, name).__doc__ or ""
-        assert "Called" in doc or "called" in doc, f"{name} does not say when it is called"
