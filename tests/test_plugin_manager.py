@@ -11,7 +11,7 @@ from upload_service.settings import Settings
 
 
 def _settings(tmp_path, **values) -> Settings:
-    return Settings(_env_file=None, secret_key="s" * 32, upload_dir=tmp_path, **values)
+    return Settings(secret_key="s" * 32, upload_dir=tmp_path, **values)
 
 
 class Refuser:
@@ -76,7 +76,7 @@ def test_unknown_backend_is_refused(tmp_path):
 
 
 def test_missing_secret_key_is_refused(tmp_path):
-    settings = Settings(_env_file=None, upload_dir=tmp_path)
+    settings = Settings(upload_dir=tmp_path)
     with pytest.raises(StartupError, match="SECRET_KEY"):
         UploadService(Quart(__name__), settings=settings)
 
@@ -115,5 +115,5 @@ def test_environment_wins_over_dotenv(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("MAX_UPLOAD_SIZE=1KiB\nPORT=9001\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PORT", "9002")
-    settings = Settings()
+    settings = Settings.from_env()
     assert settings.max_upload_size == 1024 and settings.port == 9002

@@ -45,7 +45,7 @@ async def test_client_address_comes_from_trusted_proxies_only(peer, forwarded_fo
 
 async def test_create_app_applies_the_setting() -> None:
     for trusted, expected in (("127.0.0.0/8", "203.0.113.9"), ("", "127.0.0.1")):
-        app = create_app(Settings(_env_file=None, secret_key="k" * 32, forwarded_allow_ips=trusted))
+        app = create_app(Settings(secret_key="k" * 32, forwarded_allow_ips=trusted))
 
         @app.route("/whoami")
         async def whoami() -> str:
@@ -58,4 +58,4 @@ async def test_create_app_applies_the_setting() -> None:
 
 def test_a_malformed_network_is_a_startup_error() -> None:
     with pytest.raises(StartupError, match="FORWARDED_ALLOW_IPS"):
-        create_app(Settings(_env_file=None, secret_key="k" * 32, forwarded_allow_ips="10.0.0.0/33"))
+        create_app(Settings(secret_key="k" * 32, forwarded_allow_ips="10.0.0.0/33"))

@@ -18,8 +18,8 @@ from .settings import Settings
 
 
 def create_app(settings: Settings | None = None, **service_options: Any) -> Quart:
-    """Build the app from ``settings`` (default: environment and ``.env``)."""
-    settings = settings if settings is not None else Settings()
+    """Build the app from ``settings`` (default: ``Settings.from_env()``, the environment and ``.env``)."""
+    settings = settings if settings is not None else Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     app = Quart(__name__, static_folder=None)  # static files belong to the service's blueprint
     app.config.update(

@@ -50,7 +50,7 @@ def _apply_arguments(args: argparse.Namespace) -> None:
 def _load():
     from .settings import Settings
 
-    settings = Settings()
+    settings = Settings.from_env()
     _refuse_public_dev(settings)
     _prepare_multiprocess_metrics(settings.workers)
     from .app import create_app

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+from pydantic_settings import BaseSettings
 from quart import Blueprint, Quart, Request, url_for
 
 from .api.fallback import register_api_fallback
@@ -41,7 +42,7 @@ from .rate_limits import RateLimits, register_rate_limits
 from .body import body_chunks, limited
 from .reservations import Reservation, forget_file, release_hold, upload_slot
 from .responses import as_problem, describe_file, problem_response
-from .settings import Settings
+from .settings import PluginModel, Settings
 from .storage import Storage
 from .templating import service_template_loader
 from .tokens import TemporaryTokens
@@ -71,7 +72,7 @@ class UploadService:
         name: str = "upload_service",
         plugins: Iterable[Any] = (),
     ) -> None:
-        self.settings = settings if settings is not None else Settings()
+        self.settings = settings if settings is not None else Settings.from_env()
         self.url_prefix = url_prefix.rstrip("/")
         self.name = name
         self.extra_plugins = list(plugins)
@@ -81,6 +82,7 @@ class UploadService:
         self._tasks: list[asyncio.Task[None]] = []
         self._plugin_state: dict[str, dict[str, Any]] = {}
         self._notifications: set[asyncio.Task[None]] = set()
+        self._plugin_settings: dict[type[BaseSettings], BaseSettings] = {}
         if app is not None:
             self.init_app(app)
 
@@ -242,6 +244,15 @@ class UploadService:
     def state(self, plugin: str) -> dict[str, Any]:
         """A dict that ``plugin`` keeps for as long as this service lives (per service: never module state)."""
         return self._plugin_state.setdefault(plugin, {})
+
+    def plugin_settings(self, model: type[PluginModel]) -> PluginModel:
+        """A plugin's own settings: ``model`` is a pydantic-settings ``BaseSettings`` with an ``env_prefix``
+        (``S3_``). Read as the service's settings were: from the environment and ``.env`` when they were
+        (``Settings.from_env``: the ``upload-service`` command, ``create_app()``), else only from the
+        ``Settings(plugin_settings={"S3_BUCKET": ...})`` a host app gave. Read once per service and model."""
+        if model not in self._plugin_settings:
+            self._plugin_settings[model] = self.settings.for_plugin(model)
+        return self._plugin_settings[model]  # type: ignore[return-value]
 
     # -- sessions and auth: what auth providers and plugin routes call -----------------------------------
 

@@ -1,17 +1,26 @@
-"""Settings from the environment and ``.env`` (environment wins), validated at start-up.
+"""Settings, validated at start-up: given as keywords by a host app, or read from the environment and ``.env``.
 
-pydantic-settings does the reading, typing and error messages; this module only adds the two unit formats
-operators expect: sizes (``5GiB``) and durations (``24h``).
+``Settings(**values)`` holds the values given and the defaults, nothing else: a host app's configuration does not
+change with the environment it runs in, and a misspelled keyword is an error. ``Settings.from_env()`` reads the
+environment and ``.env`` (the environment wins), as the ``upload-service`` command and ``create_app()`` do.
+A plugin's own settings (``Settings.for_plugin``) are read the same way as the service's.
+
+pydantic-settings does the reading, typing and error messages; this module adds the two unit formats operators
+expect, sizes (``5GiB``) and durations (``24h``), and the choice of sources.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Iterable, Mapping
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, SecretStr, field_validator
+from pydantic_settings import (BaseSettings, DotEnvSettingsSource, EnvSettingsSource, PydanticBaseSettingsSource,
+                               SettingsConfigDict)
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -56,11 +65,38 @@ Limit = Annotated[int, BeforeValidator(lambda value: parse_size(_zero_when_empty
 Count = Annotated[int, BeforeValidator(_zero_when_empty), Field(ge=0)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+PluginModel = TypeVar("PluginModel", bound=BaseSettings)
+ENV_FILE = ".env"
+
+# BaseSettings' own keyword options (``_env_file``, ``_secrets_dir`` ...): not settings, so never "unknown".
+_SOURCE_OPTIONS = frozenset(name for name in inspect.signature(BaseSettings.__init__).parameters
+                            if name.startswith("_"))
+
+
+def _unknown(names: list[str], known: Iterable[str]) -> str:
+    """``setting 'storage_backnd' (did you mean 'storage_backend'?)``: each unknown name with its close match."""
+    known = list(known)
+    described = []
+    for name in names:
+        close = get_close_matches(name.lower(), [option.lower() for option in known], n=1)
+        match = next((option for option in known if close and option.lower() == close[0]), None)
+        described.append(f"{name!r} (did you mean {match!r}?)" if match else repr(name))
+    return f"setting{'s' if len(names) > 1 else ''} {', '.join(described)}"
+
 
 class Settings(BaseSettings):
-    """Every setting of the service; ``env.example`` documents each with its default."""
+    """Every setting of the service; ``env.example`` documents each with its default.
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    ``Settings(**values)``: only these values and the defaults (an unknown keyword is a ``TypeError`` naming it).
+    ``Settings.from_env(**overrides)``: the environment and ``.env`` too. ``plugin_settings`` gives plugins their
+    own settings by the names an operator would put in the environment (``{"S3_BUCKET": "uploads"}``).
+    """
+
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", case_sensitive=False)
+
+    _from_environment: bool = PrivateAttr(False)
+    _env_file: Any = PrivateAttr(None)
+    _plugin_values: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     secret_key: SecretStr | None = None
     dev: bool = False
@@ -104,6 +140,57 @@ class Settings(BaseSettings):
     rate_limit_per_address: str = ""
     allowed_content_types: str = ""
     denied_content_types: str = ""
+
+    def __init__(self, *, plugin_settings: Mapping[str, Any] | None = None, **values: Any) -> None:
+        fields = type(self).model_fields
+        unknown = [name for name in values if name.lower() not in fields and name not in _SOURCE_OPTIONS]
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no {_unknown(unknown, fields)}")
+        core = [name for name in plugin_settings or {} if name.lower() in fields]
+        if core:
+            raise ValueError(f"plugin_settings holds the service's own {', '.join(map(repr, core))}: pass "
+                             f"{', '.join(name.lower() + '=...' for name in core)} to {type(self).__name__} instead")
+        super().__init__(**values)
+        self._plugin_values = dict(plugin_settings or {})
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the keywords given: ``from_env`` reads the environment and ``.env`` and passes what it found."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, _env_file: str | Path | None = ENV_FILE, **overrides: Any) -> Self:
+        """Read the environment and ``.env`` (``_env_file``; the environment wins, ``overrides`` win over both).
+        Names that are no setting are ignored there: an environment is full of other programs' variables."""
+        settings = cls(**{**_environment_values(cls, _env_file), **overrides})
+        settings._from_environment, settings._env_file = True, _env_file
+        return settings
+
+    @property
+    def from_environment(self) -> bool:
+        """Whether these settings were read from the environment (``from_env``), so plugins' settings are too."""
+        return self._from_environment
+
+    def for_plugin(self, model: type[PluginModel]) -> PluginModel:
+        """A plugin's own settings, ``model`` (a pydantic-settings ``BaseSettings``, usually with an ``env_prefix``),
+        read as these settings were: from the environment and ``.env`` when they were (the ``plugin_settings`` given
+        winning), else from nothing but the ``plugin_settings`` given. ``service.plugin_settings(model)`` is this,
+        read once per service."""
+        values = _plugin_values(model, self._plugin_values)
+        if self._from_environment:
+            values = {**_environment_values(model, self._env_file), **values}
+        plugin_settings = model.__new__(model)
+        # BaseSettings.__init__ gathers values from its sources and hands them to BaseModel.__init__; calling that
+        # directly validates these values alone, with the model's own validators, and reads nothing more.
+        BaseModel.__init__(plugin_settings, **values)
+        return plugin_settings
 
     @field_validator("rate_limit", "rate_limit_per_address")
     @classmethod
@@ -170,3 +257,35 @@ class Settings(BaseSettings):
                 raise ValueError("API_TOKENS entries must look like login:token, with tokens of 8+ characters")
             tokens[token.strip()] = login.strip()
         return tokens
+
+
+def _environment_values(model: type[BaseSettings], env_file: str | Path | None) -> dict[str, Any]:
+    """What the environment and ``env_file`` say about ``model``'s fields, as pydantic-settings reads them (the
+    environment wins). Other names are left out, whatever the model's ``extra``: they are other programs'."""
+    keywords = set(model.model_fields) | {field.alias for field in model.model_fields.values() if field.alias}
+    found = {**DotEnvSettingsSource(model, env_file=env_file)(), **EnvSettingsSource(model)()}
+    return {name: value for name, value in found.items() if name in keywords}
+
+
+def _plugin_values(model: type[BaseSettings], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``given`` (by environment name, ``S3_BUCKET``) that are ``model``'s, by field name. A name
+    with the model's prefix that names none of its fields is a misspelling: refused, naming it."""
+    config = model.model_config
+    prefix = config.get("env_prefix") or ""
+    sensitive = bool(config.get("case_sensitive"))
+
+    def fold(name: str) -> str:
+        return name if sensitive else name.lower()
+
+    fields: dict[str, str] = {}  # folded environment name -> keyword for the model
+    names: list[str] = []
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+        env_name = alias or prefix + name
+        fields[fold(env_name)] = alias or name
+        names.append(env_name if sensitive else env_name.upper())
+    values = {fields[fold(key)]: value for key, value in given.items() if fold(key) in fields}
+    unknown = [key for key in given if fold(key) not in fields and prefix and fold(key).startswith(fold(prefix))]
+    if unknown:
+        raise ValueError(f"plugin_settings: {model.__name__} has no {_unknown(unknown, names)}")
+    return values
