@@ -205,3 +205,23 @@ def test_presigned_downloads_redirect_to_s3(s3_service):
     assert direct.headers["content-type"] == "application/pdf"
     assert direct.headers["content-disposition"].startswith("attachment") and "report.pdf" in direct.headers["content-disposition"]
     assert httpx.get(server.url + f"/api/files/{file['id']}/content").status_code == 401  # still needs the owner
+
+
+def test_a_host_app_configures_s3_through_plugin_settings_not_the_environment(s3_server, upload_service_factory,
+                                                                             monkeypatch):
+    """Embedded with ``Settings(...)``, the S3 plugin reads the host's ``plugin_settings``: the ``S3_*`` variables
+    of the environment (a bucket that does not exist here) change nothing."""
+    from upload_service_s3.settings import S3Settings
+
+    from .s3 import CREDENTIALS
+
+    for name, value in {**CREDENTIALS, "S3_BUCKET": "not-this-bucket", "S3_PREFIX": "not-here/"}.items():
+        monkeypatch.setenv(name, value)  # credentials come from the AWS chain, S3_* must not
+    bucket = s3_server.bucket(prefix="host/")
+    running = upload_service_factory(storage_backend="s3", plugin_settings={
+        "S3_BUCKET": bucket.name, "S3_ENDPOINT_URL": s3_server.url, "S3_PREFIX": bucket.prefix})
+    stored = running.client().put("/api/files/host.txt", content=b"stored where the host said")
+    assert stored.status_code == 201, stored.text
+    assert [key.rsplit("/", 1)[1] for key in bucket.records("files/")] == [stored.json()["id"]]
+    assert running.service.plugin_settings(S3Settings).bucket == bucket.name
+    assert running.client().get(stored.json()["url"]).content == b"stored where the host said"

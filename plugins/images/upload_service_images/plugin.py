@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from functools import cache
 from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,16 +18,13 @@ THUMBNAIL_ENDPOINT = "image_thumbnail"
 
 
 class ImageSettings(BaseSettings):
+    """``IMAGES_*``, read through ``service.plugin_settings`` (the environment, or a host's ``plugin_settings``)."""
+
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_prefix="IMAGES_")
 
     max_pixels: int = 50_000_000
     max_size: Size = 64 * 1024 * 1024
     thumbnail_size: int = 256
-
-
-@cache
-def image_settings() -> ImageSettings:
-    return ImageSettings()
 
 
 def thumbnail_key(file: StoredFile) -> str:
@@ -55,7 +51,7 @@ async def process_upload(file: StoredFile, service: Any) -> dict[str, Any] | Non
     image_format = FORMATS.get(file.content_type)
     if image_format is None:
         return None
-    settings = image_settings()
+    settings = service.plugin_settings(ImageSettings)
     if file.size > settings.max_size:
         raise UploadRejected(f"images over {settings.max_size} bytes are not processed", status=413,
                              reason="image_too_large")

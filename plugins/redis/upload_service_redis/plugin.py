@@ -27,7 +27,7 @@ def make_locker(service: Any) -> RedisLocker:
     from .locker import RedisLocker
     from .settings import RedisLockerSettings
 
-    settings = RedisLockerSettings()
+    settings = service.plugin_settings(RedisLockerSettings)
     return RedisLocker(_client(service), prefix=settings.key_prefix, ttl=settings.lock_ttl, wait=settings.lock_wait)
 
 

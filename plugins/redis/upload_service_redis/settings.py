@@ -1,4 +1,5 @@
-"""The plugin's own settings (``REDIS_*``); ``REDIS_URL`` itself is a core setting shared by every plugin."""
+"""The plugin's own settings (``REDIS_*``, read through ``service.plugin_settings``); ``REDIS_URL`` itself is a core
+setting shared by every plugin."""
 
 from __future__ import annotations
 

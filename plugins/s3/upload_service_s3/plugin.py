@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 
 
 def make_storage(service) -> S3Storage:
-    """The factory ``STORAGE_BACKEND=s3`` picks; settings are read here, when the backend is chosen."""
+    """The factory ``STORAGE_BACKEND=s3`` picks; settings are read here, when the backend is chosen, the way the
+    service's own were (the environment and ``.env``, or a host app's ``plugin_settings``)."""
     from .settings import S3Settings
     from .storage import S3Storage
 
-    settings = S3Settings()
+    settings = service.plugin_settings(S3Settings)
     if not settings.bucket:
         raise StartupError("STORAGE_BACKEND=s3 needs S3_BUCKET (and S3_ENDPOINT_URL for a store other than AWS)")
     return S3Storage(settings)

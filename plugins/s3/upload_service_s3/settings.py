@@ -1,4 +1,5 @@
-"""The plugin's own settings, read from the environment and ``.env`` like the core's (``S3_*``)."""
+"""The plugin's own settings (``S3_*``), read through ``service.plugin_settings``: from the environment and ``.env``
+like the core's, or from a host app's ``Settings(plugin_settings={"S3_BUCKET": ...})``."""
 
 from __future__ import annotations
 
