@@ -1,13 +1,16 @@
 """A complete host app that embeds the upload service twice, with its own login as the auth provider.
 
-Run it with ``hypercorn examples.host_app:app`` (settings from the environment: ``HOST_APP_SECRET``,
+Run it with ``hypercorn examples.host_app:app`` (the host's own environment variables: ``HOST_APP_SECRET``,
 ``HOST_APP_DATA`` for where files go). The host keeps its own routes, error pages, JSON provider and
 session; the service only adds what lives under its prefixes:
 
 - ``/files``: the main upload area, files under ``$HOST_APP_DATA/files``;
 - ``/scratch``: a second, stricter instance (1 KiB per file, no PDFs) with its own storage and plugins.
 
-Both see the host's signed-in user through ``HostLogin``, registered programmatically (no entry point).
+Both see the host's signed-in user through ``HostLogin``, registered programmatically (no entry point). The
+services' settings are the ``Settings(...)`` below and nothing else: the service's variables in the environment
+(``MAX_UPLOAD_SIZE``, ``UPLOAD_DIR`` ...) do not change them. ``/notes`` is the host's own page uploading to
+``/files`` with the CSRF token it gets from ``files.csrf_token()``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, Request, jsonify, redirect, request, session
+from quart import Quart, Request, jsonify, redirect, render_template_string, request, session
 from quart.json.provider import DefaultJSONProvider
 
-from upload_service import Identity, UploadRejected, UploadService, hookimpl
-from upload_service.settings import Settings
+from upload_service import CSRF_HEADER, Identity, Settings, UploadRejected, UploadService, hookimpl
 
 DATA = Path(os.environ.get("HOST_APP_DATA", "./host-app-data"))
 USERS = {"ann": "correct horse", "ben": "battery staple"}  # the host's own (demo) user store
@@ -69,6 +71,34 @@ async def login() -> Any:
         return jsonify({"error": "bad login"}), 401
     session["user"] = form["user"]
     return redirect("/")
+
+
+NOTES_PAGE = """<!doctype html>
+<meta name="csrf-token" content="{{ csrf_token }}">
+<h1>Host notes</h1>
+<form id="note"><input type="file" name="file" required><button>Upload</button></form>
+<p id="answer"></p>
+<script>
+  // the host's own page sends the service's CSRF token with its cookie-authenticated upload
+  document.getElementById("note").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const answer = await fetch({{ upload_url | tojson }}, {
+      method: "POST", body: new FormData(event.target),
+      headers: {[{{ csrf_header | tojson }}]: document.querySelector("meta[name=csrf-token]").content},
+    });
+    document.getElementById("answer").textContent = answer.ok ? "stored" : (await answer.json()).detail;
+  });
+</script>
+"""
+
+
+@app.route("/notes")
+async def notes() -> Any:
+    """The host's own upload page: the service gives the session's CSRF token and its upload URL."""
+    if not session.get("user"):
+        return redirect("/")
+    return await render_template_string(NOTES_PAGE, csrf_token=files.csrf_token(), csrf_header=CSRF_HEADER,
+                                        upload_url=files.url("upload"))
 
 
 @app.route("/logout", methods=["POST"])

@@ -1,5 +1,6 @@
 """The example host app (examples/host_app.py) under a real Hypercorn server: the service lives inside it
-without disturbing it, twice, with the host's own login and templates."""
+without disturbing it, twice, with the host's own login, pages and templates, configured by its own settings
+whatever the environment says."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .browser import browser, contexts  # noqa: F401 (fixtures)
 from .servers import ROOT, free_port, wait_until_up
+
+
+def foreign_environment(data: Path) -> dict[str, str]:
+    """The service's own variables, set where the host app runs: its ``Settings(...)`` must not read any of them
+    (a short SECRET_KEY or an unknown STORAGE_BACKEND would even stop it from starting)."""
+    return {"SECRET_KEY": "short", "STORAGE_BACKEND": "nowhere", "UPLOAD_DIR": str(data / "not-here"),
+            "MAX_UPLOAD_SIZE": "1", "API_TOKENS": "intruder:intruder-token-0123456789"}
 
 
 @dataclass
@@ -43,9 +52,8 @@ def csrf_of(client: httpx.Client, prefix: str) -> str:
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostApp]:
     data = tmp_path_factory.mktemp("host-app")
     port = free_port()
-    env = {**os.environ, "HOST_APP_DATA": str(data), "HOST_APP_SECRET": "host-secret-0123456789abcdef"}
-    for name in ("SECRET_KEY", "API_TOKENS", "UPLOAD_DIR", "MAX_UPLOAD_SIZE"):
-        env.pop(name, None)
+    env = {**os.environ, "HOST_APP_DATA": str(data), "HOST_APP_SECRET": "host-secret-0123456789abcdef",
+           **foreign_environment(data)}
     log = data / "hypercorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "examples.host_app:app"],
@@ -108,6 +116,57 @@ def test_upload_list_download_with_the_hosts_login(host: HostApp) -> None:
     assert len(client.get("/files/api/files").json()["files"]) == 1
 
 
+def test_the_hosts_own_page_uploads_with_the_csrf_token_the_service_gives_it(host: HostApp) -> None:
+    client = host.signed_in("ben")
+    page = client.get("/notes")
+    assert page.status_code == 200
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text).group(1)
+    assert '"/files/api/upload"' in page.text and '"X-CSRF-Token"' in page.text
+
+    def names() -> list[str]:
+        return sorted(item["filename"] for item in client.get("/files/api/files").json()["files"])
+
+    before = names()
+    note = {"file": ("note.txt", b"from the host's page")}
+    refused = client.post("/files/api/upload", files=note)
+    assert refused.status_code == 403 and "X-CSRF-Token" in refused.json()["detail"]
+    assert client.post("/files/api/upload", files=note, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert names() == before
+    stored = client.post("/files/api/upload", files=note, headers={"X-CSRF-Token": token})
+    assert stored.status_code == 201, stored.text
+    as_field = client.post("/files/api/upload", data={"csrf_token": token}, files={"file": ("form.txt", b"form")})
+    assert as_field.status_code == 201, as_field.text  # or as the form field, sent before the file parts
+    assert names() == sorted([*before, "form.txt", "note.txt"])
+
+
+def test_the_hosts_own_page_uploads_from_a_browser(host: HostApp, contexts) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    context = contexts()
+    signed_in = context.request.post(host.url + "/login", form={"user": "ben", "password": "battery staple"},
+                                     max_redirects=0)
+    assert signed_in.status == 302  # the host's session cookie is now the browser's
+    page = context.new_page()
+    page.goto(host.url + "/notes")
+    page.set_input_files("input[name=file]", files=[{"name": "browser.txt", "mimeType": "text/plain",
+                                                     "buffer": b"from chromium"}])
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#answer")).to_have_text("stored")
+    listed = host.signed_in("ben").get("/files/api/files").json()["files"]
+    assert "browser.txt" in [item["filename"] for item in listed]
+
+
+def test_the_environment_does_not_configure_the_hosts_services(host: HostApp) -> None:
+    """The fixture set MAX_UPLOAD_SIZE=1, UPLOAD_DIR, API_TOKENS ... in the host's environment: all ignored."""
+    client = host.signed_in("ann")
+    large = client.post("/files/api/upload", files={"file": ("two.bin", b"x" * 2)},
+                        headers={"X-CSRF-Token": csrf_of(client, "/files")})
+    assert large.status_code == 201, large.text
+    intruder = httpx.get(host.url + "/files/api/files", headers={"Authorization": "Bearer intruder-token-0123456789"})
+    assert intruder.status_code == 401
+    assert not (host.data / "not-here").exists() and list((host.data / "files").rglob("data"))
+
+
 def test_two_instances_keep_their_own_files_plugins_and_settings(host: HostApp) -> None:
     client = host.signed_in("ann")
     files_csrf, scratch_csrf = csrf_of(client, "/files"), csrf_of(client, "/scratch")
@@ -153,7 +212,6 @@ def test_each_instance_documents_its_own_api_under_its_prefix(host: HostApp) -> 
     assert all(path.startswith("/files/") for path in files["paths"])
     assert all(path.startswith("/scratch/") for path in scratch["paths"])
     assert "/api/status" not in files["paths"]  # the host's own routes are not the service's
-
 
 
 def test_background_tasks_follow_the_hosts_serving_lifecycle(host: HostApp) -> None:
