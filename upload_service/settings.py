@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (BaseSettings, DotEnvSettingsSource, EnvSettingsSource, PydanticBaseSettingsSource,
                                SettingsConfigDict)
 
@@ -166,7 +167,7 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     @classmethod
-    def from_env(cls, _env_file: str | Path | None = ENV_FILE, **overrides: Any) -> Self:
+    def from_env(cls, *, _env_file: str | Path | None = ENV_FILE, **overrides: Any) -> Self:
         """Read the environment and ``.env`` (``_env_file``; the environment wins, ``overrides`` win over both).
         Names that are no setting are ignored there: an environment is full of other programs' variables."""
         settings = cls(**{**_environment_values(cls, _env_file), **overrides})
@@ -259,10 +260,16 @@ class Settings(BaseSettings):
         return tokens
 
 
+def _keyword(name: str, field: FieldInfo) -> str:
+    """The name a field is given by: its alias when it has one (pydantic-settings reads that, unprefixed)."""
+    alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+    return alias or name
+
+
 def _environment_values(model: type[BaseSettings], env_file: str | Path | None) -> dict[str, Any]:
     """What the environment and ``env_file`` say about ``model``'s fields, as pydantic-settings reads them (the
     environment wins). Other names are left out, whatever the model's ``extra``: they are other programs'."""
-    keywords = set(model.model_fields) | {field.alias for field in model.model_fields.values() if field.alias}
+    keywords = {_keyword(name, field) for name, field in model.model_fields.items()}
     found = {**DotEnvSettingsSource(model, env_file=env_file)(), **EnvSettingsSource(model)()}
     return {name: value for name, value in found.items() if name in keywords}
 
@@ -280,9 +287,9 @@ def _plugin_values(model: type[BaseSettings], given: Mapping[str, Any]) -> dict[
     fields: dict[str, str] = {}  # folded environment name -> keyword for the model
     names: list[str] = []
     for name, field in model.model_fields.items():
-        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
-        env_name = alias or prefix + name
-        fields[fold(env_name)] = alias or name
+        keyword = _keyword(name, field)
+        env_name = keyword if keyword != name else prefix + name  # pydantic-settings: an alias is used as it is
+        fields[fold(env_name)] = keyword
         names.append(env_name if sensitive else env_name.upper())
     values = {fields[fold(key)]: value for key, value in given.items() if fold(key) in fields}
     unknown = [key for key in given if fold(key) not in fields and prefix and fold(key).startswith(fold(prefix))]
