@@ -17,8 +17,10 @@ from .session_cookie import SchemeAwareSessionInterface
 from .settings import Settings
 
 
-def create_app(settings: Settings | None = None, **service_options: Any) -> Quart:
-    """Build the app from ``settings`` (default: ``Settings.from_env()``, the environment and ``.env``)."""
+def create_app(settings: Settings | None = None, *, entry_points: bool = True, **service_options: Any) -> Quart:
+    """Build the app from ``settings`` (default: ``Settings.from_env()``, the environment and ``.env``);
+    ``service_options`` go to ``UploadService``. ``entry_points=False`` leaves installed plugins out (see
+    ``make_plugin_manager``)."""
     settings = settings if settings is not None else Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     app = Quart(__name__, static_folder=None)  # static files belong to the service's blueprint
@@ -29,7 +31,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> Quar
         MAX_CONTENT_LENGTH=1024 * 1024,  # plain form posts only; uploads stream past Quart's body buffer
     )
     app.session_interface = SchemeAwareSessionInterface()
-    UploadService(app, settings=settings, **service_options)
+    UploadService(app, settings=settings, entry_points=entry_points, **service_options)
     if settings.trusted_proxies:
         try:
             networks = parse_networks(settings.trusted_proxies)

@@ -15,18 +15,23 @@ import pluggy
 from . import hookspecs
 
 def make_plugin_manager(
-    disabled: Iterable[str] = (), extra_plugins: Iterable[Any] = (), modules: Iterable[str] = ()
+    disabled: Iterable[str] = (), extra_plugins: Iterable[Any] = (), modules: Iterable[str] = (),
+    *, entry_points: bool = True,
 ) -> pluggy.PluginManager:
     """Build a plugin manager: block disabled names, load entry points, then modules named in ``PLUGINS``
     and programmatic plugins, and check that every implementation matches a hook.
 
-    Blocking happens before loading, so a disabled plugin is never even imported.
+    Blocking happens before loading, so a disabled plugin is never even imported. ``entry_points=False``
+    loads no installed plugin, upload-service's own defaults (local storage, API tokens, tus...) included:
+    the service then has only ``modules`` and ``extra_plugins``, and one of them must register the storage
+    backend that ``STORAGE_BACKEND`` names (``upload_service.testing.MemoryStoragePlugin`` registers ``memory``).
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     for name in disabled:
         pm.set_blocked(name)
-    pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+    if entry_points:
+        pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
     for module_name in modules:
         if not pm.is_blocked(module_name) and pm.get_plugin(module_name) is None:
             pm.register(importlib.import_module(module_name), name=module_name)

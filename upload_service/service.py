@@ -71,11 +71,13 @@ class UploadService:
         url_prefix: str = "",
         name: str = "upload_service",
         plugins: Iterable[Any] = (),
+        entry_points: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         self.url_prefix = url_prefix.rstrip("/")
         self.name = name
         self.extra_plugins = list(plugins)
+        self.entry_points = entry_points  # False: installed plugins are left out (see ``make_plugin_manager``)
         self.app: Quart | None = None
         self.auth = AuthProviders()
         self.storage_backends: dict[str, Callable[[UploadService], Storage]] = {}
@@ -95,7 +97,8 @@ class UploadService:
         self.app = app
         self.secret_key = self._secret_key(app)
         self.pm: pluggy.PluginManager = make_plugin_manager(
-            self.settings.disabled_plugin_names, self.extra_plugins, self.settings.plugin_modules
+            self.settings.disabled_plugin_names, self.extra_plugins, self.settings.plugin_modules,
+            entry_points=self.entry_points,
         )
         self.hook = self.pm.hook
         self.call_registration(self.hook.register_auth_providers, register=self.auth.register)
@@ -148,7 +151,9 @@ class UploadService:
         factory = self.storage_backends.get(self.settings.storage_backend)
         if factory is None:
             known = ", ".join(sorted(self.storage_backends)) or "none"
-            raise StartupError(f"STORAGE_BACKEND={self.settings.storage_backend!r} is not installed (known: {known})")
+            hint = "" if self.entry_points else "; installed plugins are off (entry_points=False): pass one"
+            raise StartupError(
+                f"STORAGE_BACKEND={self.settings.storage_backend!r} is not installed (known: {known}){hint}")
         return factory(self)
 
     def _blueprint(self) -> Blueprint:
