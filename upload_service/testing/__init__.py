@@ -1,4 +1,5 @@
-"""pytest fixtures for plugin authors (a ``pytest11`` plugin: installed with upload-service, active at once).
+"""The plugin author's kit: pytest fixtures (a ``pytest11`` plugin: installed with upload-service, active at
+once), conformance tests for storage backends, and an in-memory backend.
 
 ``upload_service_factory(plugins=[...], **settings)`` starts a real service, a Hypercorn server on
 127.0.0.1 in a background thread of the test process, and returns a ``RunningService``: its ``url``, the
@@ -6,6 +7,10 @@
 runs in-process, ``upload_service_plugin(running, plugin)`` can register a plugin on the live service for one
 test (unregistered afterwards). Registration hooks (``register_*``, ``startup``, ``background_tasks``) run
 once at start: pass such plugins to the factory instead.
+
+Storage backends: a test module subclasses ``StorageContract`` (and ``ResumableStorageContract`` when the
+backend can resume) and provides a fixture named ``storage``; ``MemoryStorage`` passes both, and
+``MemoryStoragePlugin`` registers it as ``STORAGE_BACKEND=memory``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ._contract import StorageContract
+from ._memory import MemoryStorage, MemoryStoragePlugin
+from ._resumable_contract import ResumableStorageContract
+
+__all__ = [
+    "MemoryStorage", "MemoryStoragePlugin", "ResumableStorageContract", "RunningService", "StorageContract",
+    "TEST_LOGIN", "TEST_TOKEN", "start_service", "upload_service_factory", "upload_service_plugin",
+]
 
 TEST_TOKEN = "plugin-tester-token-0123456789"
 TEST_LOGIN = "tester"
@@ -61,8 +75,8 @@ def start_service(upload_dir: Path, plugins: list[Any], **settings: Any) -> Runn
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    from .app import create_app
-    from .settings import Settings
+    from ..app import create_app
+    from ..settings import Settings
 
     values = {"secret_key": "plugin-test-secret-0123456789", "upload_dir": upload_dir,
               "api_tokens": f"{TEST_LOGIN}:{TEST_TOKEN}", **settings}

@@ -1,0 +1,58 @@
+"""The plugin author's conformance tests (``upload_service.testing``) against every backend the project ships:
+local disk, S3 (moto's server, as in tests/s3.py) and the in-memory backend of the kit."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+
+from upload_service.builtin.local_storage import LocalStorage
+from upload_service.testing import MemoryStorage, ResumableStorageContract, StorageContract
+from upload_service_s3.settings import S3Settings
+from upload_service_s3.storage import S3Storage
+
+from .s3 import CREDENTIALS, Bucket
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def shared_bucket(s3_server) -> Bucket:
+    return s3_server.bucket()
+
+
+class TestLocalStorage(StorageContract, ResumableStorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path) -> LocalStorage:
+        return LocalStorage(tmp_path)
+
+    async def leftovers(self, storage: LocalStorage) -> Any:
+        return sorted(storage.staging.iterdir())
+
+
+class TestS3Storage(StorageContract, ResumableStorageContract):
+    large = 9 * MiB  # past the first multipart part (8 MiB)
+
+    @pytest.fixture
+    async def storage(self, shared_bucket, monkeypatch):
+        """Each test in a prefix of its own in one bucket (a bucket per test costs more than most tests)."""
+        self.bucket = Bucket(shared_bucket.server, shared_bucket.name, f"contract-{secrets.token_hex(4)}/")
+        for name, value in CREDENTIALS.items():
+            monkeypatch.setenv(name, value)
+        storage = S3Storage(S3Settings(bucket=self.bucket.name, endpoint_url=self.bucket.server.url,
+                                       prefix=self.bucket.prefix))
+        await storage.open()
+        yield storage
+        await storage.close()
+
+    async def leftovers(self, storage: S3Storage) -> Any:
+        """Journal entries, blobs no record names, multipart uploads: what a write left that it should not."""
+        return sorted(name for name in self.bucket.leftovers() if not name.startswith("resumable/"))
+
+
+class TestMemoryStorage(StorageContract, ResumableStorageContract):
+    @pytest.fixture
+    def storage(self) -> MemoryStorage:
+        return MemoryStorage()
