@@ -1,8 +1,14 @@
 """The storage interface every backend implements, and the key rules that keep keys path-safe.
 
-Keys are built by the core from generated ids and owner hashes only (``files/<owner>/<id>``), never from
-filenames. A backend stores bytes plus a small JSON metadata dict per key and must make every change
-atomic: an object is visible whole or not at all.
+Keys are built by the core from generated ids and owner hashes only, never from filenames, in three areas:
+``files/<owner>/<id>`` (persistent files), ``temp/<owner>/<id>`` (temporary uploads) and ``usage/<owner>``
+(an owner's usage ledger: an object without bytes whose metadata is replaced under the service's locker).
+Each area has keys of one depth, so no key is ever a folder of another and a backend need not handle that.
+Every method refuses a key that ``check_key`` refuses (a prefix: ``check_prefix``) with ``ValueError``.
+
+A backend stores bytes plus a small JSON metadata dict per key and must make every change atomic: an
+object is visible whole or not at all. ``upload_service.testing.StorageContract`` and
+``ResumableStorageContract`` check every rule written here.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ def check_prefix(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What a backend knows of one committed object."""
+    """What a backend knows of one committed object. ``created_at`` is timezone-aware (UTC); ``metadata`` is
+    JSON and the backend's own copy (changing the caller's dict afterwards changes nothing stored)."""
 
     key: str
     size: int
@@ -58,7 +65,9 @@ class ObjectWriter(Protocol):
     """A write in progress: bytes go to a hidden staging area until ``commit``.
 
     Use it as ``async with storage.writer() as w``; leaving the block without ``commit`` (an error, a
-    cancelled request) discards everything written. ``size`` and ``sha256`` are computed while writing.
+    cancelled request) discards everything written, and ``abort`` may be called any number of times.
+    ``size`` counts the bytes written so far; ``size`` and ``sha256`` are final after ``finish``. Several
+    writers may be open at once (a batch upload stages every file before it commits any).
     """
 
     size: int
@@ -66,7 +75,11 @@ class ObjectWriter(Protocol):
     async def write(self, chunk: bytes) -> None: ...
     async def finish(self) -> None:
         """Write out anything buffered: after it, ``size`` and ``sha256`` are final."""
-    async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject: ...
+    async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
+        """Finish if not finished yet, then make the object visible under ``key`` atomically. Never replaces an
+        object: ``ObjectExists`` if ``key`` is taken (the standing object stays as it was, and this writer's
+        bytes are discarded when its block is left); of two writers racing to one key exactly one wins. A
+        writer that wrote nothing commits an object of 0 bytes (the usage ledger)."""
     async def abort(self) -> None: ...
     @property
     def sha256(self) -> str: ...
@@ -78,8 +91,10 @@ class ObjectWriter(Protocol):
 class Storage(Protocol):
     """A storage backend. All methods are async and safe to call from several workers at once.
 
-    Errors: ``ObjectNotFound`` for a missing key, ``ObjectExists`` when ``move`` finds its destination taken,
-    ``StorageFull`` when there is no room (the client gets 507).
+    Errors: ``ObjectNotFound`` for a missing key where a method cannot do its work without the object
+    (``read``, ``move``'s source, ``update_metadata``); ``stat`` says None and ``delete`` False instead.
+    ``ObjectExists`` when a commit or ``move`` finds its destination taken; ``StorageFull`` when there is no
+    room (the client gets 507); ``ValueError`` for an invalid key.
     """
 
     name: str
@@ -91,22 +106,38 @@ class Storage(Protocol):
         """The committed object under ``key``, or None."""
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Stream bytes ``start`` up to ``end`` (exclusive; None = to the end) of a committed object."""
+        """Stream bytes ``start`` up to ``end`` (exclusive; None = to the end) of a committed object, as ``bytes``.
+
+        An ``end`` past the object's size reads to its end; ``start >= end`` or a ``start`` past the end reads
+        nothing. A missing object raises ``ObjectNotFound`` at the latest when the first chunk is asked for (an
+        async generator raises it there), and the core asks for that chunk before it answers, so a file
+        deleted meanwhile is a 404. Once the first chunk is out the read finishes intact, whatever happens to
+        the object meanwhile (deleted, moved).
+        """
 
     async def delete(self, key: str) -> bool:
-        """Remove an object atomically; True if it was there. Readers that already started finish intact."""
+        """Remove an object atomically; True if it was there. Readers that already started finish intact.
+        Of two racing deletes of one object exactly one says True (the core takes the file out of its owner's
+        quota when it does)."""
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
-        """Objects whose key starts with ``prefix``, in ascending key order, after ``start_after``."""
+        """Objects whose key starts with ``prefix``, at any depth below it, in ascending order of the whole key as
+        strings compare (``temp/a-b/x`` before ``temp/a/x``), strictly after ``start_after`` (which need not
+        exist), at most ``limit`` of them. ``prefix`` is a folder: ``files/ab/`` does not list ``files/abc/x``."""
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
-        """Atomically rename ``src`` to ``dst`` (exactly one of two racing moves wins), then replace metadata."""
+        """Atomically rename ``src`` to ``dst``, keeping size, sha256 and ``created_at``, and replace the metadata
+        unless it is None. ``ObjectNotFound`` if ``src`` is missing, ``ObjectExists`` if ``dst`` is taken (both
+        objects stay as they were). Of two racing moves exactly one wins: of two moves of one object the other
+        gets ``ObjectNotFound`` (or ``ObjectExists``); of two moves onto one key the other gets ``ObjectExists``
+        and its object stays where it was."""
 
     async def update_metadata(self, key: str, metadata: dict[str, Any]) -> StoredObject:
-        """Atomically replace the metadata of an object."""
+        """Atomically replace (not merge) the metadata of an object; ``ObjectNotFound`` if it is missing."""
 
     async def sweep_staging(self) -> int:
-        """Remove staging leftovers of writers that died (kill -9, power loss); return how many."""
+        """Remove staging leftovers of writers that died (kill -9, power loss); return how many. A writer still
+        at work, in this process or another, and every committed object are left alone."""
 
     async def check_ready(self) -> None:
         """Raise if the storage cannot be written to right now (for ``/readyz`` and start-up)."""
@@ -129,8 +160,9 @@ class Storage(Protocol):
 class ResumableUpload:
     """An upload in progress: how many bytes are safely stored (``offset``) and what the protocol keeps.
 
-    ``info`` is opaque to the backend (the tus layer keeps owner, length, metadata, expiry in it).
-    ``committed`` is the key of the object it became, once ``stage().commit`` succeeded.
+    ``info`` is opaque JSON to the backend (the tus layer keeps owner, length, metadata, expiry in it).
+    ``committed`` is the key of the object it became, once ``stage().commit`` succeeded; ``offset`` is then
+    that object's size.
     """
 
     id: str
@@ -146,11 +178,20 @@ class ResumableStorage(Protocol):
     Found as ``storage.resumable`` (None or missing: the backend cannot resume, and tus is not offered).
     Callers serialise access to one upload id with a locker; the backend need not lock.
 
+    Upload ids are keys (``check_key``; tus makes one segment): an invalid one is a ``ValueError``. For an
+    unknown id ``get`` says None and ``delete`` False; ``set_info``, ``append``, ``read`` and ``stage`` raise
+    ``ObjectNotFound``.
+
     Offsets are honest: ``offset`` never counts a byte that is not stored. An append cut short (client gone,
     cancelled, storage error) keeps every byte written before the cut and the offset says so, as tus asks
-    ("store as much of the received data as possible"). With ``verify`` the chunk is all or nothing: it
-    counts only if ``verify()`` returns after its last byte; if it raises, the chunk is discarded, the offset
+    ("store as much of the received data as possible"): when the cut comes from the chunks (the client), that
+    is every byte received. With ``verify`` the chunk is all or nothing: it counts only if ``verify()``
+    returns after its last byte; if it raises (or the chunk is cut short), the chunk is discarded, the offset
     stays where it was, and the error propagates.
+
+    Once committed, an upload takes no more bytes (``append``: ``OffsetMismatch``), ``read`` and ``stage``
+    raise ``ObjectNotFound``, ``set_info`` still works, and ``delete`` removes the upload but never the object
+    it became.
     """
 
     async def create(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
@@ -164,20 +205,27 @@ class ResumableStorage(Protocol):
 
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes],
                      verify: Callable[[], None] | None = None) -> ResumableUpload:
-        """Write ``chunks`` at ``offset`` (which must equal the stored offset, else ``OffsetMismatch``)."""
+        """Write ``chunks`` at ``offset`` (which must equal the stored offset, else ``OffsetMismatch`` and
+        nothing changes); returns the upload with its new offset."""
 
     def read(self, upload_id: str) -> AsyncIterator[bytes]:
-        """Stream the bytes stored so far (to concatenate partial uploads)."""
+        """Stream the bytes stored so far (to concatenate partial uploads, or to sniff a finished one). Only for
+        an upload that takes no more bytes: a backend may seal it (S3 does), after which ``append`` raises
+        ``OffsetMismatch``."""
 
     async def stage(self, upload_id: str) -> ObjectWriter:
         """The stored bytes as a staged object (``finish`` gives size and sha256 of the whole upload, ``commit``
-        makes it an ordinary object and records ``committed``; the in-progress bytes are then gone)."""
+        makes it an ordinary object and records ``committed``; the in-progress bytes are then gone).
+
+        ``commit`` refuses a taken key with ``ObjectExists`` as any writer does, and the upload stays
+        uncommitted. Left without ``commit`` the upload stays as it was and can be staged again (after
+        ``finish`` a backend may have sealed it: no more appends)."""
 
     async def delete(self, upload_id: str) -> bool:
         """Remove the upload and its bytes; True if it was there."""
 
     async def list(self) -> list[ResumableUpload]:
-        """Every upload (for the sweep of expired ones)."""
+        """Every upload, committed ones too until deleted (for the sweep of expired ones)."""
 
 
 class RunningHashes:
