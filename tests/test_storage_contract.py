@@ -31,6 +31,10 @@ class TestLocalStorage(StorageContract, ResumableStorageContract):
     async def leftovers(self, storage: LocalStorage) -> Any:
         return sorted(storage.staging.iterdir())
 
+    @pytest.fixture
+    def second_worker(self, storage: LocalStorage) -> LocalStorage:
+        return LocalStorage(storage.root)
+
 
 class TestS3Storage(StorageContract, ResumableStorageContract):
     large = 9 * MiB  # past the first multipart part (8 MiB)
@@ -41,11 +45,19 @@ class TestS3Storage(StorageContract, ResumableStorageContract):
         self.bucket = Bucket(shared_bucket.server, shared_bucket.name, f"contract-{secrets.token_hex(4)}/")
         for name, value in CREDENTIALS.items():
             monkeypatch.setenv(name, value)
-        storage = S3Storage(S3Settings(bucket=self.bucket.name, endpoint_url=self.bucket.server.url,
-                                       prefix=self.bucket.prefix))
+        self.settings = S3Settings(bucket=self.bucket.name, endpoint_url=self.bucket.server.url,
+                                   prefix=self.bucket.prefix)
+        storage = S3Storage(self.settings)
         await storage.open()
         yield storage
         await storage.close()
+
+    @pytest.fixture
+    async def second_worker(self, storage: S3Storage):
+        other = S3Storage(self.settings)
+        await other.open()
+        yield other
+        await other.close()
 
     async def leftovers(self, storage: S3Storage) -> Any:
         """Journal entries, blobs no record names, multipart uploads: what a write left that it should not."""

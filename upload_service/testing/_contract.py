@@ -76,10 +76,21 @@ async def refused(what: str, call: Callable[..., Awaitable[Any]], *args: Any) ->
     raise AssertionError(f"{what} was not refused with ValueError")
 
 
+class BackendFixtures:
+    """What both contracts may be given beside ``storage``."""
+
+    @pytest.fixture
+    def second_worker(self) -> Storage | None:
+        """Another storage object on the same data, as another worker or instance would open it. Override it for
+        a backend that workers share; None (the default) skips the tests of several workers."""
+        return None
+
+
 @pytest.mark.asyncio
-class StorageContract:
+class StorageContract(BackendFixtures):
     """Conformance tests of a ``Storage`` (see the module docstring). ``large`` is a size beyond the backend's
-    buffers and parts; a subclass may raise it (S3's first multipart part is 8 MiB)."""
+    buffers and parts; a subclass may raise it (S3's first multipart part is 8 MiB). ``leftovers`` and the
+    ``second_worker`` fixture are optional."""
 
     large = 3 * MiB
 
@@ -392,6 +403,26 @@ class StorageContract:
         """A listing prefix is a valid key followed by ``/``."""
         for bad in BAD_PREFIXES:
             await refused(f"list({bad!r})", storage.list, bad)
+
+    # -- several workers ----------------------------------------------------------------------------
+
+    async def test_another_worker_sees_every_change(self, storage: Storage, second_worker: Storage | None) -> None:
+        if second_worker is None:
+            pytest.skip("no second_worker fixture: the backend serves one worker")
+        src, dst = key("temp"), key()
+        stored = await put(storage, src, b"shared")
+        assert await second_worker.stat(src) == stored and await read(second_worker, src) == b"shared"
+        await second_worker.move(src, dst, {"by": "second"})
+        assert await storage.stat(src) is None and (await storage.stat(dst)).metadata == {"by": "second"}
+        with pytest.raises(ObjectExists):
+            await put(second_worker, dst, b"again")
+        assert await storage.delete(dst) is True
+        assert await second_worker.stat(dst) is None and await second_worker.delete(dst) is False
+        contested = key("temp")
+        await put(second_worker, contested, b"contested")
+        outcomes = await asyncio.gather(storage.move(contested, key()), second_worker.move(contested, key()),
+                                        return_exceptions=True)
+        assert [isinstance(outcome, StoredObject) for outcome in outcomes].count(True) == 1, outcomes
 
     # -- staging and readiness ----------------------------------------------------------------------
 

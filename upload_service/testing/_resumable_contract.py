@@ -19,7 +19,7 @@ from upload_service.storage import (
     ObjectExists, ObjectNotFound, OffsetMismatch, ResumableStorage, ResumableUpload, Storage,
 )
 
-from ._contract import MiB, key, put, read, refused, sha256
+from ._contract import BackendFixtures, MiB, key, put, read, refused, sha256
 
 
 def upload_id() -> str:
@@ -49,7 +49,7 @@ async def commit(store: ResumableStorage, upload: str, target: str, metadata: di
 
 
 @pytest.mark.asyncio
-class ResumableStorageContract:
+class ResumableStorageContract(BackendFixtures):
     """Conformance tests of ``storage.resumable`` (see the module docstring). ``large``: as in ``StorageContract``."""
 
     large = 3 * MiB
@@ -262,6 +262,27 @@ class ResumableStorageContract:
         assert (stored.size, stored.sha256) == (0, sha256(b""))
         assert await read(storage, target) == b""
         assert (await resumable.get(upload)).committed == target
+
+    async def test_appends_from_two_workers(self, resumable: ResumableStorage, storage: Storage,
+                                            second_worker: Storage | None) -> None:
+        """tus sends each PATCH to whichever worker: each sees the others' bytes, and the sha256 is right."""
+        if second_worker is None:
+            pytest.skip("no second_worker fixture: the backend serves one worker")
+        other: ResumableStorage = second_worker.resumable  # type: ignore[attr-defined]
+        upload, target = upload_id(), key()
+        await resumable.create(upload, {"k": 1})
+        with pytest.raises(ObjectExists):
+            await other.create(upload, {})
+        await other.append(upload, 0, chunks(b"first "))
+        assert await resumable.get(upload) == ResumableUpload(upload, 6, {"k": 1}, None)
+        await resumable.append(upload, 6, chunks(b"second "))
+        with pytest.raises(OffsetMismatch):
+            await other.append(upload, 6, chunks(b"stale"))
+        await other.append(upload, 13, chunks(b"third"))
+        stored = await commit(other, upload, target)  # a running hash of its own would lack "second "
+        assert (stored.size, stored.sha256) == (18, sha256(b"first second third"))
+        assert (await resumable.get(upload)).committed == target
+        assert await read(storage, target) == b"first second third"
 
     # -- removing and listing -----------------------------------------------------------------------
 
