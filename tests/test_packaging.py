@@ -52,6 +52,7 @@ def test_the_wheel_holds_templates_assets_and_entry_points(installed: tuple[Path
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "upload-service = upload_service.cli:main" in text
     assert "upload_service = upload_service.testing" in text  # the pytest11 fixtures
+    assert {"upload_service/testing/__init__.py", "upload_service/testing/_contract.py"} <= names  # and the kit
     assert not any(name.startswith(("tests/", "examples/")) for name in names)
 
 
