@@ -54,7 +54,7 @@ def test_dev_session_needs_csrf_for_writes(make_server):
     assert browser.get("/api/files").status_code == 200
     csrf = browser.get("/").text.split('name="csrf_token" value="')[1].split('"')[0]
     refused = browser.put("/api/files/a.txt", content=b"x")
-    assert refused.status_code == 403 and refused.json()["detail"] == "missing or invalid CSRF token"
+    assert refused.status_code == 403 and "X-CSRF-Token" in refused.json()["detail"]
     accepted = browser.put("/api/files/a.txt", content=b"x", headers={"X-CSRF-Token": csrf})
     assert accepted.status_code == 201
     assert browser.post("/logout", data={"csrf_token": "nope"}).status_code == 403
