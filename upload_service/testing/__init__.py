@@ -23,6 +23,7 @@ backend can resume) and provides a fixture named ``storage``; ``MemoryStorage`` 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -39,37 +40,45 @@ __all__ = [
 ]
 
 
+@contextmanager
+def _stopped_after() -> Iterator[Callable[[RunningService], RunningService]]:
+    """``running(service)`` keeps ``service`` to stop when the block ends (a fixture's teardown)."""
+    started: list[RunningService] = []
+
+    def keep(service: RunningService) -> RunningService:
+        started.append(service)
+        return service
+
+    try:
+        yield keep
+    finally:
+        for service in started:
+            service.stop()
+
+
 @pytest.fixture
 def upload_service_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningService]]:
     """Start services: ``upload_service_factory(plugins=[MyPlugin()], max_upload_size="1MiB")``; all stop after
     the test. ``entry_points=False``: only the plugins given (see the module docstring)."""
-    running: list[RunningService] = []
+    with _stopped_after() as running:
 
-    def start(plugins: list[Any] | tuple[Any, ...] = (), *, entry_points: bool = True,
-              **settings: Any) -> RunningService:
-        started = start_service(tmp_path_factory.mktemp("upload-service"), plugins, entry_points=entry_points,
-                                **settings)
-        running.append(started)
-        return started
+        def start(plugins: list[Any] | tuple[Any, ...] = (), *, entry_points: bool = True,
+                  **settings: Any) -> RunningService:
+            return running(start_service(tmp_path_factory.mktemp("upload-service"), plugins,
+                                         entry_points=entry_points, **settings))
 
-    yield start
-    for started in running:
-        started.stop()
+        yield start
 
 
 @pytest.fixture
 def upload_service_host() -> Iterator[Callable[..., RunningService]]:
     """Serve host apps: ``upload_service_host(app)`` (``name=`` picks one of several mounted services)."""
-    running: list[RunningService] = []
+    with _stopped_after() as running:
 
-    def start(app: Any, name: str = "upload_service") -> RunningService:
-        started = start_host_app(app, name)
-        running.append(started)
-        return started
+        def start(app: Any, name: str = "upload_service") -> RunningService:
+            return running(start_host_app(app, name))
 
-    yield start
-    for started in running:
-        started.stop()
+        yield start
 
 
 @pytest.fixture
