@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from upload_service.builtin.disk_lane import DiskLane
+from upload_service.builtin.local_storage.disk_lane import DiskLane
 
 
 @pytest.fixture

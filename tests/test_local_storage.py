@@ -5,12 +5,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from upload_service.builtin.local_storage import WRITE_BUFFER, BufferedFileWriter, LocalObjectWriter, LocalStorage
+from upload_service.builtin.local_storage import LocalObjectWriter, LocalStorage
+from upload_service.builtin.local_storage.buffered import WRITE_BUFFER, BufferedFileWriter
 from upload_service.errors import ObjectExists, ObjectNotFound
+
+
+@pytest.fixture
+async def storage(tmp_path):
+    """A local storage on a fresh folder, open (its threads running) for the test."""
+    opened = LocalStorage(tmp_path)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 async def _put(storage: LocalStorage, key: str, data: bytes, metadata: dict | None = None):
@@ -19,29 +33,26 @@ async def _put(storage: LocalStorage, key: str, data: bytes, metadata: dict | No
         return await writer.commit(key, metadata or {})
 
 
-async def test_commit_is_invisible_until_done_and_abort_leaves_nothing(tmp_path):
-    storage = LocalStorage(tmp_path)
+async def test_commit_is_invisible_until_done_and_abort_leaves_nothing(storage):
     async with storage.writer() as writer:
         await writer.write(b"x" * 3_000_000)
         assert await storage.stat("files/o/a") is None
-    assert list(storage.staging.iterdir()) == []
+    assert list(storage.layout.staging.iterdir()) == []
     stored = await _put(storage, "files/o/a", b"hello", {"k": "v"})
     assert stored.sha256 == hashlib.sha256(b"hello").hexdigest()
     assert (await storage.stat("files/o/a")).metadata == {"k": "v"}
     assert b"".join([chunk async for chunk in storage.read("files/o/a", 1, 4)]) == b"ell"
 
 
-async def test_committing_over_an_existing_key_is_refused(tmp_path):
-    storage = LocalStorage(tmp_path)
+async def test_committing_over_an_existing_key_is_refused(storage):
     await _put(storage, "files/o/a", b"first")
     with pytest.raises(ObjectExists):
         await _put(storage, "files/o/a", b"second")
     assert b"".join([c async for c in storage.read("files/o/a")]) == b"first"
-    assert list(storage.staging.iterdir()) == []
+    assert list(storage.layout.staging.iterdir()) == []
 
 
-async def test_exactly_one_of_racing_moves_wins(tmp_path):
-    storage = LocalStorage(tmp_path)
+async def test_exactly_one_of_racing_moves_wins(storage):
     await _put(storage, "temp/o/a", b"data")
     outcomes = await asyncio.gather(*(storage.move("temp/o/a", "files/o/a", {"n": i}) for i in range(8)),
                                     return_exceptions=True)
@@ -51,9 +62,8 @@ async def test_exactly_one_of_racing_moves_wins(tmp_path):
     assert (await storage.stat("files/o/a")).metadata == winners[0].metadata
 
 
-async def test_sweep_removes_only_abandoned_staging(tmp_path):
-    storage = LocalStorage(tmp_path)
-    abandoned = storage.staging / "abandoned"
+async def test_sweep_removes_only_abandoned_staging(storage):
+    abandoned = storage.layout.staging / "abandoned"
     abandoned.mkdir()
     (abandoned / "data").write_bytes(b"half")
     old = time.time() - 60
@@ -68,8 +78,7 @@ async def test_sweep_removes_only_abandoned_staging(tmp_path):
     assert await storage.stat("files/o/live") is not None
 
 
-async def test_a_reader_that_started_finishes_after_a_delete(tmp_path):
-    storage = LocalStorage(tmp_path)
+async def test_a_reader_that_started_finishes_after_a_delete(storage):
     data = os.urandom(2_000_000)
     await _put(storage, "files/o/a", data)
     reader = storage.read("files/o/a")
@@ -80,8 +89,7 @@ async def test_a_reader_that_started_finishes_after_a_delete(tmp_path):
     assert await storage.stat("files/o/a") is None
 
 
-async def test_listing_is_in_key_order_with_start_after(tmp_path):
-    storage = LocalStorage(tmp_path)
+async def test_listing_is_in_key_order_with_start_after(storage):
     for name in ("c", "a", "b"):
         await _put(storage, f"files/o/{name}", name.encode())
     await _put(storage, "files/p/z", b"other owner")
@@ -90,23 +98,46 @@ async def test_listing_is_in_key_order_with_start_after(tmp_path):
     assert len(await storage.list("files/")) == 4
 
 
+async def test_the_threads_start_with_open_and_end_with_close(tmp_path):
+    """No pool at import or construction; each storage has its own from ``open`` to ``close``."""
+    first, second = LocalStorage(tmp_path), LocalStorage(tmp_path)
+    with pytest.raises(RuntimeError, match="not open"):
+        await first.stat("files/o/a")
+    before = set(threading.enumerate())
+    await first.open()
+    await second.open()
+    assert first.threads.pool is not second.threads.pool
+    await _put(first, "files/o/a", b"x")
+    assert (await second.stat("files/o/a")).size == 1
+    started = {thread for thread in set(threading.enumerate()) - before if thread.name.startswith("local-storage")}
+    assert started
+    await first.close()
+    await second.close()
+    assert not any(thread.is_alive() for thread in started)
+
+
+def test_importing_the_backend_starts_no_thread():
+    code = ("import threading, upload_service.builtin.local_storage, upload_service.content_types, "
+            "upload_service.service; print(threading.active_count())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "1"
+
+
 @pytest.mark.parametrize("key", ["../x", "files/../../etc", "/abs", "files//x", "files/a.b", ""])
-async def test_keys_that_could_escape_are_refused(tmp_path, key):
-    storage = LocalStorage(tmp_path)
+async def test_keys_that_could_escape_are_refused(storage, key):
     with pytest.raises(ValueError):
         await _put(storage, key, b"x")
 
 
 class _SlowCommitWriter(LocalObjectWriter):
-    def _commit_sync(self, *args) -> None:
+    def _commit_sync(self, *args):
         time.sleep(0.5)  # a slow fdatasync: the request is cancelled meanwhile
-        super()._commit_sync(*args)
+        return super()._commit_sync(*args)
 
 
-async def test_a_commit_cancelled_midway_finishes_before_the_writer_aborts(tmp_path):
+async def test_a_commit_cancelled_midway_finishes_before_the_writer_aborts(storage):
     """Before, the abort of a cancelled request closed the writer's file descriptor while the commit thread
     still used it (a second close of that number could hit another connection's socket)."""
-    storage = LocalStorage(tmp_path)
     data = b"y" * 3_000_000
 
     async def upload() -> None:
@@ -122,14 +153,14 @@ async def test_a_commit_cancelled_midway_finishes_before_the_writer_aborts(tmp_p
     stored = await storage.stat("files/o/slow")  # the commit ran to its end, whole
     assert stored is not None and stored.sha256 == hashlib.sha256(data).hexdigest()
     assert b"".join([chunk async for chunk in storage.read("files/o/slow")]) == data
-    assert list(storage.staging.iterdir()) == []
+    assert list(storage.layout.staging.iterdir()) == []
 
 
 @pytest.mark.parametrize("hash_beside", [True, False])
 async def test_a_rest_hashed_in_place_is_written_but_not_hashed_again(tmp_path, hash_beside):
     hasher = hashlib.sha256()
-    with open(tmp_path / "f", "wb") as handle:
-        out = BufferedFileWriter(handle.fileno(), [hasher], hash_beside=hash_beside)
+    with open(tmp_path / "f", "wb") as handle, ThreadPoolExecutor(2) as pool:
+        out = BufferedFileWriter(handle.fileno(), [hasher], pool, hash_beside=hash_beside)
         await out.write(b"small")
         out.hash_rest()
         assert hasher.hexdigest() == hashlib.sha256(b"small").hexdigest()

@@ -25,15 +25,21 @@ def shared_bucket(s3_server) -> Bucket:
 
 class TestLocalStorage(StorageContract, ResumableStorageContract):
     @pytest.fixture
-    def storage(self, tmp_path) -> LocalStorage:
-        return LocalStorage(tmp_path)
+    async def storage(self, tmp_path):
+        storage = LocalStorage(tmp_path)
+        await storage.open()
+        yield storage
+        await storage.close()
 
     async def leftovers(self, storage: LocalStorage) -> Any:
-        return sorted(storage.staging.iterdir())
+        return sorted(storage.layout.staging.iterdir())
 
     @pytest.fixture
-    def second_worker(self, storage: LocalStorage) -> LocalStorage:
-        return LocalStorage(storage.root)
+    async def second_worker(self, storage: LocalStorage):
+        other = LocalStorage(storage.layout.root)
+        await other.open()
+        yield other
+        await other.close()
 
 
 class TestS3Storage(StorageContract, ResumableStorageContract):

@@ -14,30 +14,35 @@ import threading
 
 import pytest
 
-from upload_service.builtin import local_storage
-
 SMALL = b"s" * 10240
 
 
 @pytest.fixture
-def trips(monkeypatch):
-    """Counts the jobs handed to the local storage's thread pool."""
+def running(upload_service_factory):
+    """A service without the cleanup plugin, whose sweep at start-up would use the same threads meanwhile."""
+    return upload_service_factory(disabled_plugins="cleanup")
+
+
+@pytest.fixture
+def trips(running, monkeypatch):
+    """Counts the jobs handed to the service's local storage's thread pool."""
     counted = {"n": 0}
     lock = threading.Lock()
-    submit = local_storage._IO_POOL.submit
+    pool = running.service.storage.threads.pool
+    submit = pool.submit
 
     def counting(*args, **kwargs):
         with lock:
             counted["n"] += 1
         return submit(*args, **kwargs)
 
-    monkeypatch.setattr(local_storage._IO_POOL, "submit", counting)
+    monkeypatch.setattr(pool, "submit", counting)
     return counted
 
 
 @pytest.fixture
-def client(upload_service_factory):
-    return upload_service_factory().client()
+def client(running):
+    return running.client()
 
 
 def _send(client, how: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -22,12 +23,27 @@ async def chunks(*parts: bytes, then: BaseException | None = None):
         raise then
 
 
+@asynccontextmanager
+async def opened(path):
+    storage = LocalStorage(path)
+    await storage.open()
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+@pytest.fixture
+async def storage(tmp_path):
+    async with opened(tmp_path) as storage:
+        yield storage
+
+
 def test_local_storage_offers_resumable_uploads(tmp_path) -> None:
     assert isinstance(LocalStorage(tmp_path).resumable, ResumableStorage)
 
 
-async def test_append_finish_and_commit(tmp_path) -> None:
-    storage = LocalStorage(tmp_path)
+async def test_append_finish_and_commit(storage) -> None:
     store = storage.resumable
     await store.create("upload-aaaaaaaaaaaaaaaa", {"k": 1})
     await store.append("upload-aaaaaaaaaaaaaaaa", 0, chunks(b"abc", b"def"))
@@ -44,8 +60,8 @@ async def test_append_finish_and_commit(tmp_path) -> None:
     assert b"".join([c async for c in storage.read("files/owner/one")]) == b"abcdefghi"
 
 
-async def test_a_cut_append_keeps_what_arrived_and_a_failed_check_keeps_nothing(tmp_path) -> None:
-    store = LocalStorage(tmp_path).resumable
+async def test_a_cut_append_keeps_what_arrived_and_a_failed_check_keeps_nothing(storage) -> None:
+    store = storage.resumable
     await store.create("upload-bbbbbbbbbbbbbbbb", {})
     with pytest.raises(ConnectionError):
         await store.append("upload-bbbbbbbbbbbbbbbb", 0, chunks(b"12345", then=ConnectionError()))
@@ -65,16 +81,16 @@ async def test_a_cut_append_keeps_what_arrived_and_a_failed_check_keeps_nothing(
 
 async def test_another_worker_rehashes_on_finish(tmp_path) -> None:
     """A second storage object on the same folder has no running hash: it reads the file once instead."""
-    first = LocalStorage(tmp_path).resumable
-    await first.create("upload-cccccccccccccccc", {})
-    await first.append("upload-cccccccccccccccc", 0, chunks(b"a" * 3000))
-    second = LocalStorage(tmp_path).resumable
-    await second.append("upload-cccccccccccccccc", 3000, chunks(b"b" * 3000))
-    staged = await second.stage("upload-cccccccccccccccc")
-    await staged.finish()
-    assert staged.sha256 == hashlib.sha256(b"a" * 3000 + b"b" * 3000).hexdigest()
-    assert [upload.id for upload in await first.list()] == ["upload-cccccccccccccccc"]
-    assert await first.delete("upload-cccccccccccccccc") and await first.list() == []
+    async with opened(tmp_path) as one, opened(tmp_path) as two:
+        first, second = one.resumable, two.resumable
+        await first.create("upload-cccccccccccccccc", {})
+        await first.append("upload-cccccccccccccccc", 0, chunks(b"a" * 3000))
+        await second.append("upload-cccccccccccccccc", 3000, chunks(b"b" * 3000))
+        staged = await second.stage("upload-cccccccccccccccc")
+        await staged.finish()
+        assert staged.sha256 == hashlib.sha256(b"a" * 3000 + b"b" * 3000).hexdigest()
+        assert [upload.id for upload in await first.list()] == ["upload-cccccccccccccccc"]
+        assert await first.delete("upload-cccccccccccccccc") and await first.list() == []
 
 
 async def test_file_locker_asks_the_holder_to_release(tmp_path) -> None:

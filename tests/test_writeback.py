@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
-from upload_service.builtin import local_storage
-from upload_service.builtin.local_storage import WRITE_BUFFER, WRITEBACK_STEP, BufferedFileWriter
-from upload_service.builtin.writeback import start_writeback
+from upload_service.builtin.local_storage import buffered
+from upload_service.builtin.local_storage.buffered import WRITE_BUFFER, WRITEBACK_STEP, BufferedFileWriter
+from upload_service.builtin.local_storage.writeback import start_writeback
 
 
 async def test_written_ranges_are_handed_to_the_disk_in_order_from_the_start_offset(tmp_path, monkeypatch):
@@ -17,17 +18,18 @@ async def test_written_ranges_are_handed_to_the_disk_in_order_from_the_start_off
         calls.append((offset, length))
         start_writeback(fd, offset, length)  # the real call too: it must accept these ranges
 
-    monkeypatch.setattr(local_storage, "start_writeback", spy)
+    monkeypatch.setattr(buffered, "start_writeback", spy)
     path = tmp_path / "data"
     path.write_bytes(b"p" * 1000)
     fd = os.open(path, os.O_WRONLY)
     os.lseek(fd, 1000, os.SEEK_SET)  # a resumable upload appends at its offset
     hasher = hashlib.sha256()
-    writer = BufferedFileWriter(fd, [hasher])
     data = os.urandom(3 * WRITEBACK_STEP + 12_345)
-    for start in range(0, len(data), 300_000):
-        await writer.write(data[start:start + 300_000])
-    await writer.finish()
+    with ThreadPoolExecutor(1) as pool:
+        writer = BufferedFileWriter(fd, [hasher], pool)
+        for start in range(0, len(data), 300_000):
+            await writer.write(data[start:start + 300_000])
+        await writer.finish()
     os.close(fd)
     assert path.read_bytes() == b"p" * 1000 + data
     assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()

@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from .aio import complete
 from .errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
 
 __all__ = [
-    "FinishedUploadHash", "ObjectExists", "ObjectNotFound", "ObjectWriter", "OffsetMismatch", "ResumableStorage",
-    "ResumableUpload", "RunningHashes", "Storage", "StorageError", "StorageFull", "StoredObject", "check_key",
-    "check_prefix",
+    "Appending", "ObjectExists", "ObjectNotFound", "ObjectWriter", "OffsetMismatch", "ResumableBase",
+    "ResumableStorage", "ResumableUpload", "RunningHashes", "StagedUpload", "Storage", "StorageError", "StorageFull",
+    "StoredObject", "check_key", "check_prefix",
 ]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,128}")
+R = TypeVar("R")
+MAX_RUNNING_HASHES = 4096  # per process: a few hundred bytes each
 
 
 def check_key(key: str) -> str:
@@ -228,6 +232,13 @@ class ResumableStorage(Protocol):
         """Every upload, committed ones too until deleted (for the sweep of expired ones)."""
 
 
+class OffsetMismatch(Exception):
+    """An append started at an offset other than the stored one."""
+
+
+# -- building a resumable backend: the protocol's rules, written once ------------------------------------
+
+
 class RunningHashes:
     """This worker's sha256 states of uploads in progress, each valid at one offset.
 
@@ -261,11 +272,48 @@ class RunningHashes:
         self._states.pop(upload_id, None)
 
 
-class FinishedUploadHash:
-    """Shared by the staged objects that ``ResumableStorage.stage`` returns: the whole upload's sha256 is
-    known once ``finish`` has run (from the running hash, or by reading the upload back)."""
+class Appending(ABC):
+    """One ``append`` as a backend performs it; ``ResumableBase.append`` drives it and keeps the protocol's rules.
 
-    _hash: Any | None = None
+    ``hasher`` is the upload's running sha256 at the offset the append started from (None: this process has
+    not seen every byte before it). ``write`` feeds it exactly the bytes it stores, and the append sets it to
+    None once it can no longer say which bytes those are (a failed write); finishing then reads the upload back.
+    """
+
+    hasher: Any | None = None
+
+    @abstractmethod
+    async def write(self, chunk: bytes) -> None:
+        """Store ``chunk`` after the bytes written so far (it may wait in a buffer until ``flush``)."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Store everything written so far, or raise."""
+
+    @abstractmethod
+    async def keep(self, *, cut: bool) -> ResumableUpload:
+        """Count the stored bytes in the upload's record and return the upload at its new offset. ``cut``: the
+        append failed or was cancelled midway, and what counts is what arrived intact."""
+
+    @abstractmethod
+    async def discard(self) -> None:
+        """Drop every byte of this append: the upload stays at the offset it started from."""
+
+
+class StagedUpload(ABC):
+    """What ``ResumableBase.stage`` returns: a finished upload as an ``ObjectWriter`` that takes no more bytes.
+
+    ``finish`` makes ``sha256`` final (the running hash, else the upload read back once). ``commit`` makes the
+    bytes an ordinary object in an order that survives a crash at any point: the key is noted in the upload's
+    record first, so that an upload whose process died after placing the object reads as committed to it
+    rather than as one to finish into a second object; then the object is placed; then ``committed`` is
+    recorded and the in-progress bytes go.
+    """
+
+    def __init__(self, upload: ResumableUpload, hasher: Any | None) -> None:
+        self.upload = upload
+        self.size = upload.offset
+        self._hash = hasher
 
     @property
     def sha256(self) -> str:
@@ -273,6 +321,164 @@ class FinishedUploadHash:
             raise RuntimeError("call finish() first")
         return self._hash.hexdigest()
 
+    async def seal(self) -> None:
+        """Make the stored bytes one whole before they are hashed or committed (S3 completes its multipart
+        upload). Nothing by default."""
 
-class OffsetMismatch(Exception):
-    """An append started at an offset other than the stored one."""
+    @abstractmethod
+    async def rehash(self) -> Any:
+        """A sha256 state of the stored bytes, read back (this process did not see them all)."""
+
+    @abstractmethod
+    async def note_committing(self, key: str) -> None:
+        """Note durably in the upload's record that it is about to become ``key``."""
+
+    @abstractmethod
+    async def place(self, stored: StoredObject) -> None:
+        """Make the stored bytes the object ``stored`` describes, atomically; ``ObjectExists`` if the key is taken."""
+
+    @abstractmethod
+    async def note_committed(self, key: str) -> None:
+        """Record that the upload became ``key`` (its ``committed``) and let its in-progress bytes go."""
+
+    async def finish(self) -> None:
+        await self.seal()
+        if self._hash is None:
+            self._hash = await self.rehash()
+
+    async def write(self, chunk: bytes) -> None:
+        raise TypeError("a finished resumable upload takes no more bytes")
+
+    async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
+        check_key(key)
+        await self.finish()
+        stored = StoredObject(key, self.size, self.sha256, datetime.now(UTC), metadata)
+        await self.note_committing(key)
+        await self.place(stored)
+        await self.note_committed(key)
+        return stored
+
+    async def abort(self) -> None:
+        """Nothing to undo: until ``commit`` the upload stays as it was."""
+
+    async def __aenter__(self) -> StagedUpload:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        return None
+
+
+class ResumableBase(ABC, Generic[R]):
+    """``ResumableStorage`` with its rules in one place, for a backend to build on.
+
+    A backend implements ``load``/``as_upload`` (``R`` is its own record of an upload), ``open_append``
+    (returning an ``Appending``), ``staged`` (a ``StagedUpload``), ``remove``, and the protocol's ``create``,
+    ``set_info``, ``read`` and ``list``; it inherits ``get``, ``append``, ``stage`` and ``delete``. The rules
+    kept here: an append starts only at the stored offset of an upload not yet committed (``expect_offset``);
+    with ``verify`` a chunk counts only if the check passes after its last byte, else it is discarded whole;
+    without, an append cut short keeps the bytes that arrived intact; each upload's running sha256 is kept in
+    this process (``RunningHashes``), so that finishing an upload appended here in order reads nothing back.
+    """
+
+    def __init__(self, running_hashes: int = MAX_RUNNING_HASHES) -> None:
+        self.hashes = RunningHashes(running_hashes)
+
+    # -- what a backend implements ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def load(self, upload_id: str) -> R | None:
+        """The backend's record of the upload, or None if there is none."""
+
+    @abstractmethod
+    def as_upload(self, record: R) -> ResumableUpload:
+        """The record as the protocol shows it."""
+
+    @abstractmethod
+    async def open_append(self, upload_id: str, offset: int) -> Appending:
+        """Start an append at ``offset``: ``ObjectNotFound`` for an unknown upload, else ``expect_offset``."""
+
+    @abstractmethod
+    def staged(self, record: R, hasher: Any | None) -> StagedUpload:
+        """The upload as a staged object (``hasher``: its running hash, None if this process has none)."""
+
+    @abstractmethod
+    async def remove(self, upload_id: str) -> bool:
+        """Remove the upload and its bytes; True if it was there."""
+
+    @abstractmethod
+    async def create(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload: ...
+
+    @abstractmethod
+    async def set_info(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload: ...
+
+    @abstractmethod
+    def read(self, upload_id: str) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    async def list(self) -> list[ResumableUpload]: ...
+
+    # -- the rules ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def expect_offset(upload: ResumableUpload, offset: int, *, sealed: bool = False) -> None:
+        """An append goes at the stored offset of an upload still open: not committed, and not ``sealed`` (a
+        backend that closes the bytes to appends when finishing, as S3 completes its multipart upload)."""
+        if upload.offset != offset or upload.committed is not None or sealed:
+            raise OffsetMismatch(f"upload is at {upload.offset}, not {offset}")
+
+    async def get(self, upload_id: str) -> ResumableUpload | None:
+        record = await self.load(upload_id)
+        return None if record is None else self.as_upload(record)
+
+    async def require(self, upload_id: str) -> R:
+        """The record, or ``ObjectNotFound``."""
+        record = await self.load(upload_id)
+        if record is None:
+            raise ObjectNotFound(upload_id)
+        return record
+
+    async def uncommitted(self, upload_id: str) -> R:
+        """The record of an upload whose bytes are still its own (``read``, ``stage``), else ``ObjectNotFound``."""
+        record = await self.require(upload_id)
+        if self.as_upload(record).committed is not None:
+            raise ObjectNotFound(upload_id)
+        return record
+
+    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes],
+                     verify: Callable[[], None] | None = None) -> ResumableUpload:
+        appending = await self.open_append(upload_id, offset)
+        hasher = self.hashes.take_or_start(upload_id, offset)
+        before = hasher.copy() if hasher is not None and verify is not None else None
+        appending.hasher = hasher
+        try:
+            async for chunk in chunks:
+                await appending.write(chunk)
+            await appending.flush()
+            if verify is not None:
+                verify()
+        except BaseException:
+            undo = self._after_failure(appending, upload_id, offset, before, all_or_nothing=verify is not None)
+            await complete(undo)
+            raise
+        return await complete(self._keep(appending, cut=False))
+
+    async def _after_failure(self, appending: Appending, upload_id: str, offset: int, before: Any | None, *,
+                             all_or_nothing: bool) -> None:
+        if all_or_nothing:  # a chunk that failed its check never counts
+            await appending.discard()
+            self.hashes.keep(upload_id, offset, before)
+        else:  # keep what arrived, as tus asks
+            await self._keep(appending, cut=True)
+
+    async def _keep(self, appending: Appending, *, cut: bool) -> ResumableUpload:
+        upload = await appending.keep(cut=cut)
+        self.hashes.keep(upload.id, upload.offset, appending.hasher)
+        return upload
+
+    async def stage(self, upload_id: str) -> StagedUpload:
+        record = await self.uncommitted(upload_id)
+        return self.staged(record, self.hashes.take(upload_id, self.as_upload(record).offset))
+
+    async def delete(self, upload_id: str) -> bool:
+        self.hashes.forget(upload_id)
+        return await self.remove(upload_id)

@@ -78,6 +78,7 @@ async def asgi_storage(scope: dict[str, Any], receive: Receive, send: Send) -> N
         return
     if _storage is None:
         _storage = LocalStorage(os.environ.get("CEILING_UPLOAD_DIR") or tempfile.mkdtemp(prefix="ceiling-"))
+        await _storage.open()  # its threads live as long as this benchmark's process
     async with _storage.writer() as writer:
         async for chunk in _chunks(receive):
             await writer.write(chunk)

@@ -27,17 +27,14 @@ import asyncio
 import base64
 import hashlib
 import json
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from upload_service import complete
 from upload_service.storage import (
-    FinishedUploadHash, ObjectExists, ObjectNotFound, OffsetMismatch, ResumableUpload, RunningHashes, StoredObject, check_key,
+    Appending, ObjectExists, ResumableBase, ResumableUpload, StagedUpload, StoredObject, check_key,
 )
 
 from .client import is_missing, is_precondition_failed
@@ -47,9 +44,6 @@ from .writer import part_size
 
 if TYPE_CHECKING:
     from .storage import S3Storage
-
-log = logging.getLogger("upload_service.s3")
-MAX_HASHES = 4096
 
 
 @dataclass
@@ -84,14 +78,15 @@ class Progress:
         return cls(**data)
 
 
-class S3ResumableUploads:
+class S3ResumableUploads(ResumableBase[Progress]):
     """``ResumableStorage`` on S3; callers serialise work on one upload id (the tus locker)."""
 
     def __init__(self, storage: S3Storage) -> None:
+        super().__init__()
         self.storage = storage
-        self._hashes = RunningHashes(MAX_HASHES)
 
-    def _name(self, upload_id: str, leaf: str = "record") -> str:
+    def path(self, upload_id: str, leaf: str = "record") -> str:
+        """The S3 name of an upload's record (or of another ``leaf`` of its folder)."""
         return f"{self.storage.layout.prefix}resumable/{check_key(upload_id)}/{leaf}"
 
     @property
@@ -100,10 +95,10 @@ class S3ResumableUploads:
 
     # -- records ------------------------------------------------------------------------------------
 
-    async def _load(self, upload_id: str) -> Progress | None:
+    async def _read_record(self, upload_id: str) -> Progress | None:
         client = await self.storage.clients.get()
         try:
-            response = await client.get_object(Bucket=self.storage.bucket, Key=self._name(upload_id))
+            response = await client.get_object(Bucket=self.storage.bucket, Key=self.path(upload_id))
             async with response["Body"] as body:
                 return Progress.from_json(await body.read())
         except ClientError as error:
@@ -111,27 +106,24 @@ class S3ResumableUploads:
                 return None
             raise
 
-    async def _require(self, upload_id: str) -> Progress:
-        progress = await self._current(upload_id)
-        if progress is None:
-            raise ObjectNotFound(upload_id)
-        return progress
-
-    async def _current(self, upload_id: str) -> Progress | None:
+    async def load(self, upload_id: str) -> Progress | None:
         """The record, with a commit whose process died after the file's record was written (so the file is
         visible) but before ``committed`` was saved noted now: finishing again then adopts that file instead
         of committing the same bytes as a second one."""
-        progress = await self._load(upload_id)
+        progress = await self._read_record(upload_id)
         if (progress is not None and progress.committed is None and progress.committing is not None
                 and await self._owned_by_a_file(progress)):
             progress.committed, progress.committing = progress.committing, None
-            await self._save(progress)
+            await self.save(progress)
         return progress
 
-    async def _save(self, progress: Progress, *, create: bool = False) -> None:
+    def as_upload(self, record: Progress) -> ResumableUpload:
+        return record.public()
+
+    async def save(self, progress: Progress, *, create: bool = False) -> None:
         client = await self.storage.clients.get()
         try:
-            await client.put_object(Bucket=self.storage.bucket, Key=self._name(progress.id), Body=progress.to_json(),
+            await client.put_object(Bucket=self.storage.bucket, Key=self.path(progress.id), Body=progress.to_json(),
                                     ContentType="application/json", **({"IfNoneMatch": "*"} if create else {}))
         except ClientError as error:
             if create and is_precondition_failed(error):
@@ -141,17 +133,13 @@ class S3ResumableUploads:
     async def create(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
         """The record names its blob before any multipart upload exists, so the sweep never takes it for an orphan."""
         progress = Progress(upload_id, info, new_blob_id())
-        await self._save(progress, create=True)
+        await self.save(progress, create=True)
         return progress.public()
 
-    async def get(self, upload_id: str) -> ResumableUpload | None:
-        progress = await self._current(upload_id)
-        return progress.public() if progress else None
-
     async def set_info(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
-        progress = await self._require(upload_id)
+        progress = await self.require(upload_id)
         progress.info = info
-        await self._save(progress)
+        await self.save(progress)
         return progress.public()
 
     async def list(self) -> list[ResumableUpload]:
@@ -163,7 +151,7 @@ class S3ResumableUploads:
         async for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.storage.bucket, Prefix=self._root):
             for item in page.get("Contents", []):
                 if item["Key"].endswith("/record"):
-                    progress = await self._load(item["Key"][len(self._root):-len("/record")])
+                    progress = await self._read_record(item["Key"][len(self._root):-len("/record")])
                     if progress is not None:
                         found.append(progress)
         return found
@@ -174,37 +162,16 @@ class S3ResumableUploads:
 
     # -- appending ----------------------------------------------------------------------------------
 
-    async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes],
-                     verify: Callable[[], None] | None = None) -> ResumableUpload:
-        progress = await self._require(upload_id)
-        if progress.offset != offset or progress.sealed or progress.committed is not None:
-            raise OffsetMismatch(f"upload is at {progress.offset}, not {offset}")
-        hasher = self._hashes.take_or_start(upload_id, offset)
-        before = hasher.copy() if hasher is not None and verify is not None else None
-        appender = _Appender(self, progress, await self._read_tail(progress), hasher)
-        try:
-            async for chunk in chunks:
-                await appender.add(chunk)
-            if verify is not None:
-                verify()
-        except BaseException:
-            if verify is not None:  # all or nothing: the record still says what it said before
-                self._hashes.keep(upload_id, offset, before)
-            else:  # keep what arrived, as tus asks
-                await complete(self._settle(appender))
-            raise
-        return await complete(self._settle(appender))
-
-    async def _settle(self, appender: _Appender) -> ResumableUpload:
-        progress = await appender.settle()
-        self._hashes.keep(progress.id, progress.offset, appender.hasher)
-        return progress.public()
+    async def open_append(self, upload_id: str, offset: int) -> S3Append:
+        progress = await self.require(upload_id)
+        self.expect_offset(progress.public(), offset, sealed=progress.sealed)
+        return S3Append(self, progress, await self._read_tail(progress))
 
     async def _read_tail(self, progress: Progress) -> bytes:
         if progress.tail is None:
             return b""
         client = await self.storage.clients.get()
-        response = await client.get_object(Bucket=self.storage.bucket, Key=self._name(progress.id, progress.tail))
+        response = await client.get_object(Bucket=self.storage.bucket, Key=self.path(progress.id, progress.tail))
         async with response["Body"] as body:
             return await body.read()
 
@@ -212,10 +179,8 @@ class S3ResumableUploads:
 
     async def read(self, upload_id: str) -> AsyncIterator[bytes]:
         """The bytes so far (of a finished partial upload, for concatenation): seals it, then streams the blob."""
-        progress = await self._require(upload_id)
-        if progress.committed is not None:
-            raise ObjectNotFound(upload_id)
-        await self._seal(progress)
+        progress = await self.uncommitted(upload_id)
+        await self.seal(progress)
         if progress.offset == 0:
             return
         client = await self.storage.clients.get()
@@ -224,14 +189,14 @@ class S3ResumableUploads:
             async for chunk in body.iter_chunks(256 * 1024):
                 yield chunk
 
-    async def _seal(self, progress: Progress) -> None:
+    async def seal(self, progress: Progress) -> None:
         """Tail as the last part, multipart upload completed: the bytes become the blob. Idempotent."""
         if progress.sealed:
             return
         size = progress.offset  # before the tail joins the parts: counted after, it would count twice
         client = await self.storage.clients.get()
         bucket, blob = self.storage.bucket, self.storage.layout.blob(progress.blob_id)
-        tail = self._name(progress.id, progress.tail) if progress.tail else None
+        tail = self.path(progress.id, progress.tail) if progress.tail else None
         if progress.multipart is not None and not progress.parts and not tail:  # nothing was kept after all
             await client.abort_multipart_upload(Bucket=bucket, Key=blob, UploadId=progress.multipart)
             progress.multipart = None
@@ -257,7 +222,7 @@ class S3ResumableUploads:
             progress.multipart = None
         progress.parts, progress.tail, progress.tail_size = [(1, "", size)], None, 0
         progress.sealed = True
-        await self._save(progress)
+        await self.save(progress)
         if tail:
             await client.delete_object(Bucket=bucket, Key=tail)
 
@@ -270,19 +235,14 @@ class S3ResumableUploads:
                 return None
             raise
 
-    async def stage(self, upload_id: str) -> S3ResumableObject:
-        progress = await self._require(upload_id)
-        if progress.committed is not None:
-            raise ObjectNotFound(upload_id)
-        hasher = self._hashes.take(upload_id, progress.offset)
-        return S3ResumableObject(self, progress, hasher)
+    def staged(self, record: Progress, hasher: Any | None) -> S3ResumableObject:
+        return S3ResumableObject(self, record, hasher)
 
-    async def delete(self, upload_id: str) -> bool:
+    async def remove(self, upload_id: str) -> bool:
         """The record, tails and multipart upload go; the blob too, unless a file already owns it."""
-        progress = await self._load(upload_id)
+        progress = await self._read_record(upload_id)
         if progress is None:
             return False
-        self._hashes.forget(upload_id)
         client = await self.storage.clients.get()
         bucket = self.storage.bucket
         if not await self._owned_by_a_file(progress):
@@ -294,12 +254,12 @@ class S3ResumableUploads:
                     if not is_missing(error):
                         raise
             await client.delete_object(Bucket=bucket, Key=self.storage.layout.blob(progress.blob_id))
-        prefix = self._name(upload_id, "")
+        prefix = self.path(upload_id, "")
         async for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                if item["Key"] != self._name(upload_id):
+                if item["Key"] != self.path(upload_id):
                     await client.delete_object(Bucket=bucket, Key=item["Key"])
-        await client.delete_object(Bucket=bucket, Key=self._name(upload_id))  # the record last: it names the rest
+        await client.delete_object(Bucket=bucket, Key=self.path(upload_id))  # the record last: it names the rest
         return True
 
     async def _owned_by_a_file(self, progress: Progress) -> bool:
@@ -308,26 +268,25 @@ class S3ResumableUploads:
         return record is not None and record.blob_id == progress.blob_id
 
 
-class _Appender:
-    """One append: tail + new bytes cut into full parts; what is left becomes the new tail at ``settle``.
+class S3Append(Appending):
+    """One append: tail + new bytes cut into full parts; what is left becomes the new tail at ``keep``.
 
     The running sha256 covers exactly the stored bytes: the old tail is in it already (``_hashed``), new bytes
     are hashed in a worker thread as their part or tail is written, and a failed part upload drops the hash
     (and the bytes after it, which can no longer follow on) so that ``finish`` reads the blob back instead.
     """
 
-    def __init__(self, uploads: S3ResumableUploads, progress: Progress, tail: bytes, hasher: Any | None) -> None:
+    def __init__(self, uploads: S3ResumableUploads, progress: Progress, tail: bytes) -> None:
         self.uploads = uploads
         self.progress = progress
         self.old_tail = progress.tail
-        self.hasher = hasher
         self._chunks = [tail] if tail else []
         self._buffered = len(tail)
         self._hashed = len(tail)
         self._received = 0
         self._broken = False
 
-    async def add(self, chunk: bytes) -> None:
+    async def write(self, chunk: bytes) -> None:
         if not chunk:
             return
         self._chunks.append(bytes(chunk))
@@ -339,6 +298,9 @@ class _Appender:
             self._chunks, self._buffered = ([data[size:]] if len(data) > size else []), len(data) - size
             await self._upload_part(data[:size])
             size = part_size(len(self.progress.parts) + 1)
+
+    async def flush(self) -> None:
+        """Nothing: full parts are sent as they fill, and the rest is the tail that ``keep`` writes."""
 
     async def _digest(self, data: bytes) -> str:
         skip, self._hashed = min(self._hashed, len(data)), max(0, self._hashed - len(data))
@@ -352,7 +314,7 @@ class _Appender:
             if self.progress.multipart is None:
                 created = await client.create_multipart_upload(Bucket=storage.bucket, Key=blob)
                 self.progress.multipart = created["UploadId"]
-                await self.uploads._save(self.progress)  # so that a delete can abort it, whatever happens next
+                await self.uploads.save(self.progress)  # so that a delete can abort it, whatever happens next
             number = len(self.progress.parts) + 1
             md5 = await self._digest(data)
             response = await client.upload_part(Bucket=storage.bucket, Key=blob, UploadId=self.progress.multipart,
@@ -363,22 +325,25 @@ class _Appender:
         self.progress.parts.append((number, response["ETag"], len(data)))
         self.progress.tail, self.progress.tail_size = None, 0  # the old tail's bytes are in this part now
 
-    async def settle(self) -> Progress:
+    async def keep(self, *, cut: bool) -> ResumableUpload:
         """Write the remainder as the new tail, then the record that counts it; then drop the old tail."""
         if self._received == 0 or (self._broken and self.progress.tail == self.old_tail):
-            return self.progress  # nothing new is stored
+            return self.progress.public()  # nothing new is stored
         storage = self.uploads.storage
         client = await storage.clients.get()
         rest = b"".join(self._chunks)
         if rest:
             name = f"tail-{new_blob_id()}"
             await self._digest(rest)
-            await client.put_object(Bucket=storage.bucket, Key=self.uploads._name(self.progress.id, name), Body=rest)
+            await client.put_object(Bucket=storage.bucket, Key=self.uploads.path(self.progress.id, name), Body=rest)
             self.progress.tail, self.progress.tail_size = name, len(rest)
-        await self.uploads._save(self.progress)
+        await self.uploads.save(self.progress)
         if self.old_tail is not None and self.old_tail != self.progress.tail:
-            await client.delete_object(Bucket=storage.bucket, Key=self.uploads._name(self.progress.id, self.old_tail))
-        return self.progress
+            await client.delete_object(Bucket=storage.bucket, Key=self.uploads.path(self.progress.id, self.old_tail))
+        return self.progress.public()
+
+    async def discard(self) -> None:
+        """Nothing: the record still says what it said before, and parts it does not list are never used."""
 
 
 def _digest(hasher: Any | None, data: bytes, skip: int) -> str:
@@ -388,43 +353,34 @@ def _digest(hasher: Any | None, data: bytes, skip: int) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
-class S3ResumableObject(FinishedUploadHash):
-    """A finished upload as a staged object: ``finish`` seals it, ``commit`` gives its blob to a file."""
+class S3ResumableObject(StagedUpload):
+    """A finished upload as a staged object: ``seal`` completes its blob, ``place`` gives the blob to a file."""
 
     def __init__(self, uploads: S3ResumableUploads, progress: Progress, hasher: Any | None) -> None:
+        super().__init__(progress.public(), hasher)
         self._uploads = uploads
         self._progress = progress
-        self._hash = hasher
-        self.size = progress.offset
 
-    async def finish(self) -> None:
-        await self._uploads._seal(self._progress)
-        if self._hash is None:  # appended by other workers, or before a restart: read the blob back once
-            self._hash = hashlib.sha256()
-            async for chunk in self._uploads.read(self._progress.id):
-                await asyncio.to_thread(self._hash.update, chunk)
+    async def seal(self) -> None:
+        await self._uploads.seal(self._progress)
 
-    async def write(self, chunk: bytes) -> None:
-        raise TypeError("a finished resumable upload takes no more bytes")
+    async def rehash(self) -> Any:
+        """Appended by other workers, or before a restart: read the blob back once."""
+        hasher = hashlib.sha256()
+        async for chunk in self._uploads.read(self.upload.id):
+            await asyncio.to_thread(hasher.update, chunk)
+        return hasher
 
-    async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
-        """Note the key, write the file's record (conditional, like any write), then mark the upload committed."""
-        check_key(key)
-        await self.finish()
-        progress = self._progress
-        progress.committing = key
-        await self._uploads._save(progress)
-        record = Record(key, progress.blob_id, self.size, self.sha256, datetime.now(UTC), metadata)
+    async def note_committing(self, key: str) -> None:
+        self._progress.committing = key
+        await self._uploads.save(self._progress)
+
+    async def place(self, stored: StoredObject) -> None:
+        """The file's record, pointing at the upload's blob (a conditional write, like any commit)."""
+        record = Record(stored.key, self._progress.blob_id, stored.size, stored.sha256, stored.created_at,
+                        stored.metadata)
         await self._uploads.storage.records.put(record, create=True)
-        progress.committed, progress.committing = key, None
-        await self._uploads._save(progress)
-        return record.stored()
 
-    async def abort(self) -> None:
-        """Nothing to undo: until ``commit`` the upload stays as it was (sealed, still deletable)."""
-
-    async def __aenter__(self) -> S3ResumableObject:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        return None
+    async def note_committed(self, key: str) -> None:
+        self._progress.committed, self._progress.committing = key, None
+        await self._uploads.save(self._progress)

@@ -1,0 +1,118 @@
+"""``LocalObjectWriter``: a new object streamed into ``.staging``, then renamed into place by ``commit``."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import shutil
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from upload_service import complete
+from upload_service.storage import StoredObject, check_key
+
+from .buffered import BufferedFileWriter
+from .durable import storage_error
+from .layout import DATA, write_meta
+
+if TYPE_CHECKING:
+    from .storage import LocalStorage
+
+
+class LocalObjectWriter:
+    """Streams into ``.staging/<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``).
+
+    The staging file is created by the first batch's thread trip, not up front: a small upload (one buffer)
+    then costs a single trip, at commit, instead of two.
+    """
+
+    def __init__(self, storage: LocalStorage) -> None:
+        self._storage = storage
+        self._dir = storage.layout.new_staging()
+        self._fd: int | None = None
+        self._hash = hashlib.sha256()
+        self._out = BufferedFileWriter(-1, [self._hash], storage.threads.pool, self._write_sync, hash_beside=True)
+        self.size = 0
+        self.committed = False
+
+    async def __aenter__(self) -> LocalObjectWriter:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if not self.committed:
+            await self.abort()
+
+    def _open(self) -> None:
+        if self._fd is not None:
+            return
+        try:
+            self._dir.mkdir(parents=True)
+            self._fd = os.open(self._dir / DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as error:
+            raise storage_error(error) from error
+        self._out.fd = self._fd
+
+    def _write_sync(self, chunks: list[bytes]) -> None:
+        """Runs in a worker thread for each batch (a test plugin slows it down to mimic a busy disk)."""
+        self._open()
+        self._out.write_sync(chunks)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    async def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        await self._out.write(chunk)
+
+    async def finish(self) -> None:
+        """Make size and sha256 final. A file still wholly in the buffer (a small upload) is hashed here and
+        written by commit's single trip, rather than costing a trip of its own now."""
+        if self._out.untouched:  # then under WRITE_BUFFER, or it would have been flushed
+            self._out.hash_rest()
+            return
+        await self._out.finish()
+
+    async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
+        check_key(key)
+        rest = await self._out.take_rest()
+        # Waited out even if the request is cancelled meanwhile: the thread closes the file descriptor, and an
+        # abort running beside it would close that number a second time (by then maybe another connection's).
+        stored = await complete(self._storage.threads.run(self._commit_sync, key, rest, datetime.now(UTC), metadata))
+        self.committed = True
+        return stored
+
+    def _commit_sync(self, key: str, rest: list[bytes], created: datetime, metadata: dict[str, Any]) -> StoredObject:
+        """Last buffer, fdatasync, metadata, rename into place: one trip to a worker thread for a small file."""
+        try:
+            self._open()
+            if rest:
+                self._out.store_sync(rest)  # hashes it too, unless ``finish`` did
+            stored = StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
+            os.fdatasync(self._fd)  # type: ignore[arg-type]
+            write_meta(self._dir, stored, fresh=True)
+            self._storage.layout.place(self._dir, key)
+        finally:
+            self._close()
+        return stored
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def abort(self) -> None:
+        """Drop everything written; safe to call twice, and shielded so a cancelled request still cleans up."""
+
+        async def discard() -> None:
+            await self._out.settle()
+            await self._storage.threads.run(self._discard_sync)
+
+        await asyncio.shield(discard())
+
+    def _discard_sync(self) -> None:
+        self._close()
+        shutil.rmtree(self._dir, ignore_errors=True)
