@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 
-from upload_service.errors import ObjectExists, ObjectNotFound
+from upload_service.errors import ObjectExists, ObjectNotFound, StorageError
 from upload_service.storage import OffsetMismatch
 from upload_service_s3.client import is_precondition_failed
 from upload_service_s3.settings import S3Settings
@@ -44,7 +44,11 @@ async def _put(storage: S3Storage, key: str, data: bytes, **metadata):
 
 
 async def _read(storage: S3Storage, key: str, start: int = 0, end: int | None = None) -> bytes:
-    return b"".join([chunk async for chunk in storage.read(key, start, end)])
+    return await _drain(storage.read(key, start, end))
+
+
+async def _drain(chunks) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
 
 
 def test_part_sizes_fit_the_largest_s3_object_in_10000_parts():
@@ -139,6 +143,67 @@ async def test_an_update_racing_a_delete_does_not_bring_the_object_back(store):
                          return_exceptions=True)
     assert await storage.stat("files/o/u") is None
     assert bucket.leftovers() == []
+
+
+async def test_a_bucket_deleted_under_a_running_storage_fails_every_method_with_a_storage_error(store, s3_server,
+                                                                                              monkeypatch):
+    """S3's errors are the core's at the backend's boundary: botocore's ClientError (NoSuchBucket here) never
+    escapes a method of the storage, its writer, or its resumable uploads."""
+    storage, bucket = store
+    uploads = storage.resumable
+    s3_server.client().delete_bucket(Bucket=bucket.name)
+    monkeypatch.setattr(storage.settings, "presigned_downloads", True)
+    calls = {
+        "stat": lambda: storage.stat("files/o/a"),
+        "read": lambda: _read(storage, "files/o/a"),
+        "list": lambda: storage.list("files/o/"),
+        "delete": lambda: storage.delete("files/o/a"),
+        "move": lambda: storage.move("temp/o/a", "files/o/a"),
+        "update_metadata": lambda: storage.update_metadata("files/o/a", {}),
+        "writer": lambda: _put(storage, "files/o/a", b"bytes"),
+        "sweep_staging": storage.sweep_staging,
+        "check_ready": storage.check_ready,
+        "download_url": lambda: storage.download_url("files/o/a", "a.bin", "application/octet-stream"),
+        "resumable.create": lambda: uploads.create("up-gone", {}),
+        "resumable.get": lambda: uploads.get("up-gone"),
+        "resumable.set_info": lambda: uploads.set_info("up-gone", {}),
+        "resumable.append": lambda: uploads.append("up-gone", 0, _chunks(b"x")),
+        "resumable.read": lambda: _drain(uploads.read("up-gone")),
+        "resumable.stage": lambda: uploads.stage("up-gone"),
+        "resumable.delete": lambda: uploads.delete("up-gone"),
+        "resumable.list": uploads.list,
+    }
+    for name, call in calls.items():
+        with pytest.raises(StorageError) as raised:
+            await call()
+        assert not isinstance(raised.value, (ObjectNotFound, ObjectExists)), name
+        assert "NoSuchBucket" in str(raised.value), name
+
+
+async def test_an_s3_that_cuts_its_answers_short_gives_storage_errors(monkeypatch):
+    """A connection lost while a body streams is aiohttp's own error, not botocore's: it is translated too."""
+
+    async def answer_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: application/json\r\n\r\n{\"blob\"")
+        await writer.drain()
+        writer.close()
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    server = await asyncio.start_server(answer_short, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    storage = S3Storage(S3Settings(bucket="cut-short", endpoint_url=f"http://127.0.0.1:{port}"))
+    await storage.open()
+    try:
+        for call in (lambda: storage.stat("files/o/a"), lambda: _read(storage, "files/o/a"),
+                     lambda: storage.resumable.get("up-cut")):
+            with pytest.raises(StorageError, match="payload is not completed"):
+                await call()
+    finally:
+        await storage.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def _after_staging_timeout() -> None:

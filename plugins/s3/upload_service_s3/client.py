@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, aclosing, contextmanager
 from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
@@ -28,18 +31,46 @@ CLIENT_CONFIG = Config(
     max_pool_connections=32,
     signature_version="s3v4",
 )
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class S3Timeout(StorageError, TimeoutError):
+    """S3 did not answer in time: a storage error the client sees as 504, as for ``STORAGE_TIMEOUT``."""
 
 
 @contextmanager
 def storage_errors() -> Iterator[None]:
-    """S3 failing after the client's own retries, in the core's terms: TimeoutError (504) for an S3 that did
-    not answer, ``StorageError`` (500, "the storage failed") for anything else."""
+    """S3 failing after the client's own retries, in the core's terms: ``S3Timeout`` (504) for an S3 that did
+    not answer, ``StorageError`` (500, "the storage failed") for anything else, whether botocore reports it or
+    aiohttp does (a connection lost while a body streams is aiohttp's own error)."""
     try:
         yield
     except (ReadTimeoutError, ConnectTimeoutError) as error:
-        raise TimeoutError(f"S3 did not answer: {error}") from error
-    except (BotoCoreError, ClientError) as error:
+        raise S3Timeout(f"S3 did not answer: {error}") from error
+    except (BotoCoreError, ClientError, aiohttp.ClientError) as error:
         raise StorageError(f"S3 failed: {error}") from error
+
+
+def s3_errors(function: F) -> F:
+    """``storage_errors`` around a method of the backend's boundary (a coroutine or an async generator), so that
+    no botocore or aiohttp error escapes to the core."""
+    if inspect.isasyncgenfunction(function):
+
+        @functools.wraps(function)
+        async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            with storage_errors():
+                async with aclosing(function(*args, **kwargs)) as items:
+                    async for item in items:
+                        yield item
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        with storage_errors():
+            return await function(*args, **kwargs)
+
+    return call  # type: ignore[return-value]
 
 
 def error_code(error: ClientError) -> str:
@@ -53,6 +84,24 @@ def is_missing(error: ClientError) -> bool:
 def is_precondition_failed(error: ClientError) -> bool:
     """412: a conditional write lost (``If-None-Match: *`` found the key taken)."""
     return error_code(error) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+async def read_small(client: Any, bucket: str, key: str) -> bytes | None:
+    """The whole body of a small object (a record, a journal entry), or None if there is none."""
+    try:
+        response = await client.get_object(Bucket=bucket, Key=key)
+        async with response["Body"] as body:
+            return await body.read()  # type: ignore[no-any-return]
+    except ClientError as error:
+        if is_missing(error):
+            return None
+        raise
+
+
+async def write_probe(client: Any, bucket: str, key: str) -> None:
+    """Write and delete a probe object: the bucket is reachable and writable with these credentials."""
+    await client.put_object(Bucket=bucket, Key=key, Body=b"ok")
+    await client.delete_object(Bucket=bucket, Key=key)
 
 
 def server_time(response: dict[str, Any]) -> datetime:

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from upload_service.storage import StorageError
 
-from .client import ClientHolder, is_missing, is_precondition_failed, server_time
+from .client import ClientHolder, is_missing, is_precondition_failed, read_small, server_time
 from .layout import Layout
 
 log = logging.getLogger("upload_service.s3")
@@ -140,15 +140,8 @@ class Journal:
                 yield item, now
 
     async def _read(self, name: str) -> dict[str, Any] | None:
-        client = await self.clients.get()
-        try:
-            response = await client.get_object(Bucket=self.bucket, Key=name)
-            async with response["Body"] as body:
-                return json.loads(await body.read())
-        except ClientError as error:
-            if is_missing(error):
-                return None
-            raise
+        raw = await read_small(await self.clients.get(), self.bucket, name)
+        return None if raw is None else json.loads(raw)
 
     async def drop_stale(self, entry: StaleEntry) -> None:
         """Delete a stale entry unless its holder refreshed it meanwhile (``If-Match`` on its ETag)."""

@@ -37,14 +37,14 @@ async def startup(service) -> None:
         return
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from .client import error_code
+    from .client import error_code, write_probe
 
     storage = service.storage
     where = f"S3 bucket {storage.bucket!r} at {storage.settings.endpoint_url or 'AWS'}"
-    try:
+    try:  # with the client itself, not the storage: botocore's errors say what the operator must fix
         client = await storage.clients.get()
         await client.head_bucket(Bucket=storage.bucket)
-        await storage.check_ready()
+        await write_probe(client, storage.bucket, storage.layout.probe())
     except NoCredentialsError as error:
         raise StartupError(f"{where}: no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                            "AWS_PROFILE, or run with an instance role)") from error

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from upload_service.storage import ObjectExists, StoredObject
 
-from .client import ClientHolder, is_missing, is_precondition_failed
+from .client import ClientHolder, is_precondition_failed, read_small
 from .layout import Layout
 
 
@@ -48,15 +48,8 @@ class Records:
         self.bucket = bucket
 
     async def get(self, key: str) -> Record | None:
-        client = await self.clients.get()
-        try:
-            response = await client.get_object(Bucket=self.bucket, Key=self.layout.record(key))
-            async with response["Body"] as body:
-                return Record.from_json(key, await body.read())
-        except ClientError as error:
-            if is_missing(error):
-                return None
-            raise
+        raw = await read_small(await self.clients.get(), self.bucket, self.layout.record(key))
+        return None if raw is None else Record.from_json(key, raw)
 
     async def put(self, record: Record, *, create: bool) -> None:
         """Write a record; ``create=True`` is a conditional write that fails with ``ObjectExists`` if taken."""

@@ -37,7 +37,7 @@ from upload_service.storage import (
     Appending, ObjectExists, ResumableBase, ResumableUpload, StagedUpload, StoredObject, check_key,
 )
 
-from .client import is_missing, is_precondition_failed
+from .client import is_missing, is_precondition_failed, read_small, s3_errors
 from .layout import new_blob_id
 from .records import Record
 from .writer import part_size
@@ -96,16 +96,10 @@ class S3ResumableUploads(ResumableBase[Progress]):
     # -- records ------------------------------------------------------------------------------------
 
     async def _read_record(self, upload_id: str) -> Progress | None:
-        client = await self.storage.clients.get()
-        try:
-            response = await client.get_object(Bucket=self.storage.bucket, Key=self.path(upload_id))
-            async with response["Body"] as body:
-                return Progress.from_json(await body.read())
-        except ClientError as error:
-            if is_missing(error):
-                return None
-            raise
+        raw = await read_small(await self.storage.clients.get(), self.storage.bucket, self.path(upload_id))
+        return None if raw is None else Progress.from_json(raw)
 
+    @s3_errors
     async def load(self, upload_id: str) -> Progress | None:
         """The record, with a commit whose process died after the file's record was written (so the file is
         visible) but before ``committed`` was saved noted now: finishing again then adopts that file instead
@@ -120,6 +114,7 @@ class S3ResumableUploads(ResumableBase[Progress]):
     def as_upload(self, record: Progress) -> ResumableUpload:
         return record.public()
 
+    @s3_errors
     async def save(self, progress: Progress, *, create: bool = False) -> None:
         client = await self.storage.clients.get()
         try:
@@ -130,18 +125,21 @@ class S3ResumableUploads(ResumableBase[Progress]):
                 raise ObjectExists(progress.id) from error
             raise
 
+    @s3_errors
     async def create(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
         """The record names its blob before any multipart upload exists, so the sweep never takes it for an orphan."""
         progress = Progress(upload_id, info, new_blob_id())
         await self.save(progress, create=True)
         return progress.public()
 
+    @s3_errors
     async def set_info(self, upload_id: str, info: dict[str, Any]) -> ResumableUpload:
         progress = await self.require(upload_id)
         progress.info = info
         await self.save(progress)
         return progress.public()
 
+    @s3_errors
     async def list(self) -> list[ResumableUpload]:
         return [progress.public() for progress in await self._all()]
 
@@ -156,12 +154,14 @@ class S3ResumableUploads(ResumableBase[Progress]):
                         found.append(progress)
         return found
 
+    @s3_errors
     async def blob_ids(self) -> set[str]:
         """Blobs that uploads in progress are writing (the sweep must not abort their multipart uploads)."""
         return {progress.blob_id for progress in await self._all() if progress.committed is None}
 
     # -- appending ----------------------------------------------------------------------------------
 
+    @s3_errors
     async def open_append(self, upload_id: str, offset: int) -> S3Append:
         progress = await self.require(upload_id)
         self.expect_offset(progress.public(), offset, sealed=progress.sealed)
@@ -177,6 +177,7 @@ class S3ResumableUploads(ResumableBase[Progress]):
 
     # -- reading, finishing, removing ---------------------------------------------------------------
 
+    @s3_errors
     async def read(self, upload_id: str) -> AsyncIterator[bytes]:
         """The bytes so far (of a finished partial upload, for concatenation): seals it, then streams the blob."""
         progress = await self.uncommitted(upload_id)
@@ -189,6 +190,7 @@ class S3ResumableUploads(ResumableBase[Progress]):
             async for chunk in body.iter_chunks(256 * 1024):
                 yield chunk
 
+    @s3_errors
     async def seal(self, progress: Progress) -> None:
         """Tail as the last part, multipart upload completed: the bytes become the blob. Idempotent."""
         if progress.sealed:
@@ -238,6 +240,7 @@ class S3ResumableUploads(ResumableBase[Progress]):
     def staged(self, record: Progress, hasher: Any | None) -> S3ResumableObject:
         return S3ResumableObject(self, record, hasher)
 
+    @s3_errors
     async def remove(self, upload_id: str) -> bool:
         """The record, tails and multipart upload go; the blob too, unless a file already owns it."""
         progress = await self._read_record(upload_id)
@@ -286,6 +289,7 @@ class S3Append(Appending):
         self._received = 0
         self._broken = False
 
+    @s3_errors
     async def write(self, chunk: bytes) -> None:
         if not chunk:
             return
@@ -325,6 +329,7 @@ class S3Append(Appending):
         self.progress.parts.append((number, response["ETag"], len(data)))
         self.progress.tail, self.progress.tail_size = None, 0  # the old tail's bytes are in this part now
 
+    @s3_errors
     async def keep(self, *, cut: bool) -> ResumableUpload:
         """Write the remainder as the new tail, then the record that counts it; then drop the old tail."""
         if self._received == 0 or (self._broken and self.progress.tail == self.old_tail):
@@ -361,6 +366,7 @@ class S3ResumableObject(StagedUpload):
         self._uploads = uploads
         self._progress = progress
 
+    @s3_errors
     async def seal(self) -> None:
         await self._uploads.seal(self._progress)
 
@@ -371,16 +377,19 @@ class S3ResumableObject(StagedUpload):
             await asyncio.to_thread(hasher.update, chunk)
         return hasher
 
+    @s3_errors
     async def note_committing(self, key: str) -> None:
         self._progress.committing = key
         await self._uploads.save(self._progress)
 
+    @s3_errors
     async def place(self, stored: StoredObject) -> None:
         """The file's record, pointing at the upload's blob (a conditional write, like any commit)."""
         record = Record(stored.key, self._progress.blob_id, stored.size, stored.sha256, stored.created_at,
                         stored.metadata)
         await self._uploads.storage.records.put(record, create=True)
 
+    @s3_errors
     async def note_committed(self, key: str) -> None:
         self._progress.committed, self._progress.committing = key, None
         await self._uploads.save(self._progress)

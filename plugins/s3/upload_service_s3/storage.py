@@ -1,6 +1,7 @@
 """``S3Storage``: the ``upload_service.storage.Storage`` protocol on any S3-compatible store.
 
 Write order (see ``layout.py`` for the names): journal entry -> blob -> record -> journal entry removed.
+Every public method raises only the core's storage errors (``s3_errors``): botocore's and aiohttp's stay inside.
 The record is the only thing readers look at, and it is written with one PUT after the blob is complete,
 so an object is visible whole or not at all. A blob without a record is never served; whatever a crash
 leaves half done is named by its journal entry, which the sweep finds once it goes stale and either
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from upload_service import content_disposition
 from upload_service.storage import ObjectNotFound, StorageError, StoredObject, check_key, check_prefix
 
-from .client import ClientHolder, is_missing
+from .client import ClientHolder, is_missing, s3_errors, write_probe
 from .journal import Journal, StaleEntry
 from .layout import Layout
 from .records import Record, Records
@@ -49,20 +49,24 @@ class S3Storage:
         self.journal = Journal(self.clients, self.layout, self.bucket, settings.staging_timeout)
         self.resumable = S3ResumableUploads(self)
 
+    @s3_errors
     async def open(self) -> None:
         """Called by the service before it serves: make the client of this event loop."""
         await self.clients.open()
 
+    @s3_errors
     async def close(self) -> None:
         await self.clients.close()
 
     def writer(self) -> S3ObjectWriter:
         return S3ObjectWriter(self)
 
+    @s3_errors
     async def stat(self, key: str) -> StoredObject | None:
         record = await self.records.get(check_key(key))
         return record.stored() if record else None
 
+    @s3_errors
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         record = await self.records.get(check_key(key))
         if record is None:
@@ -82,6 +86,7 @@ class S3Storage:
             async for chunk in body.iter_chunks(READ_CHUNK):
                 yield chunk
 
+    @s3_errors
     async def delete(self, key: str) -> bool:
         record = await self.records.get(check_key(key))
         if record is None:
@@ -97,6 +102,7 @@ class S3Storage:
         except ObjectNotFound:
             return False
 
+    @s3_errors
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
         """New record first (a conditional write: of two racing moves to ``dst`` one wins), then the old one goes."""
         check_key(dst)
@@ -112,6 +118,7 @@ class S3Storage:
 
         return await self._locked(record, {"op": "move", "key": src, "dst": dst}, move_locked)
 
+    @s3_errors
     async def update_metadata(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         record = await self.records.get(check_key(key))
         if record is None:
@@ -150,6 +157,7 @@ class S3Storage:
         client = await self.clients.get()
         await client.delete_object(Bucket=self.bucket, Key=self.layout.blob(blob_id))
 
+    @s3_errors
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
         """ListObjectsV2 over the records (``StartAfter``), then each record read, 16 at a time."""
         check_prefix(prefix)
@@ -177,6 +185,7 @@ class S3Storage:
 
         return list(await asyncio.gather(*(read(key) for key in keys)))
 
+    @s3_errors
     async def sweep_staging(self) -> int:
         """Abort multipart uploads that neither a journal entry nor a tus upload names, and finish or undo the
         operations of dead processes. (Abandoned tus uploads are the tus sweep's: it deletes expired ones.)"""
@@ -227,13 +236,11 @@ class S3Storage:
         record = await self.records.get(key) if key else None
         return record is not None and record.blob_id == blob_id
 
+    @s3_errors
     async def check_ready(self) -> None:
-        """Write and delete a probe object: the bucket is reachable and writable with these credentials."""
-        client = await self.clients.get()
-        probe = self.layout.probe()
-        await client.put_object(Bucket=self.bucket, Key=probe, Body=b"ok")
-        await client.delete_object(Bucket=self.bucket, Key=probe)
+        await write_probe(await self.clients.get(), self.bucket, self.layout.probe())
 
+    @s3_errors
     async def download_url(self, key: str, filename: str, content_type: str) -> str | None:
         """With ``S3_PRESIGNED_DOWNLOADS=true``: a short-lived presigned URL of the blob, for a redirect."""
         if not self.settings.presigned_downloads:

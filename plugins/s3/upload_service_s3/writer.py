@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from upload_service.storage import StoredObject, check_key
 
-from .client import storage_errors
+from .client import s3_errors
 from .journal import Entry
 from .layout import new_blob_id
 from .records import Record
@@ -75,16 +75,16 @@ class S3ObjectWriter:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
+    @s3_errors
     async def write(self, chunk: bytes) -> None:
         if not chunk:
             return
-        with storage_errors():
-            self._check_failure()
-            self._chunks.append(bytes(chunk))
-            self._buffered += len(chunk)
-            self.size += len(chunk)
-            while self._buffered >= part_size(self._next_part):
-                await self._send_part(self._take(part_size(self._next_part)))
+        self._check_failure()
+        self._chunks.append(bytes(chunk))
+        self._buffered += len(chunk)
+        self.size += len(chunk)
+        while self._buffered >= part_size(self._next_part):
+            await self._send_part(self._take(part_size(self._next_part)))
 
     def _take(self, size: int | None = None) -> bytes:
         """The first ``size`` buffered bytes (all when None) as one bytes object: a single copy."""
@@ -133,12 +133,9 @@ class S3ObjectWriter:
         finally:
             self._slots.release()
 
+    @s3_errors
     async def finish(self) -> None:
         """Send what is buffered and wait for every part: after it, ``size`` and ``sha256`` are final."""
-        with storage_errors():
-            await self._finish()
-
-    async def _finish(self) -> None:
         if self._finished:
             return
         if self._upload_id is None:
@@ -154,14 +151,11 @@ class S3ObjectWriter:
         self._check_failure()
         self._finished = True
 
+    @s3_errors
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         """Complete the blob, then write the record that makes it visible (the write order of the README)."""
-        with storage_errors():
-            return await self._commit(key, metadata)
-
-    async def _commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
-        await self._finish()
+        await self.finish()
         await self._entry.update(key=key)  # type: ignore[union-attr]
         if self._upload_id is not None:
             client = await self._storage.clients.get()
