@@ -11,11 +11,25 @@ import random
 import pytest
 from PIL import Image
 
+from upload_service.content_types import Sniffer
+
 from .conftest import staging_entries, stored_files
 from .tus import TUS, create, metadata, no_uploads_left, patch
 
 HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+
+
+async def test_the_sniffer_runs_from_open_to_close():
+    """Its thread starts with the service (``open``) and ends with it, never at import."""
+    sniffer = Sniffer()
+    with pytest.raises(RuntimeError, match="not open"):
+        await sniffer.sniff(HTML)
+    sniffer.open()
+    assert await sniffer.sniff(b"%PDF-1.4\n") == "application/pdf"
+    await sniffer.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await sniffer.sniff(HTML)
 
 
 def png() -> bytes:

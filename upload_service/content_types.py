@@ -14,11 +14,11 @@ well-formed label kept (``text/csv``, a vendor type): the policy still decided o
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from typing import Any
 
 from .errors import StartupError, UploadRejected
 from .files import UploadInfo
@@ -26,30 +26,51 @@ from .settings import Settings, parse_list
 
 SNIFF_BYTES = 64 * 1024
 GENERIC = frozenset({"application/octet-stream", "text/plain", "application/x-empty", "inode/x-empty"})
-_handles = threading.local()  # a libmagic handle is not thread-safe: one per thread
-# Sniffing runs in one thread of its own: each libmagic handle maps its database (several MiB), so a handle in
-# every thread of a pool would grow the server by that much per thread; one sniff takes well under a millisecond.
-_SNIFFER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libmagic")
 
 
-def sniff(head: bytes) -> str:
-    """libmagic's MIME type for these bytes (``application/x-empty`` for none). Blocking: a few milliseconds."""
-    if not head:
-        return "application/x-empty"
-    handle = getattr(_handles, "magic", None)
-    if handle is None:
-        import magic  # imported on first use: the service starts without paying for libmagic's database
+class Sniffer:
+    """libmagic in one thread of its own, from ``open`` (at the service's start) to ``close`` (at its stop).
 
-        handle = _handles.magic = magic.Magic(mime=True)
-    return (handle.from_buffer(head) or "application/octet-stream").lower()
+    One thread, not a pool: each libmagic handle maps its database (several MiB), and a handle is not
+    thread-safe, so a handle in every thread of a pool would grow the server by that much per thread; one sniff
+    takes well under a millisecond. The handle is made on first use, in that thread.
+    """
 
+    def __init__(self) -> None:
+        self._thread: ThreadPoolExecutor | None = None
+        self._magic: Any = None
 
-def check_sniffer() -> None:
-    """Refuse to start without libmagic, rather than failing every upload."""
-    try:
-        _SNIFFER.submit(sniff, b"%PDF-1.4").result()  # in the sniffing thread: its handle is the only one
-    except ImportError as error:  # python-magic raises ImportError when libmagic itself is missing
-        raise StartupError(f"libmagic is missing ({error}): install it (Debian: apt-get install libmagic1)") from None
+    def open(self) -> None:
+        """Start the thread and refuse to start the service without libmagic, rather than failing every upload."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libmagic")
+        try:
+            self._thread.submit(self.identify, b"%PDF-1.4").result()
+        except ImportError as error:  # python-magic raises ImportError when libmagic itself is missing
+            raise StartupError(f"libmagic is missing ({error}): install it (Debian: apt-get install libmagic1)"
+                               ) from None
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.shutdown)
+
+    def identify(self, head: bytes) -> str:
+        """libmagic's MIME type for these bytes (``application/x-empty`` for none), in the calling thread.
+        Blocking: a few milliseconds. Call it from one thread only (``sniff`` does, from the sniffer's own)."""
+        if not head:
+            return "application/x-empty"
+        if self._magic is None:
+            import magic  # imported on first use: the service starts without paying for libmagic's database
+
+            self._magic = magic.Magic(mime=True)
+        return (self._magic.from_buffer(head) or "application/octet-stream").lower()
+
+    async def sniff(self, head: bytes) -> str:
+        """``identify`` in the sniffer's thread: its text analysis takes milliseconds the event loop must not wait."""
+        if self._thread is None:
+            raise RuntimeError("the sniffer is not open: the service has not started")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self.identify, head)
 
 
 async def peek(chunks: AsyncIterator[bytes], size: int = SNIFF_BYTES) -> tuple[bytes, AsyncIterator[bytes]]:
@@ -89,10 +110,11 @@ async def head_of(chunks: AsyncIterator[bytes], size: int = SNIFF_BYTES) -> byte
 
 @dataclass(frozen=True)
 class ContentTypePolicy:
-    """``ALLOWED_CONTENT_TYPES`` and ``DENIED_CONTENT_TYPES`` of one service."""
+    """``ALLOWED_CONTENT_TYPES`` and ``DENIED_CONTENT_TYPES`` of one service, and its sniffer."""
 
     allowed: tuple[str, ...] = ()
     denied: tuple[str, ...] = ()
+    sniffer: Sniffer = field(default_factory=Sniffer, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ContentTypePolicy:
@@ -105,6 +127,14 @@ class ContentTypePolicy:
         (downloads still sniff what they would show inline, see ``serving``)."""
         return bool(self.allowed or self.denied)
 
+    def open(self) -> None:
+        """Start sniffing, if uploads are judged at all: libmagic is loaded (and needed) only then."""
+        if self.active:
+            self.sniffer.open()
+
+    async def close(self) -> None:
+        await self.sniffer.close()
+
     def permits(self, content_type: str) -> bool:
         if any(fnmatchcase(content_type, pattern) for pattern in self.denied):
             return False
@@ -116,11 +146,8 @@ class ContentTypePolicy:
         return f" ({'; '.join(terms)})" if terms else ""
 
     async def decide(self, info: UploadInfo, head: bytes) -> UploadInfo:
-        """``info`` with the type to store, from ``head`` (the content's first bytes); 415 when not permitted.
-
-        libmagic runs in a worker thread: its text analysis takes milliseconds that the event loop must not wait.
-        """
-        sniffed = await asyncio.get_running_loop().run_in_executor(_SNIFFER, sniff, head)
+        """``info`` with the type to store, from ``head`` (the content's first bytes); 415 when not permitted."""
+        sniffed = await self.sniffer.sniff(head)
         if not self.permits(sniffed):
             raise UploadRejected(f"{info.filename!r} is {sniffed} (judged from its content, not its name or "
                                  f"declared type), which this service does not accept{self._terms()}", status=415,

@@ -27,7 +27,7 @@ from .api.uploads import register_upload_routes
 from . import sessions
 from .auth import AuthProviders, check_csrf, require_identity
 from .body import StreamingBodyMiddleware
-from .content_types import ContentTypePolicy, check_sniffer, head_of
+from .content_types import ContentTypePolicy, head_of
 from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
@@ -186,8 +186,7 @@ class UploadService:
             await opener()
         await call_all(self.hook.startup, service=self)
         await self.rate_limits.open()
-        if self.content_types.active:
-            check_sniffer()  # libmagic is loaded (and needed) only when uploads are judged by content
+        self.content_types.open()
         try:
             await self.storage.check_ready()
         except Exception as error:
@@ -216,6 +215,7 @@ class UploadService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.metrics.close()
+        await self.content_types.close()
         closer = getattr(self.storage, "close", None)
         if closer is not None:
             await closer()
