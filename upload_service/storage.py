@@ -319,7 +319,7 @@ class StagedUpload(ABC):
     def sha256(self) -> str:
         if self._hash is None:
             raise RuntimeError("call finish() first")
-        return self._hash.hexdigest()
+        return str(self._hash.hexdigest())
 
     async def seal(self) -> None:
         """Make the stored bytes one whole before they are hashed or committed (S3 completes its multipart

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import aiofiles
@@ -12,7 +12,7 @@ from upload_service.storage import ObjectNotFound
 READ_CHUNK = 256 * 1024
 
 
-async def read_range(path: Path, name: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+async def read_range(path: Path, name: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
     """Bytes ``start`` up to ``end`` (exclusive; None = to the end) of ``path``; ``ObjectNotFound(name)`` if the
     file is not there. A reader that has opened the file reads on intact after the file is deleted."""
     try:

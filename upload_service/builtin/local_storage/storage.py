@@ -58,7 +58,7 @@ class LocalStorage:
         keys = sorted(self.layout.keys_under(self.layout.prefix_dir(prefix), prefix[:-1]))
         if start_after is not None:
             keys = [key for key in keys if key > start_after]
-        found = []
+        found: list[StoredObject] = []
         for key in keys:
             if limit is not None and len(found) >= limit:
                 break
