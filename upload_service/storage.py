@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from .aio import complete
 from .errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
@@ -28,7 +28,7 @@ from .errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
 __all__ = [
     "Appending", "ObjectExists", "ObjectNotFound", "ObjectWriter", "OffsetMismatch", "ResumableBase",
     "ResumableStorage", "ResumableUpload", "RunningHashes", "StagedUpload", "Storage", "StorageError", "StorageFull",
-    "StoredObject", "check_key", "check_prefix",
+    "StoredObject", "WriterBase", "check_key", "check_prefix",
 ]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -300,7 +300,33 @@ class Appending(ABC):
         """Drop every byte of this append: the upload stays at the offset it started from."""
 
 
-class StagedUpload(ABC):
+class WriterBase:
+    """What every ``ObjectWriter`` shares: ``async with`` discards a write left without ``commit``, and ``sha256``
+    reads the hash state a subclass keeps in ``_hash`` (None until known). Subclasses write, finish, commit and
+    abort; they set ``committed`` once a commit succeeded."""
+
+    size: int = 0
+    committed: bool = False
+    _hash: Any = None
+
+    @property
+    def sha256(self) -> str:
+        if self._hash is None:
+            raise RuntimeError("call finish() first")
+        return str(self._hash.hexdigest())
+
+    async def abort(self) -> None:
+        """Discard what was written; nothing to undo unless a subclass says otherwise."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if not self.committed:
+            await self.abort()
+
+
+class StagedUpload(WriterBase, ABC):
     """What ``ResumableBase.stage`` returns: a finished upload as an ``ObjectWriter`` that takes no more bytes.
 
     ``finish`` makes ``sha256`` final (the running hash, else the upload read back once). ``commit`` makes the
@@ -314,12 +340,6 @@ class StagedUpload(ABC):
         self.upload = upload
         self.size = upload.offset
         self._hash = hasher
-
-    @property
-    def sha256(self) -> str:
-        if self._hash is None:
-            raise RuntimeError("call finish() first")
-        return str(self._hash.hexdigest())
 
     async def seal(self) -> None:
         """Make the stored bytes one whole before they are hashed or committed (S3 completes its multipart
@@ -360,12 +380,6 @@ class StagedUpload(ABC):
 
     async def abort(self) -> None:
         """Nothing to undo: until ``commit`` the upload stays as it was."""
-
-    async def __aenter__(self) -> StagedUpload:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        return None
 
 
 class ResumableBase(ABC, Generic[R]):

@@ -18,7 +18,8 @@ from typing import Any
 
 from upload_service import hookimpl
 from upload_service.storage import (
-    ObjectExists, ObjectNotFound, OffsetMismatch, ResumableUpload, StoredObject, check_key, check_prefix,
+    ObjectExists, ObjectNotFound, OffsetMismatch, ResumableUpload, StoredObject, WriterBase, check_key,
+    check_prefix,
 )
 
 READ_CHUNK = 64 * 1024
@@ -109,7 +110,7 @@ class MemoryStorage:
         return None
 
 
-class MemoryObjectWriter:
+class MemoryObjectWriter(WriterBase):
     """Collects the chunks in a list; ``commit`` joins them into the stored object."""
 
     def __init__(self, storage: MemoryStorage) -> None:
@@ -118,17 +119,6 @@ class MemoryObjectWriter:
         self._hash = hashlib.sha256()
         self.size = 0
         self.committed = False
-
-    async def __aenter__(self) -> MemoryObjectWriter:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if not self.committed:
-            await self.abort()
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
 
     async def write(self, chunk: bytes) -> None:
         chunk = bytes(chunk)
@@ -234,7 +224,7 @@ class MemoryResumableUploads:
             return [self._uploads[upload_id].public(upload_id) for upload_id in sorted(self._uploads)]
 
 
-class MemoryStagedUpload:
+class MemoryStagedUpload(WriterBase):
     """A finished upload as a staged object: ``commit`` stores its bytes under a key and marks it committed."""
 
     def __init__(self, uploads: MemoryResumableUploads, upload_id: str, upload: _Upload) -> None:
@@ -242,19 +232,12 @@ class MemoryStagedUpload:
         self._id = upload_id
         self._upload = upload
         self.size = len(upload.data)
-        self._sha256: str | None = None
-
-    @property
-    def sha256(self) -> str:
-        if self._sha256 is None:
-            raise RuntimeError("call finish() first")
-        return self._sha256
 
     async def write(self, chunk: bytes) -> None:
         raise TypeError("a finished resumable upload takes no more bytes")
 
     async def finish(self) -> None:
-        self._sha256 = hashlib.sha256(self._upload.data[:self.size]).hexdigest()
+        self._hash = hashlib.sha256(self._upload.data[:self.size])
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         await self.finish()
@@ -263,14 +246,6 @@ class MemoryStagedUpload:
             self._upload.committed, self._upload.size, self._upload.data = key, self.size, bytearray()
         return stored
 
-    async def abort(self) -> None:
-        """Nothing to undo: until ``commit`` the upload is untouched."""
-
-    async def __aenter__(self) -> MemoryStagedUpload:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        return None
 
 
 class MemoryStoragePlugin:

@@ -15,7 +15,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from upload_service.storage import StoredObject, check_key
+from upload_service.storage import StoredObject, WriterBase, check_key
 
 from .client import s3_errors
 from .journal import Entry
@@ -41,7 +41,7 @@ def part_size(number: int) -> int:
     return FIRST_PART_SIZE * 2 ** ((number - 1) // PARTS_PER_SIZE_STEP)
 
 
-class S3ObjectWriter:
+class S3ObjectWriter(WriterBase):
     """``async with storage.writer() as w``: ``write`` chunks, then ``commit(key, metadata)`` or leave to abort."""
 
     def __init__(self, storage: S3Storage) -> None:
@@ -63,17 +63,6 @@ class S3ObjectWriter:
         self._closed = False
         self.size = 0
         self.committed = False
-
-    async def __aenter__(self) -> S3ObjectWriter:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if not self.committed:
-            await self.abort()
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
 
     @s3_errors
     async def write(self, chunk: bytes) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from upload_service import complete
-from upload_service.storage import StoredObject, check_key
+from upload_service.storage import StoredObject, WriterBase, check_key
 
 from .buffered import BufferedFileWriter
 from .durable import storage_error
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .storage import LocalStorage
 
 
-class LocalObjectWriter:
+class LocalObjectWriter(WriterBase):
     """Streams into ``.staging/<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``).
 
     The staging file is created by the first batch's thread trip, not up front: a small upload (one buffer)
@@ -36,13 +36,6 @@ class LocalObjectWriter:
         self._out = BufferedFileWriter(-1, [self._hash], storage.threads.pool, self._write_sync, hash_beside=True)
         self.size = 0
         self.committed = False
-
-    async def __aenter__(self) -> LocalObjectWriter:
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if not self.committed:
-            await self.abort()
 
     def _open(self) -> None:
         if self._fd is not None:
@@ -59,10 +52,6 @@ class LocalObjectWriter:
         """Runs in a worker thread for each batch (a test plugin slows it down to mimic a busy disk)."""
         self._open()
         self._out.write_sync(chunks)
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
