@@ -14,24 +14,42 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .aio import complete
-    from .api.openapi import Param, Reply, documented
-    from .app import create_app
-    from .auth import CSRF_HEADER, bearer_token
-    from .errors import ObjectExists, ObjectNotFound, Problem, StartupError, StorageError, StorageFull, UploadRejected
-    from .filenames import content_disposition, content_type_for, safe_filename
-    from .files import StoredFile, UploadInfo
-    from .hookspecs import hookimpl
-    from .body import too_large
-    from .identity import Identity, owner_key
-    from .locking import Locker, LockBusy, UploadLock
-    from .quotas import QuotaExceeded
-    from .reservations import Reservation
-    from .randomness import random_hex
-    from .service import UploadService
-    from .settings import Duration, Settings, Size, parse_duration, parse_size
-    from .storage import StoredObject
-    from .uploads import UploadBatch
+    from .aio import complete as complete
+    from .api.openapi import Param as Param, Reply as Reply, documented as documented
+    from .app import create_app as create_app
+    from .auth import CSRF_HEADER as CSRF_HEADER, bearer_token as bearer_token
+    from .body import too_large as too_large
+    from .errors import (
+        ObjectExists as ObjectExists,
+        ObjectNotFound as ObjectNotFound,
+        Problem as Problem,
+        StartupError as StartupError,
+        StorageError as StorageError,
+        StorageFull as StorageFull,
+        UploadRejected as UploadRejected,
+    )
+    from .filenames import (
+        content_disposition as content_disposition,
+        content_type_for as content_type_for,
+        safe_filename as safe_filename,
+    )
+    from .files import StoredFile as StoredFile, UploadInfo as UploadInfo
+    from .hookspecs import hookimpl as hookimpl
+    from .identity import Identity as Identity, owner_key as owner_key
+    from .locking import LockBusy as LockBusy, Locker as Locker, UploadLock as UploadLock
+    from .quotas import QuotaExceeded as QuotaExceeded
+    from .randomness import random_hex as random_hex
+    from .reservations import Reservation as Reservation
+    from .service import UploadService as UploadService
+    from .settings import (
+        Duration as Duration,
+        Settings as Settings,
+        Size as Size,
+        parse_duration as parse_duration,
+        parse_size as parse_size,
+    )
+    from .storage import StoredObject as StoredObject
+    from .uploads import UploadBatch as UploadBatch
 
 # public name -> the internal module that defines it
 _HOMES = {
