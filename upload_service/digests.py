@@ -35,9 +35,8 @@ class ExpectedDigests:
     def from_headers(cls, headers: object) -> ExpectedDigests:
         get = headers.get  # type: ignore[attr-defined]
         expected = cls()
-        if match := _CONTENT_DIGEST.search(get("Content-Digest", "")):
-            expected.sha256 = _b64_to_hex(match.group(1), 32)
-        elif match := _LEGACY_DIGEST.search(get("Digest", "")):
+        if (match := _CONTENT_DIGEST.search(get("Content-Digest", ""))) or (
+                match := _LEGACY_DIGEST.search(get("Digest", ""))):
             expected.sha256 = _b64_to_hex(match.group(1), 32)
         if md5 := get("Content-MD5"):
             expected.md5 = _b64_to_hex(md5.strip(), 16)
@@ -48,6 +47,7 @@ class ExpectedDigests:
 
     def verify(self, sha256: str, md5: hashlib._Hash | None) -> None:
         if self.sha256 and self.sha256 != sha256:
-            raise Problem(400, "the body does not match its sha-256 digest; nothing was stored", reason="digest_mismatch")
+            raise Problem(400, "the body does not match its sha-256 digest; nothing was stored",
+                          reason="digest_mismatch")
         if self.md5 and md5 is not None and self.md5 != md5.hexdigest():
             raise Problem(400, "the body does not match its Content-MD5; nothing was stored", reason="digest_mismatch")

@@ -128,7 +128,8 @@ class FileStore:
                 return None if found.expired() else found
         return None
 
-    async def page(self, identity: Identity, *, temporary: bool, limit: int, cursor: str | None) -> tuple[list[StoredFile], str | None]:
+    async def page(self, identity: Identity, *, temporary: bool, limit: int,
+                   cursor: str | None) -> tuple[list[StoredFile], str | None]:
         """One page of the caller's files, newest first, and the cursor of the next page (None at the end)."""
         prefix = f"{TEMPORARY if temporary else PERSISTENT}/{identity.owner_key}/"
         start_after = prefix + cursor if cursor and is_file_id(cursor) else None

@@ -52,7 +52,8 @@ def register_auth_providers(register: Callable[[Any], None], service: UploadServ
 
 
 @hookspec
-def register_storage_backends(register: Callable[[str, Callable[[UploadService], Any]], None], service: UploadService) -> None:
+def register_storage_backends(register: Callable[[str, Callable[[UploadService], Any]], None],
+                              service: UploadService) -> None:
     """Register storage backends by calling ``register(name, factory)``.
 
     Called once at start-up. ``STORAGE_BACKEND`` picks one by name; its factory gets the service and
@@ -95,8 +96,9 @@ def validate_upload(upload: UploadInfo, identity: Identity, service: UploadServi
 def process_upload(file: StoredFile, service: UploadService) -> dict[str, Any] | None:
     """Inspect or transform a file after its bytes are stored and before the client gets its answer.
 
-    Called once per stored file on every upload path (temporary ones included). Return a dict to merge into ``file.metadata`` (later plugins' keys win), or None. Raising
-    ``UploadRejected`` deletes the file (and the rest of its batch) and the client gets that status.
+    Called once per stored file on every upload path (temporary ones included). Return a dict to merge into
+    ``file.metadata`` (later plugins' keys win), or None. Raising ``UploadRejected`` deletes the file (and the
+    rest of its batch) and the client gets that status.
     A ``"preview"`` key naming one of the plugin's endpoints (registered with ``register_routes``, taking
     ``file_id``) makes the UI show that URL as the file's thumbnail.
     """

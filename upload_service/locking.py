@@ -110,7 +110,7 @@ class FileLocker:
 
     async def _watch(self, upload_id: str, lock: UploadLock) -> None:
         release = self._paths(upload_id)[1]
-        while not release.exists():
+        while not release.exists():  # noqa: ASYNC110 - another process (or worker) makes the file: nothing to await
             await asyncio.sleep(self.watch)
         lock.release_requested.set()
 

@@ -14,6 +14,7 @@ import pluggy
 
 from . import hookspecs
 
+
 def make_plugin_manager(
     disabled: Iterable[str] = (), extra_plugins: Iterable[Any] = (), modules: Iterable[str] = (),
     *, entry_points: bool = True,

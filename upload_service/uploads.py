@@ -20,8 +20,8 @@ from .body import limited
 from .content_types import peek
 from .digests import ExpectedDigests
 from .files import StoredFile, UploadInfo, file_key, new_file_id
-from .identity import Identity
 from .hookcalls import call_all
+from .identity import Identity
 from .reservations import Reservation
 from .storage import ObjectWriter
 

@@ -9,8 +9,7 @@ import hashlib
 
 from quart import Request
 
-from upload_service import Identity, StartupError, hookimpl
-from upload_service import bearer_token
+from upload_service import Identity, StartupError, bearer_token, hookimpl
 
 
 class StaticTokens:

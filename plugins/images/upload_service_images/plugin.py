@@ -8,11 +8,9 @@ from typing import Any
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from quart import Response, request
 
-from upload_service import Problem, StoredFile, UploadRejected, hookimpl
-from upload_service import ObjectNotFound, Reply, Size, documented
+from upload_service import ObjectNotFound, Problem, Reply, Size, StoredFile, UploadRejected, documented, hookimpl
 
 from .processing import FORMATS, process_image
-
 
 THUMBNAIL_ENDPOINT = "image_thumbnail"
 

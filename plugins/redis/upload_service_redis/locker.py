@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from upload_service.storage import check_key
 from upload_service import LockBusy, UploadLock
+from upload_service.storage import check_key
 
 log = logging.getLogger("upload_service.redis")
 

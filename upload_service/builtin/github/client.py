@@ -109,6 +109,7 @@ class GitHubAPI:
             data = self._json(response)
             if response.status_code != 200 or not isinstance(data, list):
                 raise GitHubUnavailable(f"GitHub answered {response.status_code} for the organisations of @{login}")
-            orgs.update(org["login"].lower() for org in data if isinstance(org, dict) and isinstance(org.get("login"), str))
+            orgs.update(org["login"].lower() for org in data
+                        if isinstance(org, dict) and isinstance(org.get("login"), str))
             url, params = response.links.get("next", {}).get("url"), None
         return orgs

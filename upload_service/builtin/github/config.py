@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from upload_service import StartupError
-from upload_service import Settings
+from upload_service import Settings, StartupError
 
 
 @dataclass(frozen=True)

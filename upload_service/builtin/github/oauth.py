@@ -101,7 +101,8 @@ class SignInFlow:
     async def login(self) -> Any:
         """GET (a link) or POST (the sign-in page's button, with its CSRF token): off to GitHub."""
         if request.method == "POST" and not self.service.csrf_valid((await request.form).get("csrf_token")):
-            return await self.failure(403, "The sign-in form was out of date. Go back to the sign-in page and try again.")
+            return await self.failure(403, "The sign-in form was out of date. Go back to the sign-in page and try "
+                                           "again.")
         from authlib.common.security import generate_token
 
         verifier = generate_token(48)

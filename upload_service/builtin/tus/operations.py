@@ -15,8 +15,21 @@ from typing import TYPE_CHECKING, Any
 from quart import Request
 
 from upload_service import (
-    Identity, Locker, ObjectNotFound, Problem, QuotaExceeded, Reservation, StoredFile, UploadInfo, UploadLock,
-    UploadRejected, complete, content_type_for, owner_key, safe_filename, too_large,
+    Identity,
+    Locker,
+    ObjectNotFound,
+    Problem,
+    QuotaExceeded,
+    Reservation,
+    StoredFile,
+    UploadInfo,
+    UploadLock,
+    UploadRejected,
+    complete,
+    content_type_for,
+    owner_key,
+    safe_filename,
+    too_large,
 )
 from upload_service.storage import OffsetMismatch, ResumableStorage
 
@@ -98,10 +111,8 @@ class TusUploads:
         deferred = request.headers.get("Upload-Defer-Length")
         if deferred is not None and deferred != "1":
             raise Problem(400, "Upload-Defer-Length must be 1", reason="tus_bad_header")
-        if concat is None or concat.kind == "partial":
-            if (length is None) == (deferred is None):
-                raise Problem(400, "send exactly one of Upload-Length and Upload-Defer-Length: 1",
-                              reason="tus_bad_header")
+        if (concat is None or concat.kind == "partial") and (length is None) == (deferred is None):
+            raise Problem(400, "send exactly one of Upload-Length and Upload-Defer-Length: 1", reason="tus_bad_header")
         if length is not None and length > self.max_size:
             raise too_large(self.max_size)
         return length

@@ -9,8 +9,16 @@ from quart import Blueprint, Response, request
 from upload_service import Identity, Param, Problem, Reply, StoredFile, documented
 
 from .operations import TusUploads
-from .protocol import (CHECKSUMS, EXPOSED_HEADERS, EXTENSIONS, OFFSET_CONTENT_TYPE, TUS_VERSION, UPLOAD_ID_PATTERN,
-                       check_version, http_date)
+from .protocol import (
+    CHECKSUMS,
+    EXPOSED_HEADERS,
+    EXTENSIONS,
+    OFFSET_CONTENT_TYPE,
+    TUS_VERSION,
+    UPLOAD_ID_PATTERN,
+    check_version,
+    http_date,
+)
 from .state import TusUpload
 
 if TYPE_CHECKING:
