@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None, *, entry_points: bool = True, *
             networks = parse_networks(settings.trusted_proxies)
         except ValueError as error:
             raise StartupError(f"FORWARDED_ALLOW_IPS: {error}") from error
-        app.asgi_app = TrustedProxies(app.asgi_app, networks)  # type: ignore[method-assign]
+        # Quart's way to add ASGI middleware, but its types see asgi_app as a method taking TypedDict scopes
+        app.asgi_app = TrustedProxies(app.asgi_app, networks)  # type: ignore[method-assign, assignment]
 
     register_security_headers(app)  # answers outside the service's routes too: unknown paths, wrong methods
 

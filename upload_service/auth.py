@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from quart import Request
 
@@ -78,7 +78,8 @@ async def require_identity(service: UploadService, request: Request, *, csrf_lat
     identity = await service.auth.identify(request)
     if identity is None:
         raise _unauthorized(request)
-    await service.rate_limits.check_identity(identity, request.scope)
+    # the scope takes the rate limiter's flag: ASGI allows extension keys, which the scope's TypedDict does not list
+    await service.rate_limits.check_identity(identity, cast("dict[str, Any]", request.scope))
     if needs_csrf(request) and not csrf_later:
         check_csrf(service, request.headers.get(CSRF_HEADER))
     return identity

@@ -30,6 +30,7 @@ LINGER_BYTES = 256 * 1024 * 1024
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]  # Quart's asgi_app among others: it types scopes as TypedDicts, not dicts
 
 
 class ClientDisconnected(Exception):
@@ -143,8 +144,7 @@ class BodyStream:
 class StreamingBodyMiddleware:
     """Wraps an ASGI app so that body-carrying requests under ``prefix`` stream to their handler."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], prefix: str,
-                 min_rate: int = 0) -> None:
+    def __init__(self, app: ASGIApp, prefix: str, min_rate: int = 0) -> None:
         self.app = app
         self.prefix = prefix
         self.min_rate = min_rate

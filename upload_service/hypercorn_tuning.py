@@ -74,6 +74,6 @@ def tune_hypercorn() -> None:
     64 KiB a 1 GiB upload is 16,000 of them. With uvloop a read returns at most 256 KiB (its buffer), so a
     GiB is about 4,000 messages; memory grows by Hypercorn's queue of ten such messages per request.
     """
-    hypercorn.asyncio.tcp_server.MAX_RECV = RECEIVE_SIZE  # type: ignore[attr-defined]
+    hypercorn.asyncio.tcp_server.MAX_RECV = RECEIVE_SIZE
     if h11_is_as_expected():
         hypercorn.protocol.H11Protocol = DirectBodyH11Protocol  # type: ignore[misc]

@@ -20,26 +20,25 @@ import pluggy
 from pydantic_settings import BaseSettings
 from quart import Blueprint, Quart, Request, url_for
 
+from . import sessions
 from .api.fallback import register_api_fallback
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.uploads import register_upload_routes
-from . import sessions
 from .auth import AuthProviders, check_csrf, require_identity
-from .body import StreamingBodyMiddleware
+from .body import StreamingBodyMiddleware, body_chunks, limited
 from .content_types import ContentTypePolicy, head_of
 from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
+from .hookcalls import call_all, notify
 from .identity import Identity
 from .lockers import make_locker
 from .locking import Locker
 from .logs import register_request_ids
 from .metrics import Metrics
-from .hookcalls import call_all, notify
 from .plugins import make_plugin_manager
 from .rate_limits import RateLimits, register_rate_limits
-from .body import body_chunks, limited
 from .reservations import Reservation, forget_file, release_hold, upload_slot
 from .responses import as_problem, describe_file, problem_response
 from .settings import PluginModel, Settings
@@ -112,8 +111,9 @@ class UploadService:
         self.rate_limits = RateLimits(self)
         self.content_types = ContentTypePolicy.from_settings(self.settings)  # what uploads may be, by content
         app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
-        app.asgi_app = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/",
-                                                self.settings.upload_min_rate)  # type: ignore[method-assign]
+        streaming = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/", self.settings.upload_min_rate)
+        # Quart's way to add ASGI middleware, but its types see asgi_app as a method taking TypedDict scopes
+        app.asgi_app = streaming  # type: ignore[method-assign, assignment]
         app.before_serving(self.start)
         app.after_serving(self.stop)
         app.extensions[self.name] = self

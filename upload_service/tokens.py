@@ -30,7 +30,8 @@ class TemporaryTokens:
         if not isinstance(token, str) or not token:
             raise Problem(400, "a token must be a non-empty string", reason="bad_token")
         try:
-            data = self._serializer.loads(token, max_age=self._ttl)
+            # itsdangerous hints max_age as int, but only compares it with the token's age: a float works
+            data = self._serializer.loads(token, max_age=self._ttl)  # type: ignore[arg-type]
         except SignatureExpired:
             raise Problem(410, "this temporary upload has expired", reason="token_expired") from None
         except BadSignature:

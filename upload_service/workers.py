@@ -36,7 +36,7 @@ class WorkerPool:
         self._context = get_context("spawn")
         self._shutdown = self._context.Event()
         self._stopping = False
-        self._started: dict[int, float] = {}
+        self._started: dict[BaseProcess, float] = {}
         self._quick_deaths = 0
 
     def run(self) -> int:
@@ -66,13 +66,13 @@ class WorkerPool:
             "config": self.config, "sockets": sockets, "shutdown_event": self._shutdown})
         process.daemon = True
         process.start()
-        self._started[process.pid] = time.monotonic()
+        self._started[process] = time.monotonic()
         return process
 
     def _replaceable(self, process: BaseProcess) -> bool:
         """Log the death, forget the worker's live metrics; False once it looks like a crash loop."""
         process.join()
-        lived = time.monotonic() - self._started.pop(process.pid, 0.0)
+        lived = time.monotonic() - self._started.pop(process, 0.0)
         log.error("worker %s exited with %s after %.0f s; starting another", process.pid, process.exitcode, lived)
         _forget_metrics(process.pid)
         self._quick_deaths = self._quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0

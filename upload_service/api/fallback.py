@@ -27,6 +27,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def api_rules(service: UploadService) -> Map:
     """The service's API routes without the catch-all, as a map of their own to match against."""
     own = f"{service.name}."
+    assert service.app is not None, "call init_app first"
     app_map = service.app.url_map
     return Map([Rule(rule.rule, methods=rule.methods, endpoint=rule.endpoint, defaults=rule.defaults)
                 for rule in app_map.iter_rules()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -80,9 +80,9 @@ def documented(
     replies: dict[int, Reply],
     errors: dict[int, str] | None = None,
     body: dict[str, Any] | None = None,
-    query: dict[str, tuple[str, str] | Param] | None = None,
-    path: dict[str, str | Param] | None = None,
-    headers: dict[str, Param] | None = None,
+    query: Mapping[str, tuple[str, str] | Param] | None = None,
+    path: Mapping[str, str | Param] | None = None,
+    headers: Mapping[str, Param] | None = None,
     public: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Describe a route for the OpenAPI document; put it under ``@bp.route``.
@@ -187,6 +187,7 @@ def _documents(rule_path: str, view: Callable[..., Any], api_prefix: str) -> boo
 def _service_rules(service: UploadService) -> list[tuple[str, Callable[..., Any], str, list[str], list[str]]]:
     """(endpoint, view, path, parameters, methods) of every documented route of ``service``."""
     app, found = service.app, []
+    assert app is not None, "call init_app first"
     for rule in app.url_map.iter_rules():
         blueprint, _, endpoint = rule.endpoint.rpartition(".")
         view = app.view_functions[rule.endpoint]
@@ -221,6 +222,7 @@ def _path_names(rules: list[tuple[str, Any, str, list[str], list[str]]]) -> dict
 
 def build_document(service: UploadService) -> dict[str, Any]:
     """The OpenAPI document of ``service`` from the app's URL map, as it stands now."""
+    assert service.app is not None, "call init_app first"
     refs = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     rules = _service_rules(service)

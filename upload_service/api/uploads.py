@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pybase64
-
 from quart import Blueprint, redirect, request
 from werkzeug.routing import PathConverter
 
@@ -15,8 +14,8 @@ from ..auth import CSRF_FIELD, check_csrf, needs_csrf, require_identity
 from ..body import body_chunks, check_declared_length, read_all
 from ..digests import ExpectedDigests
 from ..errors import ObjectNotFound, Problem
-from ..files import StoredFile, file_key, is_file_id
 from ..filenames import content_type_for, safe_filename
+from ..files import StoredFile, file_key, is_file_id
 from ..multipart import MultipartReader, boundary_of
 from ..responses import describe_file as describe, json_response
 from ..uploads import UploadBatch
@@ -24,6 +23,8 @@ from . import schemas
 from .openapi import Param, Reply, documented
 
 if TYPE_CHECKING:
+    from quart.blueprints import BlueprintSetupState
+
     from ..service import UploadService
 
 MAX_PERSIST_BODY = 1024 * 1024
@@ -154,8 +155,12 @@ class FilenameConverter(PathConverter):
     regex = "[^/](?s:.)*?"
 
 
+def add_filename_converter(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters.setdefault("upload_filename", FilenameConverter)
+
+
 def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
-    bp.record_once(lambda state: state.app.url_map.converters.setdefault("upload_filename", FilenameConverter))
+    bp.record_once(add_filename_converter)
 
     async def upload(temporary: bool, path: str) -> Any:
         identity = await require_identity(service, request, csrf_later=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from upload_service import UploadRejected
 
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
-SAVE_OPTIONS = {"JPEG": {"quality": 92, "optimize": True}, "PNG": {"optimize": True}, "WEBP": {"quality": 90}}
+SAVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "JPEG": {"quality": 92, "optimize": True}, "PNG": {"optimize": True}, "WEBP": {"quality": 90},
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,8 @@ def _clean(image: Image.Image, image_format: str) -> bytes:
         image = image.convert("RGB")
     bare = Image.new(image.mode, image.size)
     bare.paste(image)
-    if image.mode == "P" and image.getpalette():
-        bare.putpalette(image.getpalette())
+    if image.mode == "P" and (palette := image.getpalette()):
+        bare.putpalette(palette)
     out = io.BytesIO()
     bare.save(out, image_format, **SAVE_OPTIONS[image_format])
     return out.getvalue()
