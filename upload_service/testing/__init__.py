@@ -31,7 +31,7 @@ import pytest
 from ._contract import StorageContract
 from ._memory import MemoryStorage, MemoryStoragePlugin
 from ._resumable_contract import ResumableStorageContract
-from ._services import TEST_LOGIN, TEST_TOKEN, RunningService, start_host_app, start_service
+from ._services import TEST_LOGIN, TEST_TOKEN, RunningService, name_of, start_host_app, start_service
 
 __all__ = [
     "MemoryStorage", "MemoryStoragePlugin", "ResumableStorageContract", "RunningService", "StorageContract",
@@ -88,8 +88,8 @@ def upload_service_plugin() -> Iterator[Callable[..., Any]]:
 
     def register(running: RunningService, plugin: Any, name: str | None = None) -> str:
         """Returns the plugin's name (``name``, else its ``name`` or ``__name__`` attribute)."""
-        name = name or getattr(plugin, "name", None) or getattr(plugin, "__name__", None)
-        plugin_name = running.service.pm.register(plugin, name=name)
+        name = name or name_of(plugin)
+        plugin_name: str = running.service.pm.register(plugin, name=name)
         running.service.pm.check_pending()
         registered.append((running.service.pm, plugin_name))
         return plugin_name

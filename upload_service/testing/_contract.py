@@ -63,6 +63,13 @@ async def read(storage: Storage, key: str, start: int = 0, end: int | None = Non
     return b"".join([chunk async for chunk in storage.read(key, start, end)])
 
 
+async def stat(storage: Storage, key: str) -> StoredObject:
+    """``storage.stat(key)`` of an object that must be there."""
+    found = await storage.stat(key)
+    assert found is not None, f"{key} is missing"
+    return found
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -132,7 +139,7 @@ class StorageContract(BackendFixtures):
             stored = await writer.commit(target, {"bytes": 0, "files": 0})
         assert (stored.size, stored.sha256) == (0, sha256(b""))
         assert await read(storage, target) == b""
-        assert (await storage.stat(target)).metadata == {"bytes": 0, "files": 0}
+        assert (await stat(storage, target)).metadata == {"bytes": 0, "files": 0}
 
     async def test_a_large_object_in_uneven_writes(self, storage: Storage) -> None:
         target, data = key(), os.urandom(self.large + 12345)
@@ -198,12 +205,12 @@ class StorageContract(BackendFixtures):
 
     async def test_metadata_is_kept_as_given(self, storage: Storage) -> None:
         target = key()
-        metadata = {"filename": "r\u00e9sum\u00e9 \u2603.txt", "n": 3, "ok": True, "none": None,
+        metadata: dict[str, Any] = {"filename": "r\u00e9sum\u00e9 \u2603.txt", "n": 3, "ok": True, "none": None,
                     "nested": {"list": [1, "two", {"three": 3.5}]}}
         expected = copy.deepcopy(metadata)
         assert (await put(storage, target, b"x", metadata)).metadata == expected
         metadata["nested"]["list"].append("changed after commit")  # the backend keeps what it was given
-        assert (await storage.stat(target)).metadata == expected
+        assert (await stat(storage, target)).metadata == expected
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -312,7 +319,7 @@ class StorageContract(BackendFixtures):
         assert await storage.stat(src) is None and await storage.stat(dst) == moved
         assert await read(storage, dst) == b"moved bytes"
         again = await storage.move(dst, other, {"b": 2})  # with metadata: replaced
-        assert again.metadata == {"b": 2} and (await storage.stat(other)).metadata == {"b": 2}
+        assert again.metadata == {"b": 2} and (await stat(storage, other)).metadata == {"b": 2}
 
     async def test_move_of_a_missing_key_raises_object_not_found(self, storage: Storage) -> None:
         dst = key()
@@ -327,7 +334,7 @@ class StorageContract(BackendFixtures):
         with pytest.raises(ObjectExists):
             await storage.move(src, dst, {"new": True})
         assert await storage.stat(dst) == taken and await read(storage, dst) == b"taken"
-        assert (await storage.stat(src)).metadata == {"s": 1} and await read(storage, src) == b"source"
+        assert (await stat(storage, src)).metadata == {"s": 1} and await read(storage, src) == b"source"
 
     async def test_racing_moves_of_one_object_have_one_winner(self, storage: Storage) -> None:
         for _ in range(3):
@@ -384,7 +391,7 @@ class StorageContract(BackendFixtures):
         assert temporary in [s.key for s in await storage.list("temp/")]
         assert persistent not in [s.key for s in await storage.list("temp/")]
         assert ledger in [s.key for s in await storage.list("usage/")]
-        assert (await storage.stat(ledger)).metadata == {"bytes": 19}
+        assert (await stat(storage, ledger)).metadata == {"bytes": 19}
 
     async def test_invalid_keys_are_refused_with_value_error(self, storage: Storage) -> None:
         good = key()
@@ -413,7 +420,7 @@ class StorageContract(BackendFixtures):
         stored = await put(storage, src, b"shared")
         assert await second_worker.stat(src) == stored and await read(second_worker, src) == b"shared"
         await second_worker.move(src, dst, {"by": "second"})
-        assert await storage.stat(src) is None and (await storage.stat(dst)).metadata == {"by": "second"}
+        assert await storage.stat(src) is None and (await stat(storage, dst)).metadata == {"by": "second"}
         with pytest.raises(ObjectExists):
             await put(second_worker, dst, b"again")
         assert await storage.delete(dst) is True
@@ -439,4 +446,4 @@ class StorageContract(BackendFixtures):
         assert await read(storage, kept) == b"committed"
 
     async def test_check_ready(self, storage: Storage) -> None:
-        assert await storage.check_ready() is None
+        await storage.check_ready()  # raises when the backend cannot be written to

@@ -18,7 +18,13 @@ from typing import Any
 
 from upload_service import hookimpl
 from upload_service.storage import (
-    ObjectExists, ObjectNotFound, OffsetMismatch, ResumableUpload, StoredObject, WriterBase, check_key,
+    ObjectExists,
+    ObjectNotFound,
+    OffsetMismatch,
+    ResumableUpload,
+    StoredObject,
+    WriterBase,
+    check_key,
     check_prefix,
 )
 
@@ -27,7 +33,8 @@ READ_CHUNK = 64 * 1024
 
 def _copy(data: dict[str, Any]) -> dict[str, Any]:
     """A JSON round trip: the caller's dict is not kept, and what could not be stored as JSON fails here too."""
-    return json.loads(json.dumps(data))
+    copied: dict[str, Any] = json.loads(json.dumps(data))
+    return copied
 
 
 class MemoryStorage:
@@ -71,7 +78,8 @@ class MemoryStorage:
         with self._lock:
             return self._objects.pop(check_key(key), None) is not None
 
-    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int | None = None) -> list[StoredObject]:
         check_prefix(prefix)
         with self._lock:
             keys = sorted(key for key in self._objects if key.startswith(prefix)

@@ -10,13 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from upload_service.storage import (
-    ObjectExists, ObjectNotFound, OffsetMismatch, ResumableStorage, ResumableUpload, Storage,
+    ObjectExists,
+    ObjectNotFound,
+    OffsetMismatch,
+    ResumableStorage,
+    ResumableUpload,
+    Storage,
 )
 
 from ._contract import BackendFixtures, MiB, key, put, read, refused, sha256
@@ -38,6 +44,13 @@ def refuse() -> None:
     raise ValueError("checksum mismatch")
 
 
+async def state(store: ResumableStorage, upload: str) -> ResumableUpload:
+    """``store.get(upload)`` of an upload that must be there."""
+    found = await store.get(upload)
+    assert found is not None, f"upload {upload} is missing"
+    return found
+
+
 async def read_upload(store: ResumableStorage, upload: str) -> bytes:
     return b"".join([chunk async for chunk in store.read(upload)])
 
@@ -57,7 +70,8 @@ class ResumableStorageContract(BackendFixtures):
     @pytest.fixture
     def resumable(self, storage: Storage) -> ResumableStorage:
         """The store under test: the ``storage`` fixture's ``resumable``."""
-        return storage.resumable  # type: ignore[attr-defined]
+        resumable: ResumableStorage = storage.resumable  # type: ignore[attr-defined]  # optional: not in Storage
+        return resumable
 
     async def test_the_storage_offers_resumable_uploads(self, resumable: Any) -> None:
         assert isinstance(resumable, ResumableStorage)
@@ -125,7 +139,7 @@ class ResumableStorageContract(BackendFixtures):
         for wrong in (0, 2, 4, 100):
             with pytest.raises(OffsetMismatch):
                 await resumable.append(upload, wrong, chunks(b"XYZ"))
-        assert (await resumable.get(upload)).offset == 3
+        assert (await state(resumable, upload)).offset == 3
         assert await read_upload(resumable, upload) == b"abc"
 
     async def test_an_append_cut_short_keeps_what_arrived(self, resumable: ResumableStorage,
@@ -137,7 +151,7 @@ class ResumableStorageContract(BackendFixtures):
         await resumable.append(upload, 0, chunks(data[:10]))
         with pytest.raises(ConnectionError):
             await resumable.append(upload, 10, chunks(data[10:cut // 2], data[cut // 2:cut], then=ConnectionError()))
-        assert (await resumable.get(upload)).offset == cut
+        assert (await state(resumable, upload)).offset == cut
         await resumable.append(upload, cut, chunks(data[cut:]))
         target = key()
         stored = await commit(resumable, upload, target)
@@ -161,7 +175,7 @@ class ResumableStorageContract(BackendFixtures):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert (await resumable.get(upload)).offset == 12
+        assert (await state(resumable, upload)).offset == 12
         assert (await resumable.append(upload, 12, chunks(b"!"))).offset == 13
         assert await read_upload(resumable, upload) == b"first second!"
 
@@ -174,7 +188,7 @@ class ResumableStorageContract(BackendFixtures):
             await resumable.append(upload, 3, chunks(b"XY", b"Z"), verify=refuse)
         with pytest.raises(ConnectionError):  # cut short before the check: nothing counts either
             await resumable.append(upload, 3, chunks(b"XY", then=ConnectionError()), verify=lambda: None)
-        assert (await resumable.get(upload)).offset == 3
+        assert (await state(resumable, upload)).offset == 3
         await resumable.append(upload, 3, chunks(b"def"), verify=lambda: None)
         staged = await resumable.stage(upload)
         await staged.finish()
@@ -184,7 +198,7 @@ class ResumableStorageContract(BackendFixtures):
         upload, data = upload_id(), os.urandom(self.large + self.large // 2 + 3)
         cuts = [0, 1, self.large // 3, self.large - 1, self.large + 5, len(data)]
         await resumable.create(upload, {})
-        for start, end in zip(cuts, cuts[1:]):
+        for start, end in pairwise(cuts):
             step = max(1, (end - start) // 3)
             pieces = [data[at:min(at + step, end)] for at in range(start, end, step)]
             assert (await resumable.append(upload, start, chunks(*pieces))).offset == end
@@ -204,7 +218,7 @@ class ResumableStorageContract(BackendFixtures):
         await resumable.create(upload, {})
         await resumable.append(upload, 0, chunks(b"partial ", b"upload"))
         assert await read_upload(resumable, upload) == b"partial upload"
-        assert (await resumable.get(upload)).offset == 14
+        assert (await state(resumable, upload)).offset == 14
 
     async def test_commit_makes_an_ordinary_object(self, resumable: ResumableStorage, storage: Storage) -> None:
         upload, target = upload_id(), key()
@@ -261,7 +275,7 @@ class ResumableStorageContract(BackendFixtures):
         stored = await commit(resumable, upload, target)
         assert (stored.size, stored.sha256) == (0, sha256(b""))
         assert await read(storage, target) == b""
-        assert (await resumable.get(upload)).committed == target
+        assert (await state(resumable, upload)).committed == target
 
     async def test_appends_from_two_workers(self, resumable: ResumableStorage, storage: Storage,
                                             second_worker: Storage | None) -> None:
@@ -281,7 +295,7 @@ class ResumableStorageContract(BackendFixtures):
         await other.append(upload, 13, chunks(b"third"))
         stored = await commit(other, upload, target)  # a running hash of its own would lack "second "
         assert (stored.size, stored.sha256) == (18, sha256(b"first second third"))
-        assert (await resumable.get(upload)).committed == target
+        assert (await state(resumable, upload)).committed == target
         assert await read(storage, target) == b"first second third"
 
     # -- removing and listing -----------------------------------------------------------------------

@@ -14,7 +14,10 @@ import os
 import socket
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 
 T = TypeVar("T")
 START_TIMEOUT = 30.0
@@ -61,7 +64,7 @@ class ThreadServer:
         try:
             self.loop.run_until_complete(serve(self._watch_lifespan, config, shutdown_trigger=self._stopping.wait,
                                                mode="asgi"))
-        except BaseException as error:  # noqa: BLE001 - reported by ``start`` or ``stop``
+        except BaseException as error:  # reported by ``start`` or ``stop``
             self._failure = error
         finally:
             if self._fd is not None:  # start-up failed before Hypercorn took the socket
@@ -70,18 +73,19 @@ class ThreadServer:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self._started.set()
 
-    async def _watch_lifespan(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _watch_lifespan(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         """The app itself, but ``start`` learns when its start-up is complete (Hypercorn then takes the socket)."""
         if scope["type"] != "lifespan":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
 
-        async def reporting_send(message: dict[str, Any]) -> None:
+        async def reporting_send(message: ASGISendEvent) -> None:
             await send(message)
             if message["type"] == "lifespan.startup.complete":
                 self._fd = None  # Hypercorn wraps it next, and closes it when it stops
                 self._started.set()
 
-        return await self.app(scope, receive, reporting_send)
+        await self.app(scope, receive, reporting_send)
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         """Run ``coroutine`` on the server's event loop and return its result (its exception is raised here)."""

@@ -81,11 +81,16 @@ def with_kit_plugins(plugins: Iterable[Any]) -> list[Any]:
     from ..builtin import api_tokens
 
     plugins = list(plugins)
-    names = {getattr(plugin, "name", None) or getattr(plugin, "__name__", None) for plugin in plugins}
+    names = {name_of(plugin) for plugin in plugins}
     for needed in (MemoryStoragePlugin(), api_tokens):
-        if (getattr(needed, "name", None) or needed.__name__) not in names:
+        if name_of(needed) not in names:
             plugins.append(needed)
     return plugins
+
+
+def name_of(plugin: Any) -> str | None:
+    """A plugin's name as the kit knows it: its ``name`` attribute, else its ``__name__`` (a module's)."""
+    return getattr(plugin, "name", None) or getattr(plugin, "__name__", None)
 
 
 def start_service(upload_dir: Path, plugins: Iterable[Any] = (), *, entry_points: bool = True,
