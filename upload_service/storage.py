@@ -124,7 +124,8 @@ class Storage(Protocol):
         Of two racing deletes of one object exactly one says True (the core takes the file out of its owner's
         quota when it does)."""
 
-    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int | None = None) -> list[StoredObject]:
         """Objects whose key starts with ``prefix``, at any depth below it, in ascending order of the whole key as
         strings compare (``temp/a-b/x`` before ``temp/a/x``), strictly after ``start_after`` (which need not
         exist), at most ``limit`` of them. ``prefix`` is a folder: ``files/ab/`` does not list ``files/abc/x``."""

@@ -7,8 +7,8 @@ import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, aclosing, contextmanager
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -91,7 +91,7 @@ async def read_small(client: Any, bucket: str, key: str) -> bytes | None:
     try:
         response = await client.get_object(Bucket=bucket, Key=key)
         async with response["Body"] as body:
-            return await body.read()  # type: ignore[no-any-return]
+            return await body.read()
     except ClientError as error:
         if is_missing(error):
             return None

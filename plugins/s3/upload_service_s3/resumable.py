@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -34,7 +35,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from upload_service.storage import (
-    Appending, ObjectExists, ResumableBase, ResumableUpload, StagedUpload, StoredObject, check_key,
+    Appending,
+    ObjectExists,
+    ResumableBase,
+    ResumableUpload,
+    StagedUpload,
+    StoredObject,
+    check_key,
 )
 
 from .client import is_missing, is_precondition_failed, read_small, s3_errors
@@ -143,10 +150,11 @@ class S3ResumableUploads(ResumableBase[Progress]):
     async def list(self) -> list[ResumableUpload]:
         return [progress.public() for progress in await self._all()]
 
-    async def _all(self) -> list[Progress]:
+    async def _all(self) -> builtins.list[Progress]:
         client = await self.storage.clients.get()
         found = []
-        async for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.storage.bucket, Prefix=self._root):
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.storage.bucket, Prefix=self._root)
+        async for page in pages:
             for item in page.get("Contents", []):
                 if item["Key"].endswith("/record"):
                     progress = await self._read_record(item["Key"][len(self._root):-len("/record")])

@@ -11,6 +11,7 @@ finishes (a move whose new record was written) or undoes (a write whose record w
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -158,11 +159,12 @@ class S3Storage:
         await client.delete_object(Bucket=self.bucket, Key=self.layout.blob(blob_id))
 
     @s3_errors
-    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int | None = None) -> list[StoredObject]:
         """ListObjectsV2 over the records (``StartAfter``), then each record read, 16 at a time."""
         check_prefix(prefix)
         client = await self.clients.get()
-        found: list[StoredObject] = []
+        found: builtins.list[StoredObject] = []
         after = self.layout.record(start_after) if start_after else None
         while limit is None or len(found) < limit:
             want = 1000 if limit is None else min(1000, limit - len(found))
@@ -176,7 +178,7 @@ class S3Storage:
             after = names[-1]
         return found if limit is None else found[:limit]
 
-    async def _read_records(self, keys: list[str]) -> list[Record | None]:
+    async def _read_records(self, keys: builtins.list[str]) -> builtins.list[Record | None]:
         slots = asyncio.Semaphore(RECORD_READS_IN_FLIGHT)
 
         async def read(key: str) -> Record | None:
@@ -202,7 +204,7 @@ class S3Storage:
             removed += 1
         return removed
 
-    async def _multipart_uploads(self, prefix: str) -> list[dict[str, Any]]:
+    async def _multipart_uploads(self, prefix: str) -> builtins.list[dict[str, Any]]:
         client = await self.clients.get()
         paginator = client.get_paginator("list_multipart_uploads")
         return [upload async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
@@ -228,7 +230,8 @@ class S3Storage:
             if await self._refers(note.get("key"), blob_id):
                 await self.records.delete(note["key"])
             await self._delete_blob(blob_id)
-        elif op == "move" and await self._refers(note.get("dst"), blob_id) and await self._refers(note.get("key"), blob_id):
+        elif op == "move" and await self._refers(note.get("dst"), blob_id) \
+                and await self._refers(note.get("key"), blob_id):  # the move placed dst, its source is left
             await self.records.delete(note["key"])
         await self.journal.drop_stale(entry)
 

@@ -13,6 +13,7 @@ byte is ever written past a failed write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -66,10 +67,8 @@ class DiskLane:
                 except BaseException as error:  # handed to the awaiting coroutine, which decides
                     self._error = error
                     outcome = (False, error)
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, future, outcome)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
 
 def _nothing() -> None:

@@ -27,7 +27,13 @@ from typing import Any
 
 from upload_service import random_hex
 from upload_service.storage import (
-    Appending, ObjectExists, ObjectNotFound, ResumableBase, ResumableUpload, StagedUpload, StoredObject,
+    Appending,
+    ObjectExists,
+    ObjectNotFound,
+    ResumableBase,
+    ResumableUpload,
+    StagedUpload,
+    StoredObject,
 )
 
 from .buffered import BufferedFileWriter
@@ -185,7 +191,7 @@ class LocalAppend(Appending):
         self._fd = fd
         self._out = BufferedFileWriter(fd, [], uploads.threads.pool, hash_beside=True)
 
-    @property  # type: ignore[override]
+    @property
     def hasher(self) -> Any | None:
         return self._out.hashers[0] if self._out.hashers else None
 

@@ -67,7 +67,8 @@ class LocalStorage:
                 found.append(stored)
         return found
 
-    async def list(self, prefix: str, *, start_after: str | None = None, limit: int | None = None) -> list[StoredObject]:
+    async def list(self, prefix: str, *, start_after: str | None = None,
+                   limit: int | None = None) -> list[StoredObject]:
         return await self.threads.run(self._list_sync, prefix, start_after, limit)
 
     def _move_sync(self, src: str, dst: str) -> None:
