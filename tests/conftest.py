@@ -1,7 +1,14 @@
 """Shared fixtures: every end-to-end test talks HTTP to a real Hypercorn server on 127.0.0.1.
 
 The storage suites (``STORAGE_SUITES``) run twice, on local disk and on S3 (moto's server mode on
-127.0.0.1): ``make_server`` and ``server`` give each test a service on the backend of its parameter.
+127.0.0.1): ``make_server`` and ``server`` give each test a service on the backend of its parameter. That
+service runs inside the test process (``tests.servers.start_in_process``) unless the test is marked ``process``:
+then it is ``upload-service`` run as a subprocess.
+
+Tiers: ``pytest -m fast`` runs unit tests and tests on in-process servers; ``slow`` is everything else:
+``process``, ``browser`` and ``load`` tests, the S3 runs, and tests of subprocess servers (S3, Redis, nginx).
+``pytest_collection_modifyitems`` puts each test in its tier from its markers and fixtures, so a new test
+lands where it belongs; a test the rule calls fast that starts a subprocess server fails, saying to mark it.
 """
 
 from __future__ import annotations
@@ -14,13 +21,49 @@ import pytest
 from .github_double import GitHubDouble
 from .redis_server import RedisServer
 from .s3 import S3Server
-from .servers import Server, start_server
+from . import servers
+from .servers import Server, start_in_process, start_server
 
 STORAGE_SUITES = ("test_api_", "test_bad_input", "test_robustness", "test_tus", "test_storage_")
 
 
+MARKERS = {
+    "local_storage": "the test looks at local disk, so it runs on local storage only",
+    "process": "the test needs upload-service as a process of its own (the CLI): signals, worker processes, /proc, "
+               "its log, or settings that plugins read from the environment",
+    "browser": "the test drives Chromium (set by the browser fixtures)",
+    "load": "a load, soak or memory test that takes seconds of the machine on purpose",
+    "fast": "the fast tier (set by the tier rule): unit tests and tests on in-process servers",
+    "slow": "the rest of the full suite (set by the tier rule, or by hand for other subprocesses and tools)",
+}
+SUBPROCESS_FIXTURES = {"s3_server", "redis_server", "browser"}  # servers with no in-process stand-in here
+SLOW_MARKERS = ("slow", "process", "browser", "load")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "local_storage: the test looks at local disk, so it runs on local storage only")
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets ``fast`` or ``slow`` (and ``browser`` when it uses Chromium)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "browser" in fixtures:
+            item.add_marker("browser")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        slow = (any(item.get_closest_marker(name) for name in SLOW_MARKERS) or fixtures & SUBPROCESS_FIXTURES
+                or params.get("storage_backend", "local") != "local")
+        item.add_marker("slow" if slow else "fast")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    servers.fast_test = item.nodeid if item.get_closest_marker("fast") else None
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    servers.fast_test = None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -54,13 +97,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 def server_starter(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                    backend: str) -> Callable[..., Server]:
-    """``start(**settings)``: a server on ``backend`` (with a fresh bucket on the test S3 server for ``s3``)."""
+    """``start(**settings)``: a server on ``backend`` (with a fresh bucket on the test S3 server for ``s3``),
+    in-process unless the test (or, for a module's server, the module) is marked ``process``."""
+    in_process = request.node.get_closest_marker("process") is None
 
     def start(**settings: str) -> Server:
         bucket = request.getfixturevalue("s3_server").bucket() if backend == "s3" else None
         if bucket is not None:
             settings = {**bucket.settings(), **settings}
-        server = start_server(tmp_path_factory.mktemp("server"), **settings)
+        server = (start_in_process if in_process else start_server)(tmp_path_factory.mktemp("server"), **settings)
         server.backend, server.bucket = backend, bucket
         return server
 

@@ -19,7 +19,7 @@ from quart import Quart
 from quart.sessions import SecureCookieSessionInterface
 
 from .github_double import GitHubDouble
-from .servers import Server, free_port, start_server
+from .servers import Server, free_port, refuse_in_fast_tests, start_in_process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,6 +83,7 @@ def signed_in_identity(server: Server, client: httpx.Client) -> dict[str, Any] |
 def hypercorn(app_path: str, tmp: Path, settings: dict[str, str], *, certfile: Path | None = None,
               keyfile: Path | None = None) -> Iterator[tuple[str, ssl.SSLContext | bool]]:
     """Serve ``app_path`` with Hypercorn on 127.0.0.1 (over TLS with a certificate); yields (url, verify)."""
+    refuse_in_fast_tests("Hypercorn as a subprocess")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "UPLOAD_DIR": str(tmp / "uploads"), "LOG_LEVEL": "WARNING",
            **{name.upper(): value for name, value in settings.items()}}
@@ -111,7 +112,7 @@ def hypercorn(app_path: str, tmp: Path, settings: dict[str, str], *, certfile: P
 def double_and_server(tmp: Path, **settings: str) -> Iterator[tuple[GitHubDouble, Server]]:
     """A GitHub double and a server pointed at it, for a test module to share (tests use their own users)."""
     double = GitHubDouble().start()
-    server = start_server(tmp, **double.settings(), **settings)
+    server = start_in_process(tmp, **double.settings(), **settings)
     try:
         yield double, server
     finally:

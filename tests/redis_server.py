@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .servers import free_port
+from .servers import free_port, refuse_in_fast_tests
 
 
 @dataclass
@@ -23,6 +23,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+        refuse_in_fast_tests("Redis")
         port = free_port()
         log = (log_dir / f"redis-{port}.log").open("wb")
         process = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",

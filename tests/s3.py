@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .servers import ROOT, free_port, wait_until_up
+from .servers import ROOT, free_port, refuse_in_fast_tests, wait_until_up
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key-id", "AWS_SECRET_ACCESS_KEY": "test-secret-key"}
 REGION = "us-east-1"
@@ -32,6 +32,7 @@ class S3Server:
 
     @classmethod
     def start(cls, log_dir: Path) -> S3Server:
+        refuse_in_fast_tests("moto's S3 server")
         port = free_port()
         log = (log_dir / f"moto-{port}.log").open("wb")
         process = subprocess.Popen([sys.executable, "-m", "tests.moto_s3", "-H", "127.0.0.1", "-p", str(port)],

@@ -1,15 +1,26 @@
-"""Real servers for the tests: ``upload-service`` run as a subprocess (Hypercorn on 127.0.0.1, a free port)."""
+"""Real servers for the tests: Hypercorn on 127.0.0.1, a free port.
+
+``start_server`` runs ``upload-service`` as a subprocess, as operators run it (the CLI, its Hypercorn runner,
+worker processes, signals, logs). ``start_in_process`` serves the same app, built from the same settings with
+the CLI's Hypercorn options, from a thread of the test process: a fraction of a second to start instead of one
+to two, so tests that only speak HTTP to the service use it (``tests/conftest.py`` picks which one).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +29,19 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
+NEEDS_PROCESS = "mark the test @pytest.mark.process to give it a server process of its own"
+STARTUP_ENVIRONMENT = ("S3_", "AWS_")  # plugin settings read when the service starts, never at import
+_environment_lock = threading.Lock()
+
+
+fast_test: str | None = None  # the running test when the tier rule put it in the fast tier (tests/conftest.py)
+
+
+def refuse_in_fast_tests(what: str) -> None:
+    """Subprocess servers are for the slow tier: a test the tier rule called fast must not start one."""
+    if fast_test is not None:
+        raise RuntimeError(f"{fast_test} starts {what} but is in the fast tier: mark it process (or slow), or use "
+                           f"the in-process server of the server/make_server fixtures")
 
 
 PORT_SLICE = 1500  # ports per pytest-xdist worker, from PORT_BASE up: below Linux's ephemeral range (32768+)
@@ -46,32 +70,43 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {base}-{base + PORT_SLICE - 1}")
 
 
-def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0,
+                  alive: Callable[[], bool] | None = None) -> None:
+    """Poll ``url`` until it answers below 500; fail early once the server's process (or ``alive``) is gone."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
+        if alive is not None and not alive():
+            raise RuntimeError("server stopped")
         try:
             if httpx.get(url, timeout=1).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise RuntimeError(f"{url} did not come up in {timeout}s")
 
 
 @dataclass
 class Server:
-    """A running ``upload-service`` process and what a test needs to talk to it."""
+    """A running service and what a test needs to talk to it (``process`` and ``log()``: subprocesses only)."""
 
     url: str
     upload_dir: Path
-    process: subprocess.Popen
-    env: dict[str, str]
-    log_path: Path
+    env: dict[str, str]  # the service's environment: also what ``upload-service cleanup`` on its store needs
+    log_path: Path | None = None
+    popen: subprocess.Popen | None = None
     clients: list[httpx.Client] = field(default_factory=list)
     backend: str = "local"
     bucket: Any = None  # tests.s3.Bucket when the server stores on S3
+    _stop_thread: Callable[[], None] | None = None
+
+    @property
+    def process(self) -> subprocess.Popen:
+        if self.popen is None:
+            raise RuntimeError(f"this server runs inside the test process: {NEEDS_PROCESS}")
+        return self.popen
 
     def client(self, user: str | None = "alice", **options) -> httpx.Client:
         headers = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
@@ -80,12 +115,16 @@ class Server:
         return client
 
     def log(self) -> str:
+        if self.log_path is None:
+            raise RuntimeError(f"this server logs into the test process: {NEEDS_PROCESS}")
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         for client in self.clients:
             client.close()
-        if self.process.poll() is None:
+        if self._stop_thread is not None:
+            self._stop_thread()
+        elif self.process.poll() is None:
             self.process.send_signal(sig)
             try:
                 self.process.wait(10)
@@ -94,10 +133,8 @@ class Server:
                 self.process.wait()
 
 
-def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.executable, **settings: str) -> Server:
-    port = free_port()
-    upload_dir = Path(settings.pop("upload_dir", tmp / "uploads"))
-    env = {
+def _environment(port: int, upload_dir: Path, settings: dict[str, str]) -> dict[str, str]:
+    return {
         **os.environ,
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -107,6 +144,14 @@ def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.exe
         "LOG_LEVEL": "WARNING",
         **{key.upper(): str(value) for key, value in settings.items()},
     }
+
+
+def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.executable, **settings: str) -> Server:
+    """``upload-service`` as a subprocess; its output goes to ``server.log()``."""
+    refuse_in_fast_tests("upload-service as a subprocess")
+    port = free_port()
+    upload_dir = Path(settings.pop("upload_dir", tmp / "uploads"))
+    env = _environment(port, upload_dir, settings)
     if python == sys.executable:  # the repo's own interpreter: let PLUGINS name test plugins under tests/
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     log_path = tmp / f"server-{port}.log"
@@ -120,4 +165,98 @@ def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.exe
     except RuntimeError as error:
         process.kill()
         raise RuntimeError(f"{error}\n{log_path.read_text(errors='replace')}") from None
-    return Server(url=url, upload_dir=upload_dir, process=process, env=env, log_path=log_path)
+    return Server(url=url, upload_dir=upload_dir, env=env, log_path=log_path, popen=process)
+
+
+@contextmanager
+def _patched_environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def start_in_process(tmp: Path, **settings: str) -> Server:
+    """The service served from a thread of this process: the app ``create_app`` builds from these settings,
+    Hypercorn configured as the CLI configures it (keep-alive timeout, event loop, error log).
+
+    Core settings go to ``Settings``; the S3 plugin's (``S3_*``, and the ``AWS_*`` credentials) are in the
+    environment while the service starts, which is when that plugin reads them. Other settings that plugins
+    read from the environment (some at import time), and more than one worker, need a process: they are
+    refused, never silently dropped.
+    """
+    from upload_service.app import create_app
+    from upload_service.settings import Settings
+
+    port = free_port()
+    upload_dir = Path(settings.pop("upload_dir", tmp / "uploads"))
+    env = _environment(port, upload_dir, settings)
+    plugin_settings = {name.upper(): str(value) for name, value in settings.items()
+                       if name.lower() not in Settings.model_fields}
+    unknown = sorted(name for name in plugin_settings if not name.startswith(STARTUP_ENVIRONMENT))
+    if unknown:
+        raise RuntimeError(f"settings {unknown} are read by plugins from the environment: {NEEDS_PROCESS}")
+    values = {name: env[name.upper()] for name in Settings.model_fields if name.upper() in env}
+    values.update({name.lower(): value for name, value in settings.items() if name.lower() in Settings.model_fields})
+    chosen = Settings(**values)
+    if chosen.workers != 1:
+        raise RuntimeError(f"WORKERS={chosen.workers} needs worker processes: {NEEDS_PROCESS}")
+    with _environment_lock, _patched_environment(plugin_settings):
+        try:
+            app = create_app(chosen)
+        except Exception as error:
+            raise RuntimeError(f"the service did not start: {error}") from error
+        return _serve_in_thread(app, chosen, port, upload_dir, env)
+
+
+def _serve_in_thread(app: Any, chosen: Any, port: int, upload_dir: Path, env: dict[str, str]) -> Server:
+    """Hypercorn serving ``app`` on ``port`` from a thread with an event loop of its own, until ``stop()``."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from upload_service.cli import event_loop
+
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.keep_alive_timeout = chosen.keep_alive_timeout
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    if event_loop(chosen.event_loop) == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    stopping = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def serve_in_thread() -> None:
+        try:
+            loop.run_until_complete(serve(app, config, shutdown_trigger=stopping.wait))
+        except BaseException as error:  # noqa: BLE001 - reported by start or stop below
+            failure.append(error)
+
+    thread = threading.Thread(target=serve_in_thread, name=f"upload-service-{port}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        if thread.is_alive():
+            loop.call_soon_threadsafe(stopping.set)
+            thread.join(30)
+        if not thread.is_alive() and not loop.is_closed():
+            loop.close()
+
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/healthz", alive=thread.is_alive)
+    except RuntimeError as error:
+        stop()
+        cause = failure[0] if failure else error
+        raise RuntimeError(f"the service did not start: {cause}") from cause
+    return Server(url=url, upload_dir=upload_dir, env=env, _stop_thread=stop)
