@@ -107,6 +107,7 @@ def test_twenty_parallel_uploads_against_a_quota_of_five_files(make_server):
 
 
 @pytest.mark.local_storage
+@pytest.mark.process
 def test_the_quota_holds_across_the_workers_of_one_instance(make_server):
     """WORKERS=2 without Redis: the file locker serialises the ledger for every worker on the machine."""
     server = make_server(workers="2", user_quota_files="5")

@@ -13,6 +13,8 @@ import pytest
 
 from .servers import free_port, start_server, wait_until_up
 
+pytestmark = pytest.mark.process
+
 
 def _run(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
     clean = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "API_TOKENS", "DEV")}

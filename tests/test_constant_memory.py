@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.process, pytest.mark.load]  # the server's own memory, 300 MiB uploads
 SIZE = 300 * 1024 * 1024
 ALLOWED_GROWTH_MIB = 64
 

@@ -13,11 +13,14 @@ import os
 import socket
 import time
 
+import pytest
+
 from tests.faults import connect, request_head
 from tests.servers import TOKENS
 from upload_service.hypercorn_tuning import h11_is_as_expected
 
 MiB = 1024 * 1024
+pytestmark = pytest.mark.process  # the CLI's server, where the tuning applies
 
 
 def read_response(sock: socket.socket, buffered: bytearray) -> tuple[int, bytes]:

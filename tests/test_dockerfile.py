@@ -17,6 +17,8 @@ from .servers import ROOT, free_port
 
 DOCKERFILE = ROOT / "Dockerfile"
 
+pytestmark = pytest.mark.slow  # hadolint, and the image's health check command as a process
+
 
 def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""

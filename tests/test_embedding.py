@@ -20,6 +20,8 @@ import pytest
 from .browser import browser, contexts  # noqa: F401 (fixtures)
 from .servers import ROOT, free_port, wait_until_up
 
+pytestmark = pytest.mark.process  # the example host app under Hypercorn's own command
+
 
 def foreign_environment(data: Path) -> dict[str, str]:
     """The service's own variables, set where the host app runs: its ``Settings(...)`` must not read any of them

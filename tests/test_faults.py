@@ -30,6 +30,7 @@ from .tcp_proxy import BreakingProxy
 from .tus import create, offset_of
 
 MiB = 1024 * 1024
+pytestmark = pytest.mark.process  # kill -9, /proc, memory, slow clients against the CLI's server
 
 
 def assert_still_serving(server: Server) -> None:
@@ -86,6 +87,7 @@ class UploadLoad:
                     self.stored[answer.json()["id"]] = digest
 
 
+@pytest.mark.load
 def test_kill_9_of_one_worker_under_load(make_server) -> None:
     """The other worker keeps serving, a new worker replaces the dead one, and no partial file shows."""
     server = make_server(workers="2", cleanup_interval="1s")
@@ -311,6 +313,7 @@ def _abort_uploads(server: Server, count: int, kinds: list[str], sent: int = 256
         list(pool.map(one, range(count)))
 
 
+@pytest.mark.load
 def test_1000_aborted_uploads_leave_memory_at_its_baseline(make_server) -> None:
     """A leak check, not a timing: the server's resident memory after 1,000 aborted uploads of every kind
     stays within a small margin of what it was after a warm-up of the same."""

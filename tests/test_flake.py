@@ -15,7 +15,8 @@ import pytest
 
 from .servers import ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("nix-instantiate") is None, reason="nix is not installed (apt nix-bin)")
+pytestmark = [pytest.mark.skipif(shutil.which("nix-instantiate") is None, reason="nix is not installed (apt nix-bin)"),
+              pytest.mark.slow]  # nix evaluates the flake
 SYSTEMS = ["aarch64-darwin", "aarch64-linux", "x86_64-linux"]
 
 

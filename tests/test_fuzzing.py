@@ -43,6 +43,8 @@ PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
 # tus chunks are plain bytes, like application/octet-stream
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
+pytestmark = pytest.mark.slow  # about a thousand generated requests
+
 
 @schemathesis.check
 def errors_are_problem_json(ctx, response, case):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from .github_helpers import csrf_from, hypercorn, query
 
 
+@pytest.mark.process  # the host app under Hypercorn's own command
 def test_sign_in_under_a_prefix_keeps_the_host_session(tmp_path, github_double):
     github_double.add_user("octocat")
     host = hypercorn("tests.github_embedded_host:create_host_app()", tmp_path, github_double.settings())

@@ -99,6 +99,7 @@ def https_server(tmp_path: Path, github_double) -> Iterator[tuple[str, ssl.SSLCo
         yield running
 
 
+@pytest.mark.process  # Hypercorn's own command, over TLS
 def test_session_cookie_is_secure_over_https(https_server, github_double):
     url, trust = https_server
     github_double.add_user("octocat")

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .github_helpers import browser
 
 
@@ -18,6 +20,7 @@ def run_cli(tmp_path, *args: str, **settings: str) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.process  # the command line
 def test_half_configured_oauth_app_refuses_to_start(tmp_path):
     result = run_cli(tmp_path, "cleanup", github_client_id="abc")
 
@@ -25,12 +28,14 @@ def test_half_configured_oauth_app_refuses_to_start(tmp_path):
     assert "GitHub sign-in is half configured: set GITHUB_CLIENT_SECRET too" in result.stderr
 
 
+@pytest.mark.process
 def test_github_url_must_be_an_http_url(tmp_path, github_double):
     result = run_cli(tmp_path, "cleanup", **{**github_double.settings(), "github_api_url": "api.github.com"})
 
     assert result.returncode == 2 and "GITHUB_API_URL='api.github.com' is not an http(s) URL" in result.stderr
 
 
+@pytest.mark.process
 def test_plugin_is_listed_with_its_hooks(tmp_path):
     result = run_cli(tmp_path, "plugins")
 

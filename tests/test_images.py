@@ -17,6 +17,8 @@ from .servers import ROOT, Server, start_server
 
 GPS_IFD, ORIENTATION, MAKE = 0x8825, 0x0112, 0x010F
 
+pytestmark = pytest.mark.process  # the images plugin reads its own settings from the environment
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from .mixed_load import ACTIONS, check_store, run_mixed_load, summary
 
 CLIENTS = int(os.environ.get("LOAD_CLIENTS", "30"))
 SECONDS = float(os.environ.get("LOAD_SECONDS", "10"))
+pytestmark = [pytest.mark.process, pytest.mark.load]
 
 
 def test_mixed_load_loses_corrupts_and_duplicates_nothing(make_server) -> None:

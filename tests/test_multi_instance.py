@@ -27,6 +27,8 @@ MiB = 1024 * 1024
 CLIENTS = int(os.environ.get("MULTI_INSTANCE_CLIENTS", "50"))
 SECONDS = float(os.environ.get("MULTI_INSTANCE_SECONDS", "10"))
 
+pytestmark = pytest.mark.process  # instances behind nginx, killed and restarted
+
 
 @pytest.fixture
 def cluster(tmp_path, redis_server, s3_server) -> Iterator[Cluster]:
@@ -115,6 +117,7 @@ def test_temporary_upload_and_persist_land_on_different_instances(cluster: Clust
     assert again.status_code >= 400 and again.status_code < 500
 
 
+@pytest.mark.load
 def test_many_clients_with_an_instance_killed_lose_and_duplicate_nothing(cluster: Cluster) -> None:
     """CI runs 50 clients for 10 s (tests/perf/multi_instance_load.py runs 200 for 60 s)."""
     result = run_load(cluster.url, CLIENTS, SECONDS, during=lambda: cluster.kill(cluster.instances[1]))

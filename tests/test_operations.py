@@ -6,6 +6,7 @@ import json
 import re
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .servers import TOKENS
@@ -19,6 +20,7 @@ def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(answer.text) for sample in family.samples}
 
 
+@pytest.mark.process  # reads the server's log
 def test_request_ids_and_json_logs(make_server) -> None:
     server = make_server(log_format="json", log_level="INFO")
     client = server.client("alice")
@@ -41,6 +43,7 @@ def test_request_ids_and_json_logs(make_server) -> None:
     assert any(record["logger"] == "hypercorn.error" for record in records)  # Hypercorn's own lines too
 
 
+@pytest.mark.process  # reads the server's log
 def test_text_logs_carry_the_request_id(make_server) -> None:
     server = make_server(log_level="INFO")
     server.client("alice").get("/api/files", headers={"X-Request-Id": "text-id-7"})
@@ -69,6 +72,7 @@ def test_metrics_count_uploads_bytes_and_rejections(make_server) -> None:
     assert sum(value for labels, value in rejected.items() if ("status", "413") in labels) == 1
 
 
+@pytest.mark.process
 def test_metrics_add_up_across_workers(make_server, tmp_path) -> None:
     server = make_server(workers="2", tmpdir=str(tmp_path))  # the CLI makes its metrics directory under TMPDIR
     uploads = 16

@@ -19,6 +19,8 @@ from .servers import ROOT, free_port, wait_until_up
 
 UV = "uv" if shutil.which("uv") else f"{sys.executable} -m uv"
 
+pytestmark = pytest.mark.slow  # builds and installs wheels
+
 
 def install_wheel(where: Path) -> tuple[Path, Path]:
     """(venv, wheel) from scripts/install-wheel, the very script the Dockerfile's build stage runs."""

@@ -16,6 +16,7 @@ import pytest
 from .servers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # builds a virtual environment and installs a plugin with pip
 
 PLUGIN_MODULE = '''
 from upload_service import UploadRejected, hookimpl

@@ -6,7 +6,7 @@ import pytest
 
 from upload_service.settings import Settings
 
-from .servers import free_port, start_server
+from .servers import free_port, start_in_process
 
 
 def assert_limited(response) -> None:
@@ -66,4 +66,4 @@ def test_a_malformed_limit_is_a_settings_error(value):
 def test_shared_limits_need_a_redis_that_answers(tmp_path):
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     with pytest.raises(RuntimeError, match="rate limits: Redis at .* does not answer"):
-        start_server(tmp_path, rate_limit="10/minute", redis_url=nobody)
+        start_in_process(tmp_path, rate_limit="10/minute", redis_url=nobody)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_client_that_disconnects_mid_upload_leaves_nothing(make_server):
 
 
 @pytest.mark.local_storage
+@pytest.mark.process
 def test_kill_9_mid_upload_leaves_no_visible_file_and_cleanup_sweeps_staging(make_server, tmp_path):
     server = make_server()
     sock = connect(server)
@@ -68,6 +70,7 @@ def test_kill_9_mid_upload_leaves_no_visible_file_and_cleanup_sweeps_staging(mak
 
 
 @pytest.mark.local_storage
+@pytest.mark.process
 def test_cleanup_command_sweeps_once(make_server):
     server = make_server()
     leftover = server.upload_dir / ".staging" / "deadbeef"
@@ -94,6 +97,7 @@ def test_same_filename_from_many_clients_gives_distinct_files(server):
         assert client.get(file["url"]).content == f"body {index}".encode()
 
 
+@pytest.mark.process
 def test_one_token_persisted_from_many_workers_at_once_persists_exactly_once(make_server):
     server = make_server(workers="3")
     client = server.client()
@@ -118,7 +122,10 @@ def test_delete_racing_downloads_never_serves_corrupt_bytes(server):
     expected = hashlib.sha256(data).hexdigest()
     file = client.put("/api/files/race.bin", content=data).json()
 
+    under_way = threading.Event()
+
     def download(_: int) -> str:
+        under_way.set()
         response = server.client().get(file["url"])
         if response.status_code == 404:
             return "gone"
@@ -127,7 +134,7 @@ def test_delete_racing_downloads_never_serves_corrupt_bytes(server):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         downloads = [pool.submit(download, i) for i in range(24)]
-        time.sleep(0.05)
+        assert under_way.wait(10)
         assert client.delete(f"/api/files/{file['id']}").status_code == 204
         outcomes = [future.result() for future in downloads]
     assert "CORRUPT" not in outcomes

@@ -13,13 +13,14 @@ from PIL import Image
 from upload_service.serving import sniff_image
 
 from .browser import dev_client, dev_settings
-from .servers import Server, start_server
+from .conftest import server_starter
+from .servers import Server
 from .tus import TUS, create, patch
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("headers"), **dev_settings())
+def ui_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = server_starter(request, tmp_path_factory, "local")(**dev_settings())
     yield running
     running.stop()
 

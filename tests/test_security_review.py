@@ -12,12 +12,13 @@ import httpx
 import pytest
 
 from .browser import dev_settings
-from .servers import ROOT, Server, free_port, start_server
+from .conftest import server_starter
+from .servers import ROOT, Server, free_port
 
 
 @pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("review"), **dev_settings())
+def dev_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = server_starter(request, tmp_path_factory, "local")(**dev_settings())
     yield running
     running.stop()
 
@@ -53,6 +54,7 @@ def serve(tmp_path, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "example.org"])
 def test_the_passwordless_dev_sign_in_refuses_to_listen_beyond_loopback(tmp_path, host: str) -> None:
     refused = serve(tmp_path, DEV="1", HOST=host)
@@ -60,6 +62,7 @@ def test_the_passwordless_dev_sign_in_refuses_to_listen_beyond_loopback(tmp_path
     assert "DEV is on" in refused.stderr and "loopback" in refused.stderr
 
 
+@pytest.mark.process
 def test_dev_on_loopback_still_starts(tmp_path) -> None:
     for host in ("127.0.0.1", "localhost", "::1"):
         started = subprocess.run([sys.executable, "-m", "upload_service.cli", "plugins"], cwd=tmp_path,

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TUS_JS = ROOT / "node_modules" / "tus-js-client" / "dist" / "tus.min.js"
 CHROMIUM = "/usr/bin/chromium"
 MiB = 1024 * 1024
+pytestmark = pytest.mark.browser  # Chromium (this module's own, with tus-js-client injected)
 
 UPLOAD = """async ({token, size, chunkSize, uploadUrl, stopAfter, retryDelays}) => {
   const bytes = new Uint8Array(size);

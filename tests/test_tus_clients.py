@@ -143,7 +143,8 @@ def lockers(request: pytest.FixtureRequest, locker: str) -> dict[str, str]:
     return {"locker": locker}
 
 
-@pytest.mark.parametrize(("workers", "locker"), [("1", "file"), ("2", "file"), ("2", "redis")])
+@pytest.mark.parametrize(("workers", "locker"), [
+    ("1", "file"), pytest.param("2", "file", marks=pytest.mark.process), pytest.param("2", "redis", marks=pytest.mark.process)])  # Redis: slow tier
 def test_head_after_a_silent_drop_takes_the_lock_over(make_server, request, workers: str, locker: str) -> None:
     """The old PATCH waits for bytes that never come (idle timeout 120 s); the client's HEAD must not wait."""
     server = make_server(upload_idle_timeout="120s", workers=workers, **lockers(request, locker))
@@ -162,7 +163,7 @@ def test_head_after_a_silent_drop_takes_the_lock_over(make_server, request, work
     assert file_of(server, url)["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("locker", ["file", "redis"])
+@pytest.mark.parametrize("locker", ["file", pytest.param("redis", marks=pytest.mark.slow)])
 def test_patch_after_a_stalled_proxy_takes_the_lock_over(make_server, request, locker: str) -> None:
     """A client behind a network that went silent mid-PATCH retries directly: its PATCH wins the lock."""
     server = make_server(upload_idle_timeout="120s", **lockers(request, locker))

@@ -82,6 +82,7 @@ def test_the_manifest_matches_the_pinned_npm_package_and_the_bundled_file():
     assert sri_hash(bundled) == HTMX["integrity"]
 
 
+@pytest.mark.slow  # builds the wheel
 def test_the_wheel_ships_templates_static_files_and_the_bundled_htmx(tmp_path):
     uv = os.environ.get("UV") or shutil.which("uv")
     if not uv:

@@ -19,10 +19,10 @@ EXISTING = [("Annual report 2026.pdf", 2_345_678, "application/pdf"), ("team-pho
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory):
-    from .servers import start_server
+def ui_server(request, tmp_path_factory):
+    from .conftest import server_starter
 
-    running = start_server(tmp_path_factory.mktemp("ui-shots"), **dev_settings(
+    running = server_starter(request, tmp_path_factory, "local")(**dev_settings(
         plugins="tests.plugins.refuse_executables"))
     client = dev_client(running)
     for name, size, content_type in EXISTING:

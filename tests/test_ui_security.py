@@ -17,10 +17,10 @@ WATCH_CSP = """
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory):
-    from .servers import start_server
+def ui_server(request, tmp_path_factory):
+    from .conftest import server_starter
 
-    running = start_server(tmp_path_factory.mktemp("ui-security"), **dev_settings())
+    running = server_starter(request, tmp_path_factory, "local")(**dev_settings())
     yield running
     running.stop()
 
