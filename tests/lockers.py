@@ -16,16 +16,17 @@ async def check_take_over(holder: Locker, newcomer: Locker, upload_id: str,
     """A stale holder keeps the lock until a newer request asks: without take-over the newcomer gets 423 and the
     holder is not disturbed; with it, the holder is asked to let go and the newcomer gets a lock of its own."""
     events: list[str] = []
+    held = asyncio.Event()
 
     async def stale_holder() -> None:
         async with holder.hold(upload_id) as lock:
             events.append("held")
+            held.set()
             await asyncio.wait_for(lock.release_requested.wait(), 5)
             events.append("asked")
 
     task = asyncio.create_task(stale_holder())
-    while not events:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(held.wait(), 5)
     with pytest.raises(Problem) as refused:
         async with newcomer.hold(upload_id, take_over=False):
             pass

@@ -68,11 +68,13 @@ def test_expired_token_is_gone_and_swept(make_server):
     server = make_server(temp_upload_ttl="1s", cleanup_interval="1s")
     alice = server.client()
     temp = _temporary(alice)
-    time.sleep(2.2)
+    deadline = time.monotonic() + 10
+    while alice.get(f"/api/files/{temp['id']}").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)  # listed until its 1 s are up
+    assert alice.get(f"/api/files/{temp['id']}").status_code == 404
     response = alice.post("/api/persist", json={"tokens": [temp["token"]]})
     assert response.status_code == 410
-    assert alice.get(f"/api/files/{temp['id']}").status_code == 404
     deadline = time.monotonic() + 5
     while stored_files(server, "temp/") and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert stored_files(server, "temp/") == []

@@ -67,21 +67,22 @@ async def test_a_failed_job_stops_every_later_one(pool):
 
 async def test_idle_waits_for_a_job_whose_caller_was_cancelled(pool):
     lane = DiskLane(pool)
-    release = threading.Event()
-    finished = threading.Event()
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     def slow() -> None:
+        started.set()
         release.wait(5)
         finished.set()
 
     future = lane.submit(slow)
     waiter = asyncio.ensure_future(future)
-    await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(started.wait, 5)
     waiter.cancel()  # the request gave up; the thread still runs the job
-    await asyncio.sleep(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
     assert not finished.is_set()
     idle = asyncio.ensure_future(lane.idle())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the behaviour: idle() is still waiting a moment later
     assert not idle.done(), "idle() must wait for the job still running in its thread"
     release.set()
     await asyncio.wait_for(idle, 5)

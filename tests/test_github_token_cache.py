@@ -36,33 +36,40 @@ async def test_answer_is_reused_until_the_ttl_passes():
 
 async def test_concurrent_callers_share_one_check():
     cache: TokenCache[str] = TokenCache(60)
-    started = asyncio.Event()
+    started, answer = asyncio.Event(), asyncio.Event()
     calls = 0
 
     async def slow_check() -> str:
         nonlocal calls
         calls += 1
         started.set()
-        await asyncio.sleep(0.05)
+        await answer.wait()  # GitHub answers only once every caller has asked
         return "ok"
 
-    results = await asyncio.gather(*(cache.get("ghp_token", slow_check) for _ in range(20)))
+    results = asyncio.gather(*(cache.get("ghp_token", slow_check) for _ in range(20)))
+    await started.wait()
+    answer.set()
 
-    assert results == ["ok"] * 20 and calls == 1
+    assert await results == ["ok"] * 20 and calls == 1
 
 
 async def test_failures_are_not_cached_and_reach_every_waiter():
     cache: TokenCache[str] = TokenCache(60)
     outcomes = iter([RuntimeError("GitHub down"), "ok"])
+    started, answer = asyncio.Event(), asyncio.Event()
 
     async def check() -> str:
-        await asyncio.sleep(0.01)
+        started.set()
+        await answer.wait()  # both callers wait for the one check
         outcome = next(outcomes)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    failed = await asyncio.gather(cache.get("t", check), cache.get("t", check), return_exceptions=True)
+    both = asyncio.gather(cache.get("t", check), cache.get("t", check), return_exceptions=True)
+    await started.wait()
+    answer.set()
+    failed = await both
 
     assert [str(error) for error in failed] == ["GitHub down", "GitHub down"]
     assert await cache.get("t", check) == "ok"
@@ -70,15 +77,18 @@ async def test_failures_are_not_cached_and_reach_every_waiter():
 
 async def test_a_cancelled_caller_does_not_cancel_the_check_for_others():
     cache: TokenCache[str] = TokenCache(60)
+    started, answer = asyncio.Event(), asyncio.Event()
 
     async def check() -> str:
-        await asyncio.sleep(0.05)
+        started.set()
+        await answer.wait()
         return "ok"
 
     impatient = asyncio.ensure_future(cache.get("t", check))
     patient = asyncio.ensure_future(cache.get("t", check))
-    await asyncio.sleep(0.01)
-    impatient.cancel()
+    await started.wait()  # both callers wait on the check
+    impatient.cancel()  # while the check is still waiting for GitHub
+    answer.set()
 
     assert await patient == "ok"
     with pytest.raises(asyncio.CancelledError):

@@ -130,8 +130,12 @@ async def test_keys_that_could_escape_are_refused(storage, key):
 
 
 class _SlowCommitWriter(LocalObjectWriter):
+    committing = threading.Event()
+    may_finish = threading.Event()
+
     def _commit_sync(self, *args):
-        time.sleep(0.5)  # a slow fdatasync: the request is cancelled meanwhile
+        self.committing.set()
+        self.may_finish.wait(5)  # a slow fdatasync: the request is cancelled meanwhile
         return super()._commit_sync(*args)
 
 
@@ -146,8 +150,10 @@ async def test_a_commit_cancelled_midway_finishes_before_the_writer_aborts(stora
             await writer.commit("files/o/slow", {})
 
     task = asyncio.create_task(upload())
-    await asyncio.sleep(0.2)
+    assert await asyncio.to_thread(_SlowCommitWriter.committing.wait, 5)
     task.cancel()
+    await asyncio.sleep(0.05)  # the cancelled request goes on to its abort while the commit still runs
+    _SlowCommitWriter.may_finish.set()
     with pytest.raises(asyncio.CancelledError):
         await task
     stored = await storage.stat("files/o/slow")  # the commit ran to its end, whole

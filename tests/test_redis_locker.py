@@ -49,7 +49,7 @@ async def test_a_newer_request_makes_the_holder_on_another_instance_let_go(clien
 async def test_held_lock_is_extended_past_its_ttl(client) -> None:
     one = locker(client, ttl=0.3, watch=0.05)
     async with one.hold(UPLOAD) as lock:
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(0.8)  # the behaviour: held for more than twice the ttl
         assert not lock.release_requested.is_set()
         with pytest.raises(Problem):
             async with one.hold(UPLOAD, take_over=False):

@@ -106,16 +106,19 @@ async def test_file_locker_refuses_what_is_not_an_id(tmp_path) -> None:
 
 async def test_complete_finishes_its_work_through_cancellations() -> None:
     finished: list[str] = []
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def clean_up() -> None:
-        await asyncio.sleep(0.05)
+        started.set()
+        await release.wait()
         finished.append("done")
 
     task = asyncio.create_task(complete(clean_up()))
-    await asyncio.sleep(0.01)
+    await started.wait()
     task.cancel()
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn of the loop: the task has taken the first cancellation
     task.cancel()
+    release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished == ["done"]
