@@ -45,16 +45,51 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {meaning}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these marks, and before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test gets ``fast`` or ``slow`` (and ``browser`` when it uses Chromium)."""
+    """Every test gets ``fast`` or ``slow`` (and ``browser`` when it uses Chromium), its xdist group, and the
+    modules are put heaviest first."""
+    weights: dict[str, float] = {}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if "browser" in fixtures:
             item.add_marker("browser")
         params = getattr(getattr(item, "callspec", None), "params", {})
+        weights[item.nodeid] = _weight(item, fixtures, params)
         slow = (any(item.get_closest_marker(name) for name in SLOW_MARKERS) or fixtures & SUBPROCESS_FIXTURES
                 or params.get("storage_backend", "local") != "local")
         item.add_marker("slow" if slow else "fast")
+        if _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    _heaviest_modules_first(items, weights)
+
+
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a module- or class-scoped fixture (a module's server, a browser, a built venv).
+
+    ``scripts/test`` runs ``--dist loadgroup``: such tests go, a module at a time, to one process, where the
+    fixture is made once; every other test is handed out on its own, to whichever process is free.
+    """
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(definition.scope in ("module", "class", "package") for name, chain in definitions.items()
+               if name != "storage_backend" for definition in chain[-1:])
+
+
+def _weight(item: pytest.Item, fixtures: set[str], params: dict) -> float:
+    """A rough cost, to start long modules first so that none is left running alone at the end."""
+    for marker, weight in (("load", 30), ("slow", 10), ("process", 5), ("browser", 4)):  # slow: set by hand
+        if item.get_closest_marker(marker):
+            return weight
+    return 2 if fixtures & SUBPROCESS_FIXTURES or params.get("storage_backend", "local") != "local" else 0.5
+
+
+def _heaviest_modules_first(items: list[pytest.Item], weights: dict[str, float]) -> None:
+    """Reorder whole modules (each keeps its own order, so its module fixtures are made once)."""
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    ordered = sorted(modules.values(), key=lambda tests: -sum(weights[test.nodeid] for test in tests))
+    items[:] = [item for tests in ordered for item in tests]
 
 
 @pytest.hookimpl(tryfirst=True)

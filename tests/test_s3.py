@@ -59,6 +59,7 @@ def _wait_for(condition, timeout: float = 20.0) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.process
 def test_200_mib_upload_streams_through_in_bounded_memory(s3_service):
     server = s3_service()
     client = server.client()
@@ -116,6 +117,7 @@ def _kill_mid_upload(server) -> None:
     assert server.bucket.leftovers() != []  # kill -9: nobody aborted anything
 
 
+@pytest.mark.process
 def test_a_killed_server_leaves_parts_that_the_next_sweep_aborts(s3_service, s3_server):
     bucket = s3_server.bucket()
     _kill_mid_upload(s3_service(bucket))
@@ -124,6 +126,7 @@ def test_a_killed_server_leaves_parts_that_the_next_sweep_aborts(s3_service, s3_
     assert bucket.records() == []
 
 
+@pytest.mark.process
 def test_cleanup_command_aborts_the_parts_of_a_killed_server(s3_service):
     server = s3_service()
     _kill_mid_upload(server)
