@@ -30,7 +30,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
 NEEDS_PROCESS = "mark the test @pytest.mark.process to give it a server process of its own"
-STARTUP_ENVIRONMENT = ("S3_", "AWS_")  # plugin settings read when the service starts, never at import
+PLUGIN_PREFIXES = ("S3_", "REDIS_", "IMAGES_")  # first-party plugins: their settings go in Settings(plugin_settings)
+STARTUP_ENVIRONMENT = ("AWS_",)  # boto's credentials, read from the environment when the S3 client is made
 _environment_lock = threading.Lock()
 
 
@@ -186,10 +187,10 @@ def start_in_process(tmp: Path, **settings: str) -> Server:
     """The service served from a thread of this process: the app ``create_app`` builds from these settings,
     Hypercorn configured as the CLI configures it (keep-alive timeout, event loop, error log).
 
-    Core settings go to ``Settings``; the S3 plugin's (``S3_*``, and the ``AWS_*`` credentials) are in the
-    environment while the service starts, which is when that plugin reads them. Other settings that plugins
-    read from the environment (some at import time), and more than one worker, need a process: they are
-    refused, never silently dropped.
+    The settings are the ones a subprocess would read from its environment (``env``): the service's own, and
+    the first-party plugins' as ``plugin_settings``; boto's ``AWS_*`` credentials are in the environment while
+    the service starts, which is when the S3 client is made. Other settings (test plugins read theirs from the
+    environment at import), and more than one worker, need a process: they are refused, never dropped.
     """
     from upload_service.app import create_app
     from upload_service.settings import Settings
@@ -197,17 +198,19 @@ def start_in_process(tmp: Path, **settings: str) -> Server:
     port = free_port()
     upload_dir = Path(settings.pop("upload_dir", tmp / "uploads"))
     env = _environment(port, upload_dir, settings)
-    plugin_settings = {name.upper(): str(value) for name, value in settings.items()
-                       if name.lower() not in Settings.model_fields}
-    unknown = sorted(name for name in plugin_settings if not name.startswith(STARTUP_ENVIRONMENT))
+    given = {name.upper(): str(value) for name, value in settings.items()}
+    others = {name: value for name, value in given.items() if name.lower() not in Settings.model_fields}
+    unknown = sorted(name for name in others if not name.startswith(PLUGIN_PREFIXES + STARTUP_ENVIRONMENT))
     if unknown:
         raise RuntimeError(f"settings {unknown} are read by plugins from the environment: {NEEDS_PROCESS}")
     values = {name: env[name.upper()] for name in Settings.model_fields if name.upper() in env}
-    values.update({name.lower(): value for name, value in settings.items() if name.lower() in Settings.model_fields})
-    chosen = Settings(**values)
+    plugin_values = {name: value for name, value in env.items() if name.startswith(PLUGIN_PREFIXES)
+                     and name.lower() not in Settings.model_fields}
+    chosen = Settings(**values, plugin_settings=plugin_values)
     if chosen.workers != 1:
         raise RuntimeError(f"WORKERS={chosen.workers} needs worker processes: {NEEDS_PROCESS}")
-    with _environment_lock, _patched_environment(plugin_settings):
+    startup_environment = {name: value for name, value in others.items() if name.startswith(STARTUP_ENVIRONMENT)}
+    with _environment_lock, _patched_environment(startup_environment):
         try:
             app = create_app(chosen)
         except Exception as error:

@@ -17,7 +17,7 @@ from .servers import ROOT, Server, start_server
 
 GPS_IFD, ORIENTATION, MAKE = 0x8825, 0x0112, 0x010F
 
-pytestmark = pytest.mark.process  # the images plugin reads its own settings from the environment
+pytestmark = pytest.mark.process  # the images plugin is not installed here: its server finds it on PYTHONPATH
 
 
 @pytest.fixture(scope="module")
