@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .servers import TOKENS, Server
 
@@ -55,6 +56,19 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(condition())
+
+
+def received(sock: Any) -> bool:
+    """Whether the server has read every byte sent on ``sock`` (a connection on 127.0.0.1): none is waiting for
+    its acknowledgement on this side, none is unread in the server's socket (their queues in /proc/net/tcp)."""
+    here, there = sock.getsockname()[1], sock.getpeername()[1]
+    queues: dict[tuple[str, str], tuple[int, int]] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        sent, unread = (int(size, 16) for size in fields[4].split(":"))
+        queues[fields[1], fields[2]] = (sent, unread)
+    ours, theirs = f"0100007F:{here:04X}", f"0100007F:{there:04X}"  # 127.0.0.1, as the kernel writes it
+    return queues.get((ours, theirs), (1, 0))[0] == 0 and queues.get((theirs, ours), (0, 1))[1] == 0
 
 
 def worker_pids(server: Server) -> list[int]:

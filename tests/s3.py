@@ -9,7 +9,9 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,26 @@ class Bucket:
         referenced = {f"blobs/{self._blob_of(client, key)}" for key in self.keys("objects/")}
         loose = [key for key in self.keys() if not key.startswith("objects/") and key not in referenced]
         return loose + [f"multipart:{upload['Key']}" for upload in self.multipart_uploads()]
+
+    def wait_out(self, seconds: float, timeout: float = 15) -> None:
+        """Return once whatever was written before this call is more than ``seconds`` old by the S3 server's
+        clock, the way a sweep tells stale from live (a listing's Date against each LastModified, both in whole
+        seconds): a canary object written now tells, and is removed again."""
+        client = self.server.client()
+        canary = f"{self.prefix}wait-out-canary-{secrets.token_hex(4)}"
+        client.put_object(Bucket=self.name, Key=canary, Body=b"")
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                listing = client.list_objects_v2(Bucket=self.name, Prefix=canary)
+                now = parsedate_to_datetime(listing["ResponseMetadata"]["HTTPHeaders"]["date"])
+                if (now - listing["Contents"][0]["LastModified"]).total_seconds() > seconds:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the S3 server's clock did not pass {seconds} s in {timeout} s")
+                time.sleep(0.1)
+        finally:
+            client.delete_object(Bucket=self.name, Key=canary)
 
     def _blob_of(self, client: Any, record: str) -> str:
         return json.loads(client.get_object(Bucket=self.name, Key=self.prefix + record)["Body"].read())["blob"]

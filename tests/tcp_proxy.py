@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 
 class BreakingProxy:
@@ -48,6 +49,10 @@ class BreakingProxy:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stalled_upstream(self) -> Any:
+        """The socket towards the server of the connection that stalled (once ``broken``, in ``stall`` mode)."""
+        return self._stalled[0].get_extra_info("socket")
 
     @property
     def url(self) -> str:

@@ -22,7 +22,7 @@ import pytest
 
 from .cluster import NGINX_CONF
 from .conftest import staging_entries, stored_files
-from .faults import connect, read_answer, read_answer_head, request_head, rss_mib, wait_for, worker_pids
+from .faults import connect, read_answer, read_answer_head, received, request_head, rss_mib, wait_for, worker_pids
 from upload_service.settings import Settings
 
 from .servers import ROOT, Server
@@ -254,7 +254,7 @@ def test_connection_cut_mid_upload_leaves_no_partial_file(make_server, kind: str
     server = make_server()
     sent = 3 * MiB
     sock, tus_url = _partial_request(server, kind, sent)
-    time.sleep(0.5)
+    assert wait_for(lambda: received(sock))  # the server has read all that was sent: the cut is mid-upload
     _cut(sock)
     _nothing_visible(server)
     if tus_url is not None:  # the bytes that arrived stay with the upload, to resume; they are not a file
@@ -302,6 +302,17 @@ def test_downloads_cut_midway_leave_the_file_whole_and_no_handle_open(make_serve
     assert_still_serving(server)
 
 
+def _settled_rss(server: Server) -> float:
+    """The server's resident memory once it has stopped changing for half a second (the last cut requests are
+    finished), or after 10 s."""
+    readings = [rss_mib(server.process.pid)]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (len(readings) < 6 or max(readings[-6:]) - min(readings[-6:]) > 0.25):
+        time.sleep(0.1)
+        readings.append(rss_mib(server.process.pid))
+    return readings[-1]
+
+
 def _abort_uploads(server: Server, count: int, kinds: list[str], sent: int = 256 * 1024) -> None:
     """``count`` uploads of the given kinds, 20 at a time, each cut after ``sent`` body bytes."""
 
@@ -321,11 +332,10 @@ def test_1000_aborted_uploads_leave_memory_at_its_baseline(make_server) -> None:
     kinds = ["raw", "raw_chunked", "multipart", "json", "tus"]
     _abort_uploads(server, 200, kinds)  # warm-up: imports, allocator pools, caches reach their size
     assert wait_for(lambda: staging_entries(server) == [], timeout=30)
-    baseline = rss_mib(server.process.pid)
+    baseline = _settled_rss(server)
     _abort_uploads(server, 1000, kinds)
     assert wait_for(lambda: staging_entries(server) == [], timeout=30)
-    time.sleep(1)
-    after = rss_mib(server.process.pid)
+    after = _settled_rss(server)
     print(f"server RSS: {baseline:.1f} MiB after the warm-up, {after:.1f} MiB after 1,000 aborted uploads")
     assert after - baseline < 16, f"RSS grew from {baseline:.1f} to {after:.1f} MiB"
     _nothing_visible(server)

@@ -206,8 +206,9 @@ async def test_an_s3_that_cuts_its_answers_short_gives_storage_errors(monkeypatc
         await server.wait_closed()
 
 
-async def _after_staging_timeout() -> None:
-    await asyncio.sleep(2.2)  # S3 times have whole seconds; the fixture's staging timeout is 1 s
+async def _after_staging_timeout(bucket) -> None:
+    """Until what is in the bucket now is older than the fixture's staging timeout (1 s) by the S3 server's clock."""
+    await asyncio.to_thread(bucket.wait_out, 1)
 
 
 async def test_sweep_finishes_a_move_whose_process_died(store):
@@ -217,7 +218,7 @@ async def test_sweep_finishes_a_move_whose_process_died(store):
     await storage.journal.create(record.blob_id, {"op": "move", "key": "temp/o/m", "dst": "files/o/m"})
     await storage.records.put(type(record)("files/o/m", record.blob_id, stored.size, stored.sha256,
                                            stored.created_at, {}), create=True)  # died here: both records
-    await _after_staging_timeout()
+    await _after_staging_timeout(bucket)
     assert await storage.sweep_staging() == 1
     assert await storage.stat("temp/o/m") is None
     assert await _read(storage, "files/o/m") == b"half moved"
@@ -229,7 +230,7 @@ async def test_sweep_finishes_a_delete_whose_process_died(store):
     await _put(storage, "files/o/d", b"half deleted")
     record = await storage.records.get("files/o/d")
     await storage.journal.create(record.blob_id, {"op": "delete", "key": "files/o/d"})  # died here
-    await _after_staging_timeout()
+    await _after_staging_timeout(bucket)
     assert await storage.sweep_staging() == 1
     assert await storage.stat("files/o/d") is None
     assert bucket.keys() == []
@@ -240,7 +241,7 @@ async def test_sweep_keeps_a_write_that_committed_before_its_process_died(store)
     await _put(storage, "files/o/w", b"committed")
     record = await storage.records.get("files/o/w")
     await storage.journal.create(record.blob_id, {"op": "write", "key": "files/o/w"})  # entry not yet removed
-    await _after_staging_timeout()
+    await _after_staging_timeout(bucket)
     assert await storage.sweep_staging() == 1
     assert await _read(storage, "files/o/w") == b"committed"
     assert bucket.leftovers() == []
@@ -250,7 +251,7 @@ async def test_sweep_leaves_live_writers_alone(store):
     storage, bucket = store
     async with storage.writer() as writer:
         await writer.write(b"w" * (9 * MiB))  # a multipart upload with its first part sent
-        await _after_staging_timeout()  # the writer keeps its journal entry fresh meanwhile
+        await _after_staging_timeout(bucket)  # the writer keeps its journal entry fresh meanwhile
         assert await storage.sweep_staging() == 0
         stored = await writer.commit("files/o/live", {})
     assert stored.size == 9 * MiB and await storage.stat("files/o/live") is not None

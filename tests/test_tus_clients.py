@@ -9,7 +9,6 @@ import io
 import os
 import socket
 import threading
-import time
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from tusclient import client as tus_client
 from tusclient.exceptions import TusCommunicationError
 from tusclient.storage.filestorage import FileStorage
 
+from .faults import received, wait_for
 from .servers import TOKENS, Server
 from .tcp_proxy import BreakingProxy
 from .tus import TUS, create, offset_of, tus_backend  # noqa: F401 (tus_backend: autouse fixture)
@@ -154,7 +154,7 @@ def test_head_after_a_silent_drop_takes_the_lock_over(make_server, request, work
     url = create(client, len(data))
     stale = _stalled_patch(server, url, len(data), data[:700_000])
     try:
-        time.sleep(0.5)
+        assert wait_for(lambda: received(stale))  # then the client goes silent
         assert offset_of(client, url) == 700_000  # answered at once, with every byte that arrived
         uploader = tus(server.url).uploader(file_stream=io.BytesIO(data), chunk_size=MiB, url=server.url + url)
         uploader.upload()
@@ -175,7 +175,7 @@ def test_patch_after_a_stalled_proxy_takes_the_lock_over(make_server, request, l
         thread = threading.Thread(target=_ignore_errors, args=(stalled.upload,), daemon=True)
         thread.start()
         assert proxy.broken.wait(10)
-        time.sleep(0.3)
+        assert wait_for(lambda: received(proxy.stalled_upstream()))  # the server has what got through
         resumed = tus(server.url).uploader(file_stream=io.BytesIO(data), chunk_size=2 * MiB, url=server.url + url)
         assert 0 < resumed.offset <= MiB
         resumed.upload()
