@@ -6,14 +6,24 @@ import base64
 
 import pytest
 
-from .conftest import staging_entries, stored_files
+from .conftest import server_starter, staging_entries, stored_files
 
 GOOD = {"filename": "ok.txt", "content": base64.b64encode(b"fine").decode()}
 
 
+@pytest.fixture(scope="module")
+def refusing(request, tmp_path_factory, storage_backend):
+    """A server only the refusal tests below use: each leaves its store as empty as it found it."""
+    running = server_starter(request, tmp_path_factory, storage_backend)()
+    yield running
+    running.stop()
+
+
 @pytest.fixture
-def fresh(make_server):
-    return make_server()
+def fresh(refusing):
+    """An empty store (an error here means an earlier refusal test kept something: see its failure)."""
+    assert stored_files(refusing) == [] and staging_entries(refusing) == [], "an earlier test left files behind"
+    return refusing
 
 
 def _assert_nothing_stored(server):
