@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from . import servers
 from .github_double import GitHubDouble
 from .redis_server import RedisServer
 from .s3 import S3Server
-from . import servers
 from .servers import Server, start_in_process, start_server
 
 STORAGE_SUITES = ("test_api_", "test_bad_input", "test_robustness", "test_tus", "test_storage_")

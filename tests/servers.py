@@ -323,7 +323,7 @@ def _serve_in_thread(app: Any, chosen: Any, port: int, upload_dir: Path, env: di
     def serve_in_thread() -> None:
         try:
             loop.run_until_complete(serve(app, config, shutdown_trigger=stopping.wait))
-        except BaseException as error:  # noqa: BLE001 - reported by start or stop below
+        except BaseException as error:  # reported by start (or seen as a dead thread) below
             failure.append(error)
 
     thread = threading.Thread(target=serve_in_thread, name=f"upload-service-{port}", daemon=True)

@@ -144,7 +144,10 @@ def lockers(request: pytest.FixtureRequest, locker: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("workers", "locker"), [
-    ("1", "file"), pytest.param("2", "file", marks=pytest.mark.process), pytest.param("2", "redis", marks=pytest.mark.process)])  # Redis: slow tier
+    ("1", "file"),
+    pytest.param("2", "file", marks=pytest.mark.process),  # worker processes
+    pytest.param("2", "redis", marks=pytest.mark.process),
+])
 def test_head_after_a_silent_drop_takes_the_lock_over(make_server, request, workers: str, locker: str) -> None:
     """The old PATCH waits for bytes that never come (idle timeout 120 s); the client's HEAD must not wait."""
     server = make_server(upload_idle_timeout="120s", workers=workers, **lockers(request, locker))
