@@ -266,7 +266,9 @@ def _patched_environment(values: dict[str, str]) -> Iterator[None]:
 
 def start_in_process(tmp: Path, **settings: str) -> Server:
     """The service served from a thread of this process: the app ``create_app`` builds from these settings,
-    Hypercorn configured as the CLI configures it (keep-alive timeout, event loop, error log).
+    Hypercorn configured as the CLI configures it (keep-alive timeout, event loop, error log). The CLI's
+    ``tune_hypercorn`` patches Hypercorn for the whole process, so it is left out here, as in a host app; the
+    ``process`` tests (``test_direct_body``, ``test_faults``) run the tuned server.
 
     The settings are the ones a subprocess would read from its environment (``env``): the service's own, and
     the first-party plugins' as ``plugin_settings``; boto's ``AWS_*`` credentials are in the environment while
