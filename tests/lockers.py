@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from upload_service.errors import Problem
 from upload_service import Locker
+from upload_service.errors import Problem
 
 
 async def check_take_over(holder: Locker, newcomer: Locker, upload_id: str,

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import httpx
-
 import pytest
 
 from .servers import free_port, start_server, wait_until_up

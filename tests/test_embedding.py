@@ -141,7 +141,7 @@ def test_the_hosts_own_page_uploads_with_the_csrf_token_the_service_gives_it(hos
     assert names() == sorted([*before, "form.txt", "note.txt"])
 
 
-def test_the_hosts_own_page_uploads_from_a_browser(host: HostApp, contexts) -> None:  # noqa: F811
+def test_the_hosts_own_page_uploads_from_a_browser(host: HostApp, contexts) -> None:
     from playwright.sync_api import expect
 
     context = contexts()

@@ -20,11 +20,11 @@ import time
 import httpx
 import pytest
 
+from upload_service.settings import Settings
+
 from .cluster import NGINX_CONF
 from .conftest import staging_entries, stored_files
 from .faults import connect, read_answer, read_answer_head, received, request_head, rss_mib, wait_for, worker_pids
-from upload_service.settings import Settings
-
 from .servers import ROOT, Server
 from .tcp_proxy import BreakingProxy
 from .tus import create, offset_of

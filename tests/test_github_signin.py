@@ -8,18 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from .github_double import GitHubDouble
 from .github_fixtures import github, server, shared  # noqa: F401 (fixtures)
 from .github_helpers import (
     SESSION_COOKIE,
     at_github,
     browser,
     csrf_from,
-    double_and_server,
     query,
     session_data,
     session_serializer,
@@ -27,7 +22,6 @@ from .github_helpers import (
     signed_in_identity,
     start_sign_in,
 )
-from .servers import Server
 
 EXCHANGE = "POST /login/oauth/access_token"
 

@@ -6,16 +6,13 @@ Tests that need no special settings share one server and one double (each with i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
-from .github_double import GitHubDouble
 from .github_fixtures import github, server, shared  # noqa: F401 (fixtures)
-from .github_helpers import browser, double_and_server, sign_in
-from .servers import TOKENS, Server, free_port
+from .github_helpers import browser, sign_in
+from .servers import TOKENS, free_port
 
 USER_ROUTE = "GET /api/v3/user"
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 from .servers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,7 @@ import asyncio
 import os
 import string
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from upload_service.errors import Problem
 from upload_service.filenames import MAX_FILENAME_BYTES, content_disposition, safe_filename

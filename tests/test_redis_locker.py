@@ -8,8 +8,8 @@ import secrets
 import pytest
 from redis.asyncio import Redis
 
-from upload_service.errors import Problem
 from upload_service import Locker
+from upload_service.errors import Problem
 from upload_service_redis.locker import RedisLocker
 
 from .lockers import check_take_over

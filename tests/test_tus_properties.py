@@ -15,8 +15,7 @@ import random
 from dataclasses import dataclass
 
 import httpx
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from .servers import Server
 from .tus import OCTETS, TUS, checksum, create, metadata, patch, tus_backend  # noqa: F401 (autouse fixture)

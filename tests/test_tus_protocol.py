@@ -12,11 +12,19 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from .servers import Server, start_server
-from .tus import (  # noqa: F401 (tus_backend: autouse fixture)
-    OCTETS, TUS, checksum, create, metadata, no_uploads_left, offset_of, patch, tus_backend,
-)
 from .conftest import resumable_entries, server_starter, stored_files
+from .servers import Server
+from .tus import (  # noqa: F401 (tus_backend: autouse fixture)
+    OCTETS,
+    TUS,
+    checksum,
+    create,
+    metadata,
+    no_uploads_left,
+    offset_of,
+    patch,
+    tus_backend,
+)
 
 MAX = 1024 * 1024
 

@@ -10,8 +10,8 @@ import pytest
 
 from upload_service.aio import complete
 from upload_service.builtin.local_storage import LocalStorage
-from upload_service.storage import OffsetMismatch, ResumableStorage
 from upload_service.locking import FileLocker
+from upload_service.storage import OffsetMismatch, ResumableStorage
 
 from .lockers import check_take_over
 

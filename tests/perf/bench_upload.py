@@ -12,14 +12,13 @@ import asyncio
 import base64
 import json
 import shutil
-import statistics
 import subprocess
 import time
 from pathlib import Path
 
 from tests.perf.harness import AUTH, clear_uploads, curl, machine, make_file, measure, service, workdir
 from tests.perf.load import put_load
-from tests.servers import TOKENS, free_port, wait_until_up
+from tests.servers import TOKENS, free_port
 
 NGINX_CONF = """
 user root;
