@@ -165,7 +165,7 @@ async def test_a_commit_cancelled_midway_finishes_before_the_writer_aborts(stora
 @pytest.mark.parametrize("hash_beside", [True, False])
 async def test_a_rest_hashed_in_place_is_written_but_not_hashed_again(tmp_path, hash_beside):
     hasher = hashlib.sha256()
-    with open(tmp_path / "f", "wb") as handle, ThreadPoolExecutor(2) as pool:
+    with await asyncio.to_thread(open, tmp_path / "f", "wb") as handle, ThreadPoolExecutor(2) as pool:
         out = BufferedFileWriter(handle.fileno(), [hasher], pool, hash_beside=hash_beside)
         await out.write(b"small")
         out.hash_rest()

@@ -3,7 +3,7 @@ shutdown waits for the ones still running."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 
 from upload_service import hookimpl
 
@@ -14,16 +14,17 @@ class SlowNotifier:
     name = "slow_notifier"
 
     def __init__(self) -> None:
-        self.release = threading.Event()
+        self.released = asyncio.Event()  # bound to the server's loop when first awaited there
         self.started: list[str] = []
         self.finished: list[str] = []
 
-    async def _wait(self, what: str) -> None:
-        import asyncio
+    async def release(self) -> None:
+        """Let the notifications finish; run it on the server's loop (``running.run``), where they wait."""
+        self.released.set()
 
+    async def _wait(self, what: str) -> None:
         self.started.append(what)
-        while not self.release.is_set():  # a thread event: the test thread sets it
-            await asyncio.sleep(0.01)
+        await self.released.wait()
         self.finished.append(what)
 
     @hookimpl
@@ -44,7 +45,7 @@ def test_the_answer_does_not_wait_for_notifications(upload_service_factory) -> N
     deleted = client.delete(f"/api/files/{stored.json()['id']}")
     assert deleted.status_code == 204
     assert notifier.finished == []
-    notifier.release.set()
+    running.run(notifier.release())
     running.stop()  # stopping waits for the notifications still running
     assert sorted(notifier.finished) == ["deleted a.txt", "persisted a.txt"]
 
