@@ -95,7 +95,9 @@ def drop_files(page: Page, selector: str, files: dict[str, str]) -> None:
         """([selector, files]) => {
             const zone = document.querySelector(selector);
             const data = new DataTransfer();
-            for (const [name, text] of Object.entries(files)) data.items.add(new File([text], name, {type: "text/plain"}));
+            for (const [name, text] of Object.entries(files)) {
+                data.items.add(new File([text], name, {type: "text/plain"}));
+            }
             for (const type of ["dragenter", "dragover", "drop"]) {
                 zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
             }

@@ -2,8 +2,8 @@
 
 It plays both ``GITHUB_URL`` (``/login/oauth/authorize``, ``/login/oauth/access_token``) and, under ``/api/v3``
 like GitHub Enterprise, ``GITHUB_API_URL`` (``/user``, ``/user/emails``, ``/users/<login>/orgs``,
-``/orgs/<org>/public_members/<login>``). The authorize page approves at once as ``signed_in_as`` (the newest user; or denies
-when ``deny`` is set), so a browser or an HTTP client goes straight through. Codes are single-use and checked
+``/orgs/<org>/public_members/<login>``). The authorize page approves at once as ``signed_in_as`` (the newest user;
+or denies when ``deny`` is set), so a browser or an HTTP client goes straight through. Codes are single-use and checked
 against PKCE S256, the client credentials and the redirect URI, and errors come back as GitHub sends them:
 HTTP 200 with ``{"error": ...}``. ``down`` makes every route answer 503; ``calls`` counts requests by route.
 """
@@ -217,7 +217,8 @@ class GitHubDouble:
         headers = {}
         if page * per_page < len(orgs):
             headers["Link"] = f'<{self.api_url}/users/{login}/orgs?per_page={per_page}&page={page + 1}>; rel="next"'
-        body = [{"login": org, "id": 5000 + index, "url": f"{self.api_url}/orgs/{org}"} for index, org in enumerate(chunk)]
+        body = [{"login": org, "id": 5000 + index, "url": f"{self.api_url}/orgs/{org}"}
+                for index, org in enumerate(chunk)]
         return 200, headers, body
 
 

@@ -98,7 +98,7 @@ class LoadClient:
         self.previous, self.ended = "", time.perf_counter()
 
     def run(self, deadline: float) -> None:
-        actions, weights = zip(*ACTIONS.items())
+        actions, weights = zip(*ACTIONS.items(), strict=True)
         with self.http:
             while time.monotonic() < deadline:
                 action = self.rng.choices(actions, weights)[0]
@@ -113,8 +113,9 @@ class LoadClient:
         except (httpx.TransportError, TusGaveUp) as error:
             status = type(error).__name__
             with self.report.lock:
-                self.report.broken.append(f"{action}: {error!r} after {time.perf_counter() - started:.1f} s; "
-                                          f"the previous action ({self.previous}) ended {started - self.ended:.1f} s before")
+                self.report.broken.append(
+                    f"{action}: {error!r} after {time.perf_counter() - started:.1f} s; "
+                    f"the previous action ({self.previous}) ended {started - self.ended:.1f} s before")
         self.previous, self.ended = action, time.perf_counter()
         with self.report.lock:
             self.report.tried[action] += 1
@@ -132,7 +133,7 @@ class LoadClient:
         """Note the files of a 201; on any other answer, note nothing (the batch is all or nothing)."""
         if answer.status_code == 201:
             body = answer.json()
-            described = body["files"] if "files" in body else [body]
+            described = body.get("files", [body])
             for item, (seed, data) in zip(described, files, strict=True):
                 self._own(Sent(self.user, item["id"], seed, len(data), hashlib.sha256(data).hexdigest()))
         return answer.status_code

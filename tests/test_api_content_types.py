@@ -79,8 +79,9 @@ def test_the_denylist_wins_over_the_allowlist(images_only):
 
 def test_one_refused_file_refuses_the_whole_batch(images_only):
     before = stored_files(images_only, "files/")
+    plain_bytes = random.Random(7).randbytes(2000)  # libmagic: application/octet-stream
     items = [{"filename": "ok.png", "content": base64.b64encode(png()).decode()},
-             {"filename": "bad.png", "content": base64.b64encode(random.Random(7).randbytes(2000)).decode()}]  # libmagic: plain bytes
+             {"filename": "bad.png", "content": base64.b64encode(plain_bytes).decode()}]
     assert_refused(images_only.client().post("/api/upload", json=items), "application/octet-stream")
     assert stored_files(images_only, "files/") == before
 

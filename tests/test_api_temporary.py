@@ -11,7 +11,8 @@ from .conftest import stored_files
 
 
 def _temporary(client, name="draft.txt", data=b"draft") -> dict:
-    response = client.put("/api/upload_temporary", json=[{"filename": name, "content": base64.b64encode(data).decode()}])
+    response = client.put("/api/upload_temporary",
+                          json=[{"filename": name, "content": base64.b64encode(data).decode()}])
     assert response.status_code == 201, response.text
     return response.json()["files"][0]
 
@@ -59,7 +60,8 @@ def test_forged_tokens_are_refused(server, token):
 
 def test_persist_body_must_be_well_formed(server):
     client = server.client()
-    assert client.post("/api/persist", content=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
+    malformed = client.post("/api/persist", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400
     assert client.post("/api/persist", json={"tokens": []}).status_code == 400
     assert client.post("/api/persist", json={"tokens": ["x"], "metadata": []}).status_code == 400
 

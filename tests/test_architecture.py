@@ -100,7 +100,8 @@ def plugin_files() -> list[tuple[Path, str, str]]:
     found = []
     for path in sorted((CORE / "builtin").rglob("*.py")):
         relative = path.relative_to(CORE / "builtin").parts
-        own = "upload_service.builtin" + (f".{Path(relative[0]).stem}" if len(relative) > 1 or relative[0] != "__init__.py" else "")
+        in_package = len(relative) > 1 or relative[0] != "__init__.py"
+        own = "upload_service.builtin" + (f".{Path(relative[0]).stem}" if in_package else "")
         found.append((path, module_name(path), own))
     for package in sorted((ROOT / "plugins").glob("*/upload_service_*")):
         for path in sorted(package.rglob("*.py")):

@@ -67,7 +67,8 @@ def test_multipart_without_files_or_boundary(fresh):
     assert client.post("/api/upload", data={"field": "value"}, files={}).status_code in (400, 415)
     no_boundary = client.post("/api/upload", content=b"--x--", headers={"Content-Type": "multipart/form-data"})
     assert no_boundary.status_code == 400
-    truncated = client.post("/api/upload", content=b'--b\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\nabc',
+    truncated = client.post("/api/upload",
+                            content=b'--b\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\nabc',
                             headers={"Content-Type": "multipart/form-data; boundary=b"})
     assert truncated.status_code == 400
     _assert_nothing_stored(fresh)

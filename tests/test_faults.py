@@ -169,7 +169,7 @@ def test_headers_sent_slowly_are_cut_off_while_other_clients_are_served(make_ser
     cut_after: list[float] = []
     statuses = [server.client().put("/api/files/meanwhile.bin", content=b"m" * 1000).status_code]
     for index in range(max(len(head) for head in heads)):
-        for sock, head in zip(slow, heads):
+        for sock, head in zip(slow, heads, strict=True):
             if sock.fileno() != -1 and index < len(head):
                 try:
                     sock.sendall(head[index:index + 1])
@@ -206,7 +206,8 @@ def test_storage_failing_mid_write_is_a_clear_error_and_keeps_nothing(make_serve
         answer = client.post("/api/upload", files=[("file", ("small.txt", b"fits", "text/plain")),
                                                    ("file", ("doomed.bin", data, "application/octet-stream"))])
     else:
-        answer = client.put("/api/upload", json=[{"filename": "doomed.bin", "content": base64.b64encode(data).decode()}])
+        answer = client.put("/api/upload",
+                            json=[{"filename": "doomed.bin", "content": base64.b64encode(data).decode()}])
     expected = (500, "the storage failed") if mode == "error" else (504, "the storage did not answer in time")
     assert answer.status_code == expected[0], answer.text
     assert answer.headers["content-type"] == "application/problem+json"
@@ -393,7 +394,8 @@ def test_nginx_drops_idle_upstream_connections_before_the_service_closes_them() 
     for KEEP_ALIVE_TIMEOUT (it was Hypercorn's 5 s); nginx (60 s by default) could send a PATCH on it just then,
     and does not retry a non-idempotent request. Deployment config and test cluster keep nginx's below it."""
     service_timeout = Settings.model_fields["keep_alive_timeout"].default  # KEEP_ALIVE_TIMEOUT's default
-    for name, conf in [("deploy/nginx.conf", (ROOT / "deploy" / "nginx.conf").read_text()), ("tests/cluster.py", NGINX_CONF)]:
+    confs = [("deploy/nginx.conf", (ROOT / "deploy" / "nginx.conf").read_text()), ("tests/cluster.py", NGINX_CONF)]
+    for name, conf in confs:
         upstream = re.search(r"upstream upload_service \{+(.*?)\n    \}", conf, re.S).group(1)
         found = re.search(r"^\s*keepalive_timeout\s+(\d+)s;", upstream, re.M)
         assert found and int(found.group(1)) < service_timeout, name

@@ -60,7 +60,8 @@ def test_every_api_route_is_declared_and_in_the_document(tmp_path, document: dic
     documented = {(method, operation["x-endpoint"])
                   for operations in document["paths"].values() for method, operation in operations.items()}
     routes = [rule for rule in app.url_map.iter_rules()
-              if rule.rule.startswith("/api/") and not getattr(app.view_functions[rule.endpoint], "openapi_hidden", False)]
+              if rule.rule.startswith("/api/")
+              and not getattr(app.view_functions[rule.endpoint], "openapi_hidden", False)]
     assert len(routes) >= 9
     hidden = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint not in {r.endpoint for r in routes}
               and rule.rule.startswith("/api/")}

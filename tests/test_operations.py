@@ -56,7 +56,8 @@ def test_metrics_count_uploads_bytes_and_rejections(make_server) -> None:
     client = server.client("alice")
     assert client.put("/api/files/a.bin", content=b"a" * 100).status_code == 201
     assert client.put("/api/files/b.bin", content=b"b" * 200).status_code == 201
-    assert client.post("/api/upload", files=[("f", ("c.txt", b"c" * 10)), ("f", ("d.txt", b"d" * 20))]).status_code == 201
+    two_files = [("f", ("c.txt", b"c" * 10)), ("f", ("d.txt", b"d" * 20))]
+    assert client.post("/api/upload", files=two_files).status_code == 201
     assert client.put("/api/files/big.bin", content=b"x" * 2048).status_code == 413
     assert httpx.get(server.url + "/api/files").status_code == 401
     metrics = samples(server.url)

@@ -65,5 +65,5 @@ def test_a_malformed_limit_is_a_settings_error(value):
 
 def test_shared_limits_need_a_redis_that_answers(tmp_path):
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    with pytest.raises(RuntimeError, match="rate limits: Redis at .* does not answer"):
+    with pytest.raises(RuntimeError, match=r"rate limits: Redis at .* does not answer"):
         start_in_process(tmp_path, rate_limit="10/minute", redis_url=nobody)

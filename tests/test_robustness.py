@@ -79,8 +79,8 @@ def test_cleanup_command_sweeps_once(make_server):
     old = time.time() - 60
     os.utime(leftover, (old, old))
     server.stop()
-    result = subprocess.run([sys.executable, "-m", "upload_service.cli", "cleanup"], env=server.env, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "upload_service.cli", "cleanup"], env=server.env,
+                            capture_output=True, text=True, check=True)
     assert '"removed": 1' in result.stdout
     assert not leftover.exists()
 
@@ -103,9 +103,10 @@ def test_one_token_persisted_from_many_workers_at_once_persists_exactly_once(mak
     client = server.client()
     statuses = []
     for round_ in range(5):
-        token = client.put("/api/upload_temporary", json=[{"filename": f"r{round_}.txt", "content": "aGk="}]).json()["files"][0]["token"]
+        temporary = client.put("/api/upload_temporary", json=[{"filename": f"r{round_}.txt", "content": "aGk="}])
+        token = temporary.json()["files"][0]["token"]
 
-        def persist(_: int) -> int:
+        def persist(_: int, token: str = token) -> int:
             return server.client().post("/api/persist", json={"tokens": [token]}).status_code
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -161,7 +162,8 @@ def test_client_digests_are_verified(make_server, header):
 def small_filesystem(tmp_path) -> Path:
     mount = tmp_path / "small-fs"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}); the full-disk test needs one")
     yield mount

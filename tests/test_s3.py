@@ -160,7 +160,8 @@ def test_racing_persists_on_two_instances_persist_once(s3_service, s3_server):
     clients = [one.client(), two.client()]
     for token in tokens:
         with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lambda c: c.post("/api/persist", json={"tokens": [token]}).status_code, clients))
+            answers = list(pool.map(
+                lambda c, token=token: c.post("/api/persist", json={"tokens": [token]}).status_code, clients))
         assert sorted(answers)[0] == 201 and answers.count(201) == 1, answers
     assert len(one.client().get("/api/files").json()["files"]) == 4
     assert bucket.leftovers() == []
@@ -198,7 +199,8 @@ def test_readiness_reports_s3(s3_service):
 def test_presigned_downloads_redirect_to_s3(s3_service):
     server = s3_service(s3_presigned_downloads="true")
     client = server.client()
-    file = client.put("/api/files/report.pdf", content=b"%PDF presigned", headers={"Content-Type": "application/pdf"}).json()
+    file = client.put("/api/files/report.pdf", content=b"%PDF presigned",
+                      headers={"Content-Type": "application/pdf"}).json()
     answer = client.get(file["url"])
     assert answer.status_code == 302
     location = answer.headers["location"]
@@ -206,7 +208,8 @@ def test_presigned_downloads_redirect_to_s3(s3_service):
     direct = httpx.get(location)
     assert direct.status_code == 200 and direct.content == b"%PDF presigned"
     assert direct.headers["content-type"] == "application/pdf"
-    assert direct.headers["content-disposition"].startswith("attachment") and "report.pdf" in direct.headers["content-disposition"]
+    disposition = direct.headers["content-disposition"]
+    assert disposition.startswith("attachment") and "report.pdf" in disposition
     assert httpx.get(server.url + f"/api/files/{file['id']}/content").status_code == 401  # still needs the owner
 
 

@@ -129,7 +129,8 @@ async def test_an_embedded_service_builds_every_page_url_under_its_prefix(tmp_pa
         assert len(urls) >= 10
         for url in urls:
             assert url.startswith("/uploads/"), url
-        assert (await client.get(re.search(r'src="(/uploads/static/js/app\.js[^"]*)"', page).group(1))).status_code == 200
+        app_js = re.search(r'src="(/uploads/static/js/app\.js[^"]*)"', page).group(1)
+        assert (await client.get(app_js)).status_code == 200
 
 
 class Provider:

@@ -52,7 +52,8 @@ def test_a_file_above_the_threshold_uploads_by_tus_and_appears(contexts, make_se
     expect(page.locator("#upload-queue .upload[data-state=done]")).to_have_count(2)
     for upload in page.locator("#upload-queue .upload").all():
         expect(upload.locator(".upload-percent")).to_have_text("100 %")
-    expect(page.locator("#file-rows tr.file-row", has=page.get_by_text("tus-big.bin", exact=True))).to_contain_text("11.5 MB")
+    big_row = page.locator("#file-rows tr.file-row", has=page.get_by_text("tus-big.bin", exact=True))
+    expect(big_row).to_contain_text("11.5 MB")
 
     methods = [method for method, _, _ in requests]
     assert methods.count("POST") == 1 and methods.count("PATCH") == 2, requests  # one upload, two chunks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +36,7 @@ async def test_written_ranges_are_handed_to_the_disk_in_order_from_the_start_off
     assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
     assert len(calls) >= 2
     assert calls[0][0] == 1000
-    for (offset, length), (next_offset, _) in zip(calls, calls[1:]):
+    for (offset, length), (next_offset, _) in itertools.pairwise(calls):
         assert length >= WRITEBACK_STEP and next_offset == offset + length  # no gap, no overlap
     handed = calls[-1][0] + calls[-1][1]
     assert handed <= 1000 + len(data)

@@ -74,7 +74,7 @@ def main() -> None:
                 finally:
                     cluster.stop()
                     client = s3.client()  # moto keeps objects in memory: free them before the next round
-                    for key in bucket.keys():
+                    for key in bucket.keys():  # noqa: SIM118 (a Bucket is not a dict: keys() lists its objects)
                         client.delete_object(Bucket=bucket.name, Key=bucket.prefix + key)
                 print(f"{size:>9} {small['rps']:>12.0f} {small['p50_ms']:>7.1f} {small['p99_ms']:>7.1f} "
                       f"{small['errors']:>6.0f} {big:>10.1f}", flush=True)

@@ -34,8 +34,10 @@ def bare(app: str, **env: str) -> Iterator[tuple[int, int]]:
     """Hypercorn (uvloop, one worker, as the service runs) serving ``tests.perf.ceiling_apps:<app>``."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "hypercorn", "-k", "uvloop", "-b", f"127.0.0.1:{port}", f"tests.perf.ceiling_apps:{app}"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "hypercorn", "-k", "uvloop", "-b", f"127.0.0.1:{port}",
+         f"tests.perf.ceiling_apps:{app}"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/", process)
         yield process.pid, port

@@ -51,7 +51,8 @@ def bench_nginx(base: Path, big: Path, repeat: int):
     process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-g", "daemon off;"])
     try:
         time.sleep(0.5)
-        worker = int(subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()[0])
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout
+        worker = int(children.split()[0])
         return measure("nginx WebDAV PUT", worker, big.stat().st_size, repeat,
                        lambda: curl(["-T", str(big), f"http://127.0.0.1:{port}/big.bin"]),
                        after=lambda: (folder / "root" / "big.bin").unlink(missing_ok=True))
@@ -111,7 +112,8 @@ def main() -> None:
                                            lambda: curl(["-F", f"file=@{big}", "-H", AUTH, f"{server.url}/api/upload"]),
                                            after=lambda: clear_uploads(server.upload_dir))
     if "throttled" in only:
-        with service(base / "throttled", plugins="tests.plugins.throttled_storage", storage_backend="throttled") as server:
+        with service(base / "throttled", plugins="tests.plugins.throttled_storage",
+                     storage_backend="throttled") as server:
             measure("raw PUT, storage throttled to 200 MB/s", server.process.pid, size, args.repeat,
                     lambda: curl(["-T", str(big), "-H", AUTH, f"{server.url}/api/files/big.bin"]),
                     after=lambda: clear_uploads(server.upload_dir))

@@ -27,7 +27,8 @@ from upload_service.files import new_file_id
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-if os.environ.get("CEILING_NO_FSYNC"):  # what durability costs: the storage's syncs become no-ops (never in the service)
+# What durability costs: the storage's syncs become no-ops (never in the service)
+if os.environ.get("CEILING_NO_FSYNC"):
     os.fdatasync = os.fsync = lambda fd: None
 
 

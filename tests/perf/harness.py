@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +47,8 @@ def cpu_seconds(pid: int) -> float:
 
 def reset_peak_rss(pid: int) -> None:
     for candidate in [pid, *_children(pid)]:
-        try:
+        with suppress(FileNotFoundError, PermissionError):
             Path(f"/proc/{candidate}/clear_refs").write_text("5")
-        except (FileNotFoundError, PermissionError):
-            pass
 
 
 def _children(pid: int) -> list[int]:

@@ -9,7 +9,8 @@ import asyncio
 import time
 
 
-async def _connection(host: str, port: int, request: bytes, deadline: float, latencies: list[float], errors: list[int]) -> None:
+async def _connection(host: str, port: int, request: bytes, deadline: float, latencies: list[float],
+                      errors: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline:
@@ -32,7 +33,8 @@ async def _connection(host: str, port: int, request: bytes, deadline: float, lat
 async def put_load(host: str, port: int, path: str, headers: dict[str, str], body: bytes, concurrency: int,
                    seconds: float) -> dict[str, float]:
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    request = (f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n{head}\r\n").encode() + body
+    request_head = f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+    request = request_head.encode() + body
     latencies: list[float] = []
     errors: list[int] = []
     deadline = time.perf_counter() + seconds
