@@ -71,7 +71,7 @@ def test_a_concurrent_upload_slot_taken_on_one_instance_counts_on_the_other(twin
 
 
 @pytest.mark.local_storage
-def test_rate_limits_are_counted_in_redis_across_instances(twins):
+def test_rate_limits_are_counted_in_redis_across_instances(twins, clear_of_a_minute_edge):
     first, second = twins(rate_limit="4/minute", rate_limit_per_address="6/minute")
     alice = [first.client("alice"), second.client("alice")]
     assert [alice[n % 2].get("/api/files").status_code for n in range(4)] == [200] * 4

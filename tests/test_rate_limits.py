@@ -8,6 +8,8 @@ from upload_service.settings import Settings
 
 from .servers import free_port, start_in_process
 
+pytestmark = pytest.mark.usefixtures("clear_of_a_minute_edge")  # limits per minute: see the fixture
+
 
 def assert_limited(response) -> None:
     assert response.status_code == 429, response.text
