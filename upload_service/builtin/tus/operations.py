@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from upload_service import UploadService
 
 
+RELEASE_GRACE = 0.2  # after a release request, how long a chunk may take to come: what was already sent comes at once
+STOP_WITHIN = 5.0  # after a release request, how long the append may take to store what arrived before it is cancelled
+
+
 def _gone() -> Problem:
     return Problem(404, "no such upload", reason="tus_not_found")
 
@@ -47,6 +51,36 @@ def _gone() -> Problem:
 def _conflict(offset: int) -> Problem:
     return Problem(409, f"Upload-Offset does not match the upload's offset {offset}; send HEAD to resume",
                    reason="tus_offset_mismatch", headers={"Upload-Offset": str(offset)})
+
+
+class Released(Exception):
+    """The body was cut short because another request asked for the upload."""
+
+
+async def until_released(chunks: AsyncIterator[bytes], released: asyncio.Event) -> AsyncIterator[bytes]:
+    """``chunks`` until ``released`` is set; from then on only what already arrived: a chunk that does not come
+    within ``RELEASE_GRACE`` ends the body with ``Released`` (an append keeps what it stored, as tus asks)."""
+    iterator = aiter(chunks)
+    while True:
+        step = asyncio.ensure_future(anext(iterator, None))
+        try:
+            if not released.is_set():
+                waiter = asyncio.ensure_future(released.wait())
+                await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            if not step.done():
+                await asyncio.wait({step}, timeout=RELEASE_GRACE)
+            if not step.done():
+                raise Released()
+            chunk = step.result()
+        finally:
+            if not step.done():  # released, or this body itself was cancelled: stop reading the client
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+        if chunk is None:
+            return
+        yield chunk
 
 
 def hold_name(upload_id: str) -> str:
@@ -262,18 +296,27 @@ class TusUploads:
 
     async def _append_unless_released(self, upload: TusUpload, chunks: AsyncIterator[bytes],
                                       checksum: ChunkChecksum | None, lock: UploadLock) -> Any:
+        """Append the body; when another request asks for the upload, keep what already arrived and stop (423).
+
+        Bytes the server has read but this handler has not taken yet still count: once a release is asked for,
+        the body ends with what comes without waiting (``until_released``). A storage write that does not end
+        within ``STOP_WITHIN`` after that is cancelled (the storage records what it stored).
+        """
         verify = checksum.verify if checksum is not None else None
-        writing = asyncio.ensure_future(self.store.append(upload.id, upload.offset, chunks, verify))
+        body = until_released(chunks, lock.release_requested)
+        writing = asyncio.ensure_future(self.store.append(upload.id, upload.offset, body, verify))
         released = asyncio.ensure_future(lock.release_requested.wait())
         try:
             await asyncio.wait({writing, released}, return_when=asyncio.FIRST_COMPLETED)
+            if not writing.done():
+                await asyncio.wait({writing}, timeout=STOP_WITHIN)
         finally:
             released.cancel()
             if not writing.done():
                 writing.cancel()  # the storage records what arrived; wait for that before the lock goes
                 with contextlib.suppress(asyncio.CancelledError):
                     await complete(asyncio.wait({writing}))
-        if writing.cancelled():
+        if writing.cancelled() or isinstance(writing.exception(), Released):
             # 423 like ``LockBusy``: tus clients retry it (a 400 ends their upload), and the retry asks for the
             # offset first. A browser may itself resend a PATCH whose kept-alive connection was reset, racing
             # the client's own retry; whichever loses must not end the upload.
