@@ -115,7 +115,7 @@ def measure(name: str, pid: int, size: int, repeat: int, run, after=None) -> Fig
 @contextmanager
 def service(workdir: Path, **settings: str):
     workdir.mkdir(parents=True, exist_ok=True)
-    server: Server = start_server(workdir, **settings)
+    server: Server = start_server(workdir, fresh=True, **settings)  # the command as users run it
     try:
         yield server
     finally:

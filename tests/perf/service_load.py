@@ -28,7 +28,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.keep or scratch)
         root.mkdir(parents=True, exist_ok=True)
-        server = start_server(root, workers=str(args.workers), log_level="INFO")
+        server = start_server(root, fresh=True, workers=str(args.workers), log_level="INFO")
         try:
             before = os.getloadavg()
             report = run_mixed_load(server.url, args.clients, args.seconds)
