@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from upload_service import UploadService
 
 
-RELEASE_GRACE = 0.2  # after a release request, how long a chunk may take to come: what was already sent comes at once
+RELEASE_GRACE = 0.2  # after a release request, how long the body may go on: what was already sent comes at once
 STOP_WITHIN = 5.0  # after a release request, how long the append may take to store what arrived before it is cancelled
 
 
@@ -58,18 +58,22 @@ class Released(Exception):
 
 
 async def until_released(chunks: AsyncIterator[bytes], released: asyncio.Event) -> AsyncIterator[bytes]:
-    """``chunks`` until ``released`` is set; from then on only what already arrived: a chunk that does not come
-    within ``RELEASE_GRACE`` ends the body with ``Released`` (an append keeps what it stored, as tus asks)."""
+    """``chunks`` until ``released`` is set; from then on only what already arrived: the body ends with
+    ``Released`` ``RELEASE_GRACE`` seconds later at the latest (an append keeps what it stored, as tus asks), so
+    a client still sending does not keep the upload from the request that asked for it."""
+    loop = asyncio.get_running_loop()
     iterator = aiter(chunks)
-    while True:
+    deadline: float | None = None
+    while deadline is None or loop.time() < deadline:
         step = asyncio.ensure_future(anext(iterator, None))
         try:
             if not released.is_set():
                 waiter = asyncio.ensure_future(released.wait())
                 await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-            if not step.done():
-                await asyncio.wait({step}, timeout=RELEASE_GRACE)
+            if released.is_set() and not step.done():
+                deadline = deadline if deadline is not None else loop.time() + RELEASE_GRACE
+                await asyncio.wait({step}, timeout=max(deadline - loop.time(), 0))
             if not step.done():
                 raise Released()
             chunk = step.result()
@@ -81,6 +85,9 @@ async def until_released(chunks: AsyncIterator[bytes], released: asyncio.Event) 
         if chunk is None:
             return
         yield chunk
+        if released.is_set() and deadline is None:
+            deadline = loop.time() + RELEASE_GRACE
+    raise Released()
 
 
 def hold_name(upload_id: str) -> str:
