@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from upload_service.builtin.tus.operations import Released, until_released
+from upload_service.builtin.tus.release import Released, until_released
 
 
 async def collect(body: AsyncIterator[bytes], into: list[bytes]) -> None:

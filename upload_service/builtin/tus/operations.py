@@ -34,13 +34,13 @@ from upload_service import (
 from upload_service.storage import OffsetMismatch, ResumableStorage
 
 from .protocol import OFFSET_CONTENT_TYPE, UPLOAD_ID, ChunkChecksum, Concat, is_true, non_negative, parse_metadata
+from .release import Released, until_released
 from .state import TusUpload, expiry
 
 if TYPE_CHECKING:
     from upload_service import UploadService
 
 
-RELEASE_GRACE = 0.2  # after a release request, how long the body may go on: what was already sent comes at once
 STOP_WITHIN = 5.0  # after a release request, how long the append may take to store what arrived before it is cancelled
 
 
@@ -51,43 +51,6 @@ def _gone() -> Problem:
 def _conflict(offset: int) -> Problem:
     return Problem(409, f"Upload-Offset does not match the upload's offset {offset}; send HEAD to resume",
                    reason="tus_offset_mismatch", headers={"Upload-Offset": str(offset)})
-
-
-class Released(Exception):
-    """The body was cut short because another request asked for the upload."""
-
-
-async def until_released(chunks: AsyncIterator[bytes], released: asyncio.Event) -> AsyncIterator[bytes]:
-    """``chunks`` until ``released`` is set; from then on only what already arrived: the body ends with
-    ``Released`` ``RELEASE_GRACE`` seconds later at the latest (an append keeps what it stored, as tus asks), so
-    a client still sending does not keep the upload from the request that asked for it."""
-    loop = asyncio.get_running_loop()
-    iterator = aiter(chunks)
-    deadline: float | None = None
-    while deadline is None or loop.time() < deadline:
-        step = asyncio.ensure_future(anext(iterator, None))
-        try:
-            if not released.is_set():
-                waiter = asyncio.ensure_future(released.wait())
-                await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-            if released.is_set() and not step.done():
-                deadline = deadline if deadline is not None else loop.time() + RELEASE_GRACE
-                await asyncio.wait({step}, timeout=max(deadline - loop.time(), 0))
-            if not step.done():
-                raise Released()
-            chunk = step.result()
-        finally:
-            if not step.done():  # released, or this body itself was cancelled: stop reading the client
-                step.cancel()
-                with contextlib.suppress(BaseException):
-                    await step
-        if chunk is None:
-            return
-        yield chunk
-        if released.is_set() and deadline is None:
-            deadline = loop.time() + RELEASE_GRACE
-    raise Released()
 
 
 def hold_name(upload_id: str) -> str:
