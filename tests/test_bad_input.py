@@ -148,3 +148,19 @@ def test_unknown_api_route_is_problem_json(server):
     response = server.client().get("/api/nothing-here")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_too_many_files_in_one_request_is_413_and_stores_nothing(make_server):
+    """MAX_FILES_PER_REQUEST bounds JSON and multipart batches alike (a 30-byte JSON item is a whole file)."""
+    server = make_server(max_files_per_request="3")
+    client = server.client()
+    empty = {"filename": "e.txt", "content": ""}
+    many_json = client.put("/api/upload", json=[empty] * 4)
+    assert many_json.status_code == 413 and many_json.json()["max_files"] == 3
+    assert "at most 3 files" in many_json.json()["detail"]
+    parts = [("file", (f"{n}.txt", b"x" * 1000)) for n in range(4)]
+    many_parts = client.post("/api/upload", files=parts)
+    assert many_parts.status_code == 413 and many_parts.headers["content-type"] == "application/problem+json"
+    _assert_nothing_stored(server)
+    assert client.put("/api/upload", json=[empty] * 3).status_code == 201  # the limit itself is allowed
+    assert client.post("/api/upload", files=parts[:3]).status_code == 201

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .body import limited
 from .content_types import peek
 from .digests import ExpectedDigests
+from .errors import Problem
 from .files import StoredFile, UploadInfo, file_key, new_file_id
 from .hookcalls import call_all
 from .identity import Identity
@@ -27,6 +28,14 @@ from .storage import ObjectWriter
 
 if TYPE_CHECKING:
     from .service import UploadService
+
+
+def check_file_count(count: int, limit: int) -> None:
+    """413 for a request with more than ``MAX_FILES_PER_REQUEST`` files: each file costs storage work and a
+    staged object however small it is, so their number is bounded like their size."""
+    if count > limit:
+        raise Problem(413, f"a request may hold at most {limit} files; nothing of this one was stored",
+                      reason="too_many_files", max_files=limit)
 
 
 class UploadBatch:
@@ -68,6 +77,7 @@ class UploadBatch:
     async def add(self, info: UploadInfo, chunks: AsyncIterator[bytes], digests: ExpectedDigests | None = None) -> None:
         """Validate one file, then stream it into staging (nothing is visible until ``commit``)."""
         assert self.reservation is not None, "use the batch as an async context manager"
+        check_file_count(len(self._staged) + 1, self.service.settings.max_files_per_request)
         await self.service.validate(info, self.identity)
         await self.reservation.add(info.size or 0, 1, base=self._staged_bytes)
         chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), self._staged_bytes)

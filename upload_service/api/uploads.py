@@ -18,7 +18,7 @@ from ..filenames import content_type_for, safe_filename
 from ..files import StoredFile, file_key, is_file_id
 from ..multipart import MultipartReader, boundary_of
 from ..responses import describe_file as describe, json_response
-from ..uploads import UploadBatch
+from ..uploads import UploadBatch, check_file_count
 from . import schemas
 from .openapi import Param, Reply, documented
 
@@ -32,7 +32,8 @@ UPLOAD_BODIES = {"application/json": schemas.Base64Upload, "multipart/form-data"
 UPLOAD_ERRORS = {
     400: "malformed body (bad JSON or base64, no filename, no file) or the client disconnected; nothing is stored",
     408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds, or the body came slower than UPLOAD_MIN_RATE",
-    413: "a file is over MAX_UPLOAD_SIZE (or the JSON body over MAX_JSON_UPLOAD_SIZE), or the caller's quota "
+    413: "a file is over MAX_UPLOAD_SIZE (the JSON body over MAX_JSON_UPLOAD_SIZE, the files over "
+         "MAX_FILES_PER_REQUEST), or the caller's quota "
          "(USER_QUOTA_BYTES, USER_QUOTA_FILES) has no room for it (``quota``, ``used``, ``limit``); nothing is stored",
     415: "the body is neither application/json nor multipart/form-data, or a file's content (sniffed from its "
          "bytes) is not an allowed type; nothing is stored",
@@ -105,6 +106,7 @@ async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
         items = [items]
     if not isinstance(items, list) or not items:
         raise Problem(400, 'expected a non-empty list of {"filename": ..., "content": <base64>}', reason="bad_json")
+    check_file_count(len(items), service.settings.max_files_per_request)  # before any of them is stored
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
             raise Problem(400, f"item {index}: a 'filename' string is required", reason="bad_filename")
