@@ -71,15 +71,12 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {base}-{base + PORT_SLICE - 1}")
 
 
-def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0,
-                  alive: Callable[[], bool] | None = None) -> None:
-    """Poll ``url`` until it answers below 500; fail early once the server's process (or ``alive``) is gone."""
+def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers below 500; fail early once the server's process is gone."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
-        if alive is not None and not alive():
-            raise RuntimeError("server stopped")
         try:
             if httpx.get(url, timeout=1).status_code < 500:
                 return
@@ -300,51 +297,31 @@ def start_in_process(tmp: Path, **settings: str) -> Server:
             app = create_app(chosen)
         except Exception as error:
             raise RuntimeError(f"the service did not start: {error}") from error
-        return _serve_in_thread(app, chosen, port, upload_dir, env)
+        return _serve_in_thread(app, chosen, upload_dir, env)
 
 
-def _serve_in_thread(app: Any, chosen: Any, port: int, upload_dir: Path, env: dict[str, str]) -> Server:
-    """Hypercorn serving ``app`` on ``port`` from a thread with an event loop of its own, until ``stop()``."""
-    from hypercorn.asyncio import serve
+def _serve_in_thread(app: Any, chosen: Any, upload_dir: Path, env: dict[str, str]) -> Server:
+    """Hypercorn serving ``app`` from a thread with an event loop of its own (uvloop when the settings pick it,
+    as the CLI does), configured as the CLI configures it, until ``stop()``: the kit's ``ThreadServer``."""
     from hypercorn.config import Config
 
     from upload_service.cli import event_loop
+    from upload_service.testing._server import ThreadServer
 
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.keep_alive_timeout = chosen.keep_alive_timeout
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
+    def configure(config: Config) -> None:
+        config.keep_alive_timeout = chosen.keep_alive_timeout
+        config.errorlog = logging.getLogger("hypercorn.error")
+
     if event_loop(chosen.event_loop) == "uvloop":
         import uvloop
 
         loop = uvloop.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
-    stopping = asyncio.Event()
-    failure: list[BaseException] = []
-
-    def serve_in_thread() -> None:
-        try:
-            loop.run_until_complete(serve(app, config, shutdown_trigger=stopping.wait))
-        except BaseException as error:  # reported by start (or seen as a dead thread) below
-            failure.append(error)
-
-    thread = threading.Thread(target=serve_in_thread, name=f"upload-service-{port}", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        if thread.is_alive():
-            loop.call_soon_threadsafe(stopping.set)
-            thread.join(30)
-        if not thread.is_alive() and not loop.is_closed():
-            loop.close()
-
-    url = f"http://127.0.0.1:{port}"
+    server = ThreadServer(app, loop=loop, configure=configure)
     try:
-        wait_until_up(url + "/healthz", alive=thread.is_alive)
+        url = server.start()
     except RuntimeError as error:
-        stop()
-        cause = failure[0] if failure else error
-        raise RuntimeError(f"the service did not start: {cause}") from cause
-    return Server(url=url, upload_dir=upload_dir, env=env, _stop_thread=stop)
+        raise RuntimeError(f"the service did not start: {error.__cause__ or error}") from error
+    env["PORT"] = url.rsplit(":", 1)[1]  # the kit's server binds a port of its own before serving
+    return Server(url=url, upload_dir=upload_dir, env=env, _stop_thread=server.stop)

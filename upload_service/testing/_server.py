@@ -13,10 +13,11 @@ import asyncio
 import os
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from hypercorn.config import Config
     from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
 
 T = TypeVar("T")
@@ -26,9 +27,13 @@ START_TIMEOUT = 30.0
 class ThreadServer:
     """One ASGI app on 127.0.0.1 with an event loop of its own in a daemon thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, loop: asyncio.AbstractEventLoop | None = None,
+                 configure: Callable[[Config], None] | None = None) -> None:
+        """``loop``: the event loop to serve on (a new asyncio one by default); ``configure`` adjusts Hypercorn's
+        ``Config`` (keep-alive timeout, error log) before serving."""
         self.app = app
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop if loop is not None else asyncio.new_event_loop()
+        self._configure = configure
         self.url = ""
         self._stopping = asyncio.Event()
         self._started = threading.Event()
@@ -60,6 +65,8 @@ class ThreadServer:
         config = Config()
         config.bind = [f"fd://{self._fd}"]
         config.accesslog = None
+        if self._configure is not None:
+            self._configure(config)
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(serve(self._watch_lifespan, config, shutdown_trigger=self._stopping.wait,
