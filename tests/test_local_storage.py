@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -76,6 +78,74 @@ async def test_sweep_removes_only_abandoned_staging(storage):
         assert live._dir.exists() and not abandoned.exists()
         await live.commit("files/o/live", {})
     assert await storage.stat("files/o/live") is not None
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_finished_writer_holds_no_descriptor(storage):
+    """A batch stages every file before it commits any: a finished file must not keep its staging file open, or
+    one request of many files takes every descriptor of the process (issue 18). Synced at finish, committed by
+    path."""
+    data = os.urandom(WRITE_BUFFER + 1000)
+    before = _open_descriptors()
+    async with contextlib.AsyncExitStack() as stack:
+        writers = [await stack.enter_async_context(storage.writer()) for _ in range(30)]
+        for writer in writers:
+            await writer.write(data)
+            await writer.finish()
+        assert _open_descriptors() <= before + 1
+        for number, writer in enumerate(writers):
+            await writer.commit(f"files/o/many{number}", {})
+    for number in range(30):
+        stored = await storage.stat(f"files/o/many{number}")
+        assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert b"".join([chunk async for chunk in storage.read("files/o/many29")]) == data
+    assert _open_descriptors() <= before + 1
+    assert list(storage.layout.staging.iterdir()) == []
+
+
+async def test_the_sweep_spares_the_staging_of_open_storages_and_removes_that_of_dead_ones(storage):
+    """Staged files hold no lock of their own: each storage's owner lock speaks for its folders, in this process
+    or another. A storage that died (its lock free) leaves folders the sweep removes, with its lock file."""
+    alive, dead = LocalStorage(storage.layout.root), LocalStorage(storage.layout.root)
+    await alive.open()
+    await dead.open()
+    old = time.time() - 60
+    staged = []
+    for other in (alive, dead):
+        writer = other.writer()
+        await writer.write(b"x" * (WRITE_BUFFER + 1))
+        await writer.finish()
+        os.utime(writer._dir, (old, old))
+        staged.append(writer)
+    os.close(dead.owner._fd)  # what a kill -9 does to the lock: let go of it, leaving the file
+    dead.owner._fd = None
+    for lock in alive.layout.owners.iterdir():
+        os.utime(lock, (old, old))
+    assert await storage.sweep_staging() == 1
+    assert staged[0]._dir.exists() and not staged[1]._dir.exists()
+    assert sorted(path.name for path in storage.layout.owners.iterdir()) == sorted(
+        [storage.layout.owner, alive.layout.owner])
+    assert (await staged[0].commit("files/o/alive", {})).size == WRITE_BUFFER + 1
+    await staged[1].abort()
+    await alive.close()
+    await dead.close()
+    assert [path.name for path in storage.layout.owners.iterdir()] == [storage.layout.owner]
+
+
+async def test_the_sweep_spares_a_folder_whose_data_an_older_writer_locks(storage):
+    """Before owner locks, a writer held an flock on its ``data`` file while it wrote: such a folder (no owner in
+    its name) is spared while locked, and removed once not."""
+    folder = storage.layout.staging / ("a" * 32)
+    folder.mkdir()
+    with await asyncio.to_thread(open, folder / "data", "wb") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        old = time.time() - 60
+        os.utime(folder, (old, old))
+        assert await storage.sweep_staging() == 0 and folder.exists()
+    assert await storage.sweep_staging() == 1 and not folder.exists()
 
 
 async def test_a_reader_that_started_finishes_after_a_delete(storage):

@@ -1,11 +1,12 @@
 """Local-disk storage backend (``STORAGE_BACKEND=local``), safe with several workers on one ``UPLOAD_DIR``.
 
 One job per module: ``storage`` (``LocalStorage``, the ``Storage`` protocol), ``object_writer`` (a new object
-streamed into staging and renamed into place), ``buffered`` and ``disk_lane`` (writing a file behind the
-network, off the event loop), ``writeback`` (asking the disk to start early), ``layout`` (the folders and each
-object's ``meta.json``), ``durable`` (fsync, atomic renames, disk errors in the core's terms), ``sweep`` (what
-dead writers left), ``reading``, ``threads`` (the storage's thread pool, started by ``open``) and ``resumable``
-(tus uploads in progress). This module registers the backend.
+streamed into staging and renamed into place), ``buffered`` and ``disk_lane`` (writing a file behind the network,
+off the event loop), ``writeback`` (asking the disk to start early), ``layout`` (the folders and each object's
+``meta.json``), ``durable`` (fsync, atomic renames, disk errors in the core's terms), ``owner`` (the lock that marks
+an open storage's staging folders as in use), ``sweep`` (what dead writers left), ``reading``, ``threads`` (the
+storage's thread pool, started by ``open``) and ``resumable`` (tus uploads in progress). This module registers the
+backend.
 """
 
 from __future__ import annotations

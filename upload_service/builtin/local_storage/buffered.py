@@ -121,11 +121,14 @@ class BufferedFileWriter:
         taken, self._buffer, self._buffered = self._buffer, [], 0
         return taken
 
-    async def _flush(self) -> None:
+    def _queue_buffer(self) -> None:
         if self._buffer:
             size = self._buffered
             self._queued.append((self._submit(self._take()), size))
             self._queued_bytes += size
+
+    async def _flush(self) -> None:
+        self._queue_buffer()
         while self._queued_bytes > WRITE_WINDOW:
             await self._wait_oldest()
 
@@ -144,9 +147,12 @@ class BufferedFileWriter:
         if self._buffered >= WRITE_BUFFER:
             await self._flush()
 
-    async def finish(self) -> None:
-        """Write out everything buffered."""
-        await self._flush()
+    async def finish(self, then: Callable[[], None] | None = None) -> None:
+        """Write out everything buffered. ``then`` (syncing and closing the file) runs in the disk lane right
+        after the last write, queued with it, so it rarely costs a thread trip of its own."""
+        self._queue_buffer()
+        if then is not None:
+            self._queued.append(([self._lane.submit(then)], 0))
         while self._queued:
             await self._wait_oldest()
 

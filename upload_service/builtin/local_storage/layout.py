@@ -1,10 +1,11 @@
 """Where things live under ``UPLOAD_DIR``, and the ``meta.json`` that makes a folder an object::
 
-    objects/<key>/data        the bytes
-    objects/<key>/meta.json   size, sha256, created_at and the core's metadata
-    .staging/<random>/        writes in progress; the writer holds an flock on its ``data`` file
-    .trash/<random>/          deleted objects on their way out
-    .resumable/<id>/          tus uploads in progress (see ``resumable``)
+    objects/<key>/data         the bytes
+    objects/<key>/meta.json    size, sha256, created_at and the core's metadata
+    .staging/<owner>-<random>/ writes in progress, named after the storage that makes them (see ``owner``)
+    .owners/<owner>            one lock file per open storage (process), flocked while it is open
+    .trash/<random>/           deleted objects on their way out
+    .resumable/<id>/           tus uploads in progress (see ``resumable``)
 
 An object is one directory, so every change is one atomic ``rename``: a commit renames a fully written,
 fsynced staging directory into place; a delete renames it into ``.trash`` first; a move renames it across.
@@ -39,7 +40,9 @@ class Layout:
         self.staging = self.root / ".staging"
         self.trash = self.root / ".trash"
         self.resumable = self.root / ".resumable"
-        for folder in (self.objects, self.staging, self.trash, self.resumable):
+        self.owners = self.root / ".owners"
+        self.owner = random_hex(8)  # this storage's name: its staging folders start with it
+        for folder in (self.objects, self.staging, self.trash, self.resumable, self.owners):
             folder.mkdir(parents=True, exist_ok=True)
 
     def object_dir(self, key: str) -> Path:
@@ -53,8 +56,8 @@ class Layout:
         return self.resumable / check_key(upload_id)
 
     def new_staging(self) -> Path:
-        """A fresh name in ``.staging`` (not made yet)."""
-        return self.staging / random_hex(16)
+        """A fresh name in ``.staging`` (not made yet), which the sweep spares while this storage is open."""
+        return self.staging / f"{self.owner}-{random_hex(8)}"
 
     def place(self, folder: Path, key: str) -> None:
         """Rename a complete staging folder (``data`` + ``meta.json``) into place as ``key``: the atomic commit."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import os
 import shutil
@@ -22,10 +21,12 @@ if TYPE_CHECKING:
 
 
 class LocalObjectWriter(WriterBase):
-    """Streams into ``.staging/<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``).
+    """Streams into ``.staging/<owner>-<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``).
 
     The staging file is created by the first batch's thread trip, not up front: a small upload (one buffer)
-    then costs a single trip, at commit, instead of two.
+    then costs a single trip, at commit, instead of two. A larger one is synced and closed by ``finish``, in
+    the disk lane right after its last write: a file waiting for the rest of its batch holds no descriptor
+    (the storage's owner lock keeps its folder from the sweep), and ``commit`` works on paths only.
     """
 
     def __init__(self, storage: LocalStorage) -> None:
@@ -34,6 +35,8 @@ class LocalObjectWriter(WriterBase):
         self._fd: int | None = None
         self._hash = hashlib.sha256()
         self._out = BufferedFileWriter(-1, [self._hash], storage.threads.pool, self._write_sync, hash_beside=True)
+        self._finished = False
+        self._sealed = False  # the whole file is written, synced and closed
         self.size = 0
         self.committed = False
 
@@ -43,7 +46,6 @@ class LocalObjectWriter(WriterBase):
         try:
             self._dir.mkdir(parents=True)
             self._fd = os.open(self._dir / DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
         except OSError as error:
             raise storage_error(error) from error
         self._out.fd = self._fd
@@ -59,11 +61,25 @@ class LocalObjectWriter(WriterBase):
 
     async def finish(self) -> None:
         """Make size and sha256 final. A file still wholly in the buffer (a small upload) is hashed here and
-        written by commit's single trip, rather than costing a trip of its own now."""
+        written by commit's single trip, rather than costing a trip of its own now; a larger one is written out,
+        synced and closed."""
+        if self._finished:
+            return
         if self._out.untouched:  # then under WRITE_BUFFER, or it would have been flushed
             self._out.hash_rest()
-            return
-        await self._out.finish()
+        else:
+            await self._out.finish(then=self._seal_sync)
+        self._finished = True
+
+    def _seal_sync(self) -> None:
+        """fdatasync and close the written file (in the disk lane after the last write, or in commit's trip)."""
+        try:
+            os.fdatasync(self._fd)  # type: ignore[arg-type]
+        except OSError as error:
+            raise storage_error(error) from error
+        finally:
+            self._close()
+        self._sealed = True
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
@@ -75,13 +91,15 @@ class LocalObjectWriter(WriterBase):
         return stored
 
     def _commit_sync(self, key: str, rest: list[bytes], created: datetime, metadata: dict[str, Any]) -> StoredObject:
-        """Last buffer, fdatasync, metadata, rename into place: one trip to a worker thread for a small file."""
+        """Last buffer, fdatasync and close (unless ``finish`` did), metadata, rename into place: one trip to a
+        worker thread for a small file."""
         try:
-            self._open()
-            if rest:
-                self._out.store_sync(rest)  # hashes it too, unless ``finish`` did
+            if not self._sealed:
+                self._open()
+                if rest:
+                    self._out.store_sync(rest)  # hashes it too, unless ``finish`` did
+                self._seal_sync()
             stored = StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
-            os.fdatasync(self._fd)  # type: ignore[arg-type]
             write_meta(self._dir, stored, fresh=True)
             self._storage.layout.place(self._dir, key)
         finally:

@@ -14,6 +14,7 @@ from upload_service.storage import ObjectExists, ObjectNotFound, StoredObject
 from .durable import fsync_dir, rename_into, storage_error
 from .layout import DATA, Layout, read_meta, write_meta
 from .object_writer import LocalObjectWriter
+from .owner import OwnerLock
 from .reading import read_range
 from .resumable import LocalResumableUploads
 from .sweep import sweep_leftovers
@@ -23,7 +24,8 @@ from .threads import IOThreads
 class LocalStorage:
     """Objects as directories under ``root/objects``, safe with several workers on one folder.
 
-    Blocking work runs in the storage's own threads, which ``open`` starts and ``close`` ends.
+    Blocking work runs in the storage's own threads, which ``open`` starts and ``close`` ends; between them the
+    storage holds its owner lock, which keeps its staging folders from any worker's sweep.
     """
 
     name = "local"
@@ -32,11 +34,15 @@ class LocalStorage:
         self.layout = Layout(root)
         self.threads = IOThreads()
         self.resumable = LocalResumableUploads(self.layout, self.threads)
+        self.owner = OwnerLock(self.layout)
 
     async def open(self) -> None:
         self.threads.open()
+        await self.threads.run(self.owner.acquire)
 
     async def close(self) -> None:
+        if self.threads.is_open:
+            await self.threads.run(self.owner.release)
         await self.threads.close()
 
     def writer(self) -> LocalObjectWriter:

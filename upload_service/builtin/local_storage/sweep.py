@@ -1,46 +1,52 @@
 """The sweep of what dead writers left in ``.staging`` and ``.trash`` (kill -9, power loss).
 
-A live writer holds an flock on its staging folder's ``data`` file for as long as it writes, so a folder whose
-lock can be taken belongs to nobody. Blocking: call it in the storage's threads.
+A staging folder belongs to the storage named at the start of its name, which holds an flock on its lock in
+``.owners`` for as long as it is open (see ``owner``): a folder whose owner's lock can be taken belongs to
+nobody, and neither does that lock file. A folder without a known owner (one of an older version's writers,
+a trash folder) is in use while something holds an flock on its ``data`` file. Blocking: call it in the
+storage's threads.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import time
 from pathlib import Path
 
 from .layout import DATA, Layout
+from .owner import held
 
-STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a staging folder and locking it
+STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a lock file (or an older writer's folder) and
+# locking it
 
 
 def sweep_leftovers(layout: Layout) -> int:
-    """Remove the abandoned folders of ``.staging`` and ``.trash``; return how many."""
-    removed = 0
+    """Remove the abandoned folders of ``.staging`` and ``.trash``, and the lock files of owners that are gone;
+    return how many folders."""
     now = time.time()
+    owners = list(os.scandir(layout.owners))
+    gone = {entry.name for entry in owners if _settled(entry, now) and not held(entry.path)}
+    live = {entry.name for entry in owners} - gone
+    removed = 0
     for folder in (layout.staging, layout.trash):
         for entry in os.scandir(folder):
-            if now - entry.stat(follow_symlinks=False).st_mtime < STAGING_GRACE_SECONDS:
-                continue
-            if abandoned(Path(entry.path)):
+            if _settled(entry, now) and entry.name.partition("-")[0] not in live and abandoned(Path(entry.path)):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
+    for name in gone:
+        (layout.owners / name).unlink(missing_ok=True)
     return removed
+
+
+def _settled(entry: os.DirEntry[str], now: float) -> bool:
+    """Older than the grace (a younger lock file may be about to be locked); False if it is gone meanwhile."""
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime >= STAGING_GRACE_SECONDS
+    except FileNotFoundError:  # removed meanwhile (a commit's rename, a storage closing)
+        return False
 
 
 def abandoned(folder: Path) -> bool:
     """True when no live writer holds the flock on the folder's ``data`` file."""
-    try:
-        fd = os.open(folder / DATA, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError):
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+    return not held(folder / DATA)

@@ -34,6 +34,10 @@ class IOThreads:
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
 
     @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    @property
     def pool(self) -> Executor:
         if self._pool is None:
             raise RuntimeError("the local storage is not open: call its open() first")

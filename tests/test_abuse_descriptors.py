@@ -1,0 +1,120 @@
+"""Issue 18, finding 1: what one signed-in user's single request could hold of the server.
+
+A multipart request of many files over 1 MiB, stalled before its end, kept one open descriptor per staged file
+until the batch committed, so one request could take all of a process's descriptors (other users then got 500
+and reset connections); its form fields were not counted at all; and the minimum-rate check credited a second
+of waiting for every KiB received, so a client that sent 1 GB quickly could then hold its request open for
+days at a byte a minute. Each test runs the attack against a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+
+import pytest
+
+from .conftest import staging_entries, stored_files
+from .faults import connect, received, request_head, wait_for
+from .servers import Server
+
+MiB = 1024 * 1024
+PART = b"p" * (MiB + 100 * 1024)  # past the 1 MiB write buffer: each part goes to a staging file as it arrives
+BOUNDARY = "abuse-boundary"
+
+
+def _open_descriptors(pid: int) -> list[int]:
+    return sorted(int(name) for name in os.listdir(f"/proc/{pid}/fd"))
+
+
+def _part_head(number: int) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f{number}.bin\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+
+def _stall_many_parts(server: Server, parts: int) -> socket.socket:
+    """alice's multipart POST of ``parts`` files of 1.1 MB at full speed, then the head of one more file and no
+    end: the request stays open with every file staged, as long as the server lets it."""
+    whole = sum(len(_part_head(number)) + len(PART) + 2 for number in range(parts + 1)) + len(BOUNDARY) + 6
+    sock = connect(server)
+    sock.sendall(request_head(server, "/api/upload", whole, "POST",
+                              {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}))
+    for number in range(parts):
+        sock.sendall(_part_head(number) + PART + b"\r\n")
+    sock.sendall(_part_head(parts) + b"the next file starts, and the body stalls here")
+    return sock
+
+
+def _wait_until_staged(server: Server, sock: socket.socket, parts: int) -> None:
+    """The server has read the whole stalled body and made a staging folder for every complete file."""
+    assert wait_for(lambda: received(sock) and len(staging_entries(server)) >= parts, timeout=30), \
+        f"{len(staging_entries(server))} of {parts} files staged"
+
+
+def _settled_descriptors(server: Server) -> list[int]:
+    """The server's descriptors once idle: a first upload and listing done (whatever they open lazily is open)
+    and their connection closed on both sides."""
+    with server.client() as client:
+        assert client.put("/api/files/warm-up.bin", content=b"w" * 2 * MiB).status_code == 201
+        assert client.get("/api/files").status_code == 200
+    pid = server.process.pid
+    quiet: list[list[int]] = []
+
+    def settled() -> bool:
+        quiet.append(_open_descriptors(pid))
+        return len(quiet) > 2 and quiet[-1] == quiet[-2] == quiet[-3]
+
+    assert wait_for(settled, timeout=10)
+    return quiet[-1]
+
+
+def _limit_leaving(descriptors: list[int], free: int) -> int:
+    """The RLIMIT_NOFILE that leaves exactly ``free`` descriptor numbers to open beside ``descriptors``."""
+    taken, limit = set(descriptors), 0
+    while free:
+        free -= limit not in taken
+        limit += 1
+    return limit
+
+
+@pytest.mark.process
+def test_a_stalled_request_of_many_files_leaves_descriptors_for_other_users(make_server) -> None:
+    """The issue's attack under a low descriptor limit: 48 files of 1.1 MB, then the client stalls, with the
+    process allowed just enough descriptors for one per file. Another user's 2 MiB upload and listing must still
+    work (they got 500 and a reset connection when every staged file kept its staging file open)."""
+    parts = 48
+    server = make_server()
+    pid = server.process.pid
+    baseline = _settled_descriptors(server)
+    _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (_limit_leaving(baseline, parts + 2), hard))
+    attacker = _stall_many_parts(server, parts)
+    _wait_until_staged(server, attacker, parts)
+    with server.client("bob") as victim:
+        victim.timeout = 10  # what waits for a descriptor (accept, a staging file) fails the test, not hangs it
+        stored = victim.put("/api/files/victim.bin", content=os.urandom(2 * MiB))
+        assert stored.status_code == 201, stored.text
+        listing = victim.get("/api/files")
+        assert listing.status_code == 200 and [file["filename"] for file in listing.json()["files"]] == ["victim.bin"]
+    attacker.close()  # the client gives up: its batch is dropped, nothing of it is kept
+    assert wait_for(lambda: staging_entries(server) == [], timeout=10)
+    assert len(stored_files(server, "files/")) == 2  # alice's warm-up and bob's file
+
+
+@pytest.mark.process
+def test_staged_files_of_a_stalled_request_hold_no_descriptor(make_server) -> None:
+    """Descriptors per request are O(1) whatever its number of files: a stalled request of 40 files of 1.1 MB
+    keeps its connection and at most the file being written open, not one staging file per file (41 before)."""
+    parts = 40
+    server = make_server()
+    pid = server.process.pid
+    baseline = len(_settled_descriptors(server))
+    attacker = _stall_many_parts(server, parts)
+    _wait_until_staged(server, attacker, parts)
+    held: list[int] = []
+    assert wait_for(lambda: held.append(len(_open_descriptors(pid)) - baseline) or held[-1] <= 3, timeout=5), \
+        f"the stalled request holds {held[-1]} descriptors"
+    attacker.close()
+    assert wait_for(lambda: staging_entries(server) == [], timeout=10)
+    assert wait_for(lambda: len(_open_descriptors(pid)) <= baseline, timeout=10)
