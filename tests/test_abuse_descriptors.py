@@ -15,6 +15,8 @@ import socket
 
 import pytest
 
+from upload_service.multipart import MAX_FORM_FIELDS
+
 from .conftest import staging_entries, stored_files
 from .faults import connect, received, request_head, wait_for
 from .servers import Server
@@ -118,3 +120,24 @@ def test_staged_files_of_a_stalled_request_hold_no_descriptor(make_server) -> No
     attacker.close()
     assert wait_for(lambda: staging_entries(server) == [], timeout=10)
     assert wait_for(lambda: len(_open_descriptors(pid)) <= baseline, timeout=10)
+
+
+def test_form_fields_of_a_multipart_request_are_bounded(make_server) -> None:
+    """Files per request are bounded (MAX_FILES_PER_REQUEST); the form fields beside them must be too, or one
+    request of a million empty fields keeps the server parsing for as long as the client likes. 413, nothing
+    stored."""
+    server = make_server()
+    fields = "".join(f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"field{number}\"\r\n\r\nv\r\n"
+                     for number in range(5000))
+    body = (fields + f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
+            f"Content-Type: text/plain\r\n\r\nhello\r\n--{BOUNDARY}--\r\n").encode()
+    client = server.client()
+    response = client.post("/api/upload", content=body,
+                           headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["max_fields"] == MAX_FORM_FIELDS
+    assert stored_files(server) == [] and staging_entries(server) == []
+    few = client.post("/api/upload", data={f"field{number}": "v" for number in range(MAX_FORM_FIELDS)},
+                      files={"file": ("a.txt", b"hello")})
+    assert few.status_code == 201, few.text

@@ -18,6 +18,15 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from .errors import Problem
 
 MAX_FIELD_SIZE = 64 * 1024
+MAX_FORM_FIELDS = 64  # parts that are not files (fields, empty file controls); files count against their own limit
+
+
+def check_field_count(count: int) -> None:
+    """413 for a form with more than ``MAX_FORM_FIELDS`` parts that are not files: each costs parsing however
+    small it is, so a body of a million empty fields must not be read to its end."""
+    if count > MAX_FORM_FIELDS:
+        raise Problem(413, f"a form may carry at most {MAX_FORM_FIELDS} fields beside its files; nothing of this "
+                           "request was stored", reason="too_many_fields", max_fields=MAX_FORM_FIELDS)
 
 
 def boundary_of(content_type: str) -> bytes:

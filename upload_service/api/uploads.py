@@ -16,7 +16,7 @@ from ..digests import ExpectedDigests
 from ..errors import ObjectNotFound, Problem
 from ..filenames import content_type_for, safe_filename
 from ..files import StoredFile, file_key, is_file_id
-from ..multipart import MultipartReader, boundary_of
+from ..multipart import MAX_FORM_FIELDS, MultipartReader, boundary_of, check_field_count
 from ..responses import describe_file as describe, json_response
 from ..uploads import UploadBatch, check_file_count
 from . import schemas
@@ -33,7 +33,7 @@ UPLOAD_ERRORS = {
     400: "malformed body (bad JSON or base64, no filename, no file) or the client disconnected; nothing is stored",
     408: "no data arrived for UPLOAD_IDLE_TIMEOUT seconds, or the body came slower than UPLOAD_MIN_RATE",
     413: "a file is over MAX_UPLOAD_SIZE (the JSON body over MAX_JSON_UPLOAD_SIZE, the files over "
-         "MAX_FILES_PER_REQUEST), or the caller's quota "
+         f"MAX_FILES_PER_REQUEST, a form's other fields over {MAX_FORM_FIELDS}), or the caller's quota "
          "(USER_QUOTA_BYTES, USER_QUOTA_FILES) has no room for it (``quota``, ``used``, ``limit``); nothing is stored",
     415: "the body is neither application/json nor multipart/form-data, or a file's content (sniffed from its "
          "bytes) is not an allowed type; nothing is stored",
@@ -129,7 +129,11 @@ async def _multipart_upload(service: UploadService, batch: UploadBatch, csrf_pen
     reader = MultipartReader(boundary_of(request.headers.get("Content-Type", "")),
                              body_chunks(request, service.settings.upload_idle_timeout))
     wants_redirect = False
+    fields = 0
     async for part in reader.parts():
+        if not part.filename:  # a form field, or a browser's empty file control
+            fields += 1
+            check_field_count(fields)
         if part.filename is None:
             value = await part.text()
             if part.name == CSRF_FIELD and csrf_pending:
