@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import time
 
 import pytest
 
 from upload_service.multipart import MAX_FORM_FIELDS
 
 from .conftest import staging_entries, stored_files
-from .faults import connect, received, request_head, wait_for
+from .faults import connect, read_answer, received, request_head, wait_for
 from .servers import Server
 
 MiB = 1024 * 1024
@@ -120,6 +121,35 @@ def test_staged_files_of_a_stalled_request_hold_no_descriptor(make_server) -> No
     attacker.close()
     assert wait_for(lambda: staging_entries(server) == [], timeout=10)
     assert wait_for(lambda: len(_open_descriptors(pid)) <= baseline, timeout=10)
+
+
+def test_a_client_that_sent_much_quickly_cannot_then_trickle_for_long(make_server) -> None:
+    """8 MiB at full speed, then a byte whenever the server has not answered for 0.2 s: with a credit of one
+    second per KiB received, the 8 MiB bought over two hours of trickling. The credit is capped (at
+    UPLOAD_IDLE_TIMEOUT), so the client is cut off with 408 within seconds and nothing is kept."""
+    server = make_server(upload_idle_timeout="1s", upload_min_rate="1KiB")
+    sock = connect(server)
+    sock.sendall(request_head(server, "/api/files/trickle.bin", 64 * MiB))
+    sock.sendall(b"t" * 8 * MiB)
+    assert wait_for(lambda: received(sock), timeout=10)
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    answer = b""
+    while not answer and time.monotonic() - started < 10:
+        try:
+            answer = sock.recv(65536)  # the server's answer, or 0.2 s without one
+        except TimeoutError:
+            sock.sendall(b"x")
+    cut_after = time.monotonic() - started
+    assert answer, "still trickling after 10 s, with no answer"
+    assert cut_after < 5
+    sock.settimeout(5)
+    answer += read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert b"slower than 1024 bytes per second" in answer
+    assert wait_for(lambda: staging_entries(server) == [])
+    assert stored_files(server) == []
+    assert server.client().put("/api/files/after.bin", content=b"a" * 1000).status_code == 201
 
 
 def test_form_fields_of_a_multipart_request_are_bounded(make_server) -> None:

@@ -9,7 +9,9 @@ memory per upload stays at a small window whatever the file size and storage spe
 Two clocks cut off a client that holds a connection open without sending: the idle timeout (nothing at all
 for ``UPLOAD_IDLE_TIMEOUT``) and a minimum rate (``UPLOAD_MIN_RATE``; a slowloris trickling a byte now and
 then never goes idle). Both count only the time spent waiting for the client, never the time the server spent
-storing what arrived, so a slow disk or S3 never makes a fast client look slow.
+storing what arrived, so a slow disk or S3 never makes a fast client look slow. The rate is a window, not an
+average over the whole body: what a client sent fast earlier buys it at most ``UPLOAD_IDLE_TIMEOUT`` of
+waiting later (before, each KiB bought a second, so 1 GB sent quickly let the body trickle on for days).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class BodyStream:
         self._declared = declared_length
         self._min_rate = min_rate
         self._received = 0
-        self._waited = 0.0  # seconds spent waiting for the client's next message
+        self._credit: float | None = None  # seconds the client may still keep the server waiting (min_rate on)
         self._stalled = False
         self._complete = False
         self._gave_quart_its_body = False
@@ -62,13 +64,20 @@ class BodyStream:
     def _wait_budget(self, idle_timeout: float) -> tuple[float, bool]:
         """How long to wait for the next message, and whether the minimum rate (not idleness) sets it.
 
-        After a grace of ``idle_timeout`` seconds, the client must have sent ``min_rate`` bytes for every
-        further second it kept the server waiting.
+        The client holds a credit of waiting time, at first ``idle_timeout`` seconds: every second spent
+        waiting for it costs a second, every ``min_rate`` bytes it sends earn one back, and the credit never
+        exceeds ``idle_timeout``. So over any ``T`` seconds of waiting a body must send at least ``min_rate`` times
+        ``T - idle_timeout`` bytes, however much it sent before.
         """
         if not self._min_rate:
             return idle_timeout, False
-        left = idle_timeout + self._received / self._min_rate - self._waited
-        return (left, True) if left < idle_timeout else (idle_timeout, False)
+        if self._credit is None:
+            self._credit = idle_timeout
+        return (self._credit, True) if self._credit < idle_timeout else (idle_timeout, False)
+
+    def _earn(self, waited: float, size: int, idle_timeout: float) -> None:
+        if self._credit is not None:
+            self._credit = min(idle_timeout, self._credit - waited + size / self._min_rate)
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -81,21 +90,21 @@ class BodyStream:
             except TimeoutError:
                 self._stalled = True
                 raise self._too_slow(idle_timeout, by_rate) from None
-            finally:
-                self._waited += loop.time() - started
             if message["type"] == "http.disconnect":
                 self._disconnected.set()
                 raise ClientDisconnected()
             self._complete = not message.get("more_body", False)
             body = message.get("body", b"")
+            self._earn(loop.time() - started, len(body), idle_timeout)
             if body:
                 self._received += len(body)
                 yield body
 
     def _too_slow(self, idle_timeout: float, by_rate: bool) -> Problem:
         if by_rate:
-            return Problem(408, f"the body arrived slower than {self._min_rate} bytes per second; the upload was "
-                                "dropped", reason="too_slow")
+            return Problem(408, f"the body arrived slower than {self._min_rate} bytes per second (sending faster "
+                                f"before earns at most {idle_timeout:g} seconds of waiting); the upload was dropped",
+                           reason="too_slow")
         return Problem(408, f"no data received for {idle_timeout:g} seconds; the upload was dropped",
                        reason="idle_timeout")
 

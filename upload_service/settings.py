@@ -119,7 +119,10 @@ class Settings(BaseSettings):
     upload_idle_timeout: Duration = 60.0
     storage_timeout: Duration = parse_duration("5m")
     keep_alive_timeout: Duration = 75.0  # idle keep-alive connections, and the time to send a request head
-    upload_min_rate: Size = parse_size("1KiB")  # bytes/s a body must average after UPLOAD_IDLE_TIMEOUT; 0: off
+    # Bytes/s a body must keep up while the server waits for it, or 408: each second of waiting costs a second of
+    # credit and each UPLOAD_MIN_RATE bytes earn one back, the credit starting at and never exceeding
+    # UPLOAD_IDLE_TIMEOUT (a window: a body sent fast earlier cannot then trickle for long); 0: off
+    upload_min_rate: Size = parse_size("1KiB")
     temp_upload_ttl: Duration = parse_duration("24h")
     cleanup_interval: Duration = parse_duration("10m")
     tus_upload_ttl: Duration = parse_duration("24h")
