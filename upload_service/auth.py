@@ -73,9 +73,9 @@ def needs_csrf(request: Request) -> bool:
 
 
 async def require_identity(service: UploadService, request: Request, *, csrf_later: bool = False) -> Identity:
-    """The caller's identity, or a 401 problem (429 over ``RATE_LIMIT``). Checks the CSRF header unless the caller
-    checks a form field."""
-    identity = await service.auth.identify(request)
+    """The caller's identity, or a 401 problem (429 over ``RATE_LIMIT`` or ``RATE_LIMIT_PER_ADDRESS``). Checks the
+    CSRF header unless the caller checks a form field."""
+    identity = await service.identify(request)
     if identity is None:
         raise _unauthorized(request)
     # the scope takes the rate limiter's flag: ASGI allows extension keys, which the scope's TypedDict does not list

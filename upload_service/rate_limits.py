@@ -5,9 +5,13 @@ Redis, so every worker and every instance behind a load balancer counts into the
 live in each worker's memory, and a limit holds per worker (``WORKERS=4`` lets up to four times through).
 The client address is the one ``FORWARDED_ALLOW_IPS`` makes trustworthy (``upload_service.proxies``).
 
-Every request under ``/api/`` counts against its address, authenticated or not (so guessing tokens is
-throttled too), and every authenticated request against its identity; a tus upload costs one request per
-PATCH. Over a limit, the answer is 429 with ``Retry-After``. If Redis fails mid-way, requests are let
+Every request to a route of the service counts against its address, authenticated or not (so guessing
+tokens is throttled wherever a token or a session is checked: the API, tus, the UI's pages and fragments, the
+sign-in routes and callbacks plugins add), except the routes that check no credentials at all (``UNCOUNTED``:
+static assets, health and metrics, which probes and scrapers call often). ``service.identify`` counts too, so a
+host app's own route that asks who is calling is throttled the same way. A request counts once however many
+times it is checked. Every authenticated request counts against its identity; a tus upload costs one request
+per PATCH. Over a limit, the answer is 429 with ``Retry-After``. If Redis fails mid-way, requests are let
 through and a warning is logged: an outage of the counter store should not become an outage of uploads.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage
@@ -27,11 +31,15 @@ from limits.storage import storage_from_string
 from .errors import Problem, StartupError
 
 if TYPE_CHECKING:
+    from quart import Request
+
     from .identity import Identity
     from .service import UploadService
 
 log = logging.getLogger("upload_service.rate_limits")
 COUNTED = "upload_service.rate_limited"  # request.scope flag: an identity is counted once per request
+ADDRESS_COUNTED = "upload_service.address_counted"  # the same for the client address
+UNCOUNTED = frozenset({"static", "healthz", "readyz", "metrics"})  # endpoints that check no credentials
 
 
 class RateLimits:
@@ -72,8 +80,12 @@ class RateLimits:
         if self.enabled and self.shared and not await self.limiter.storage.check():
             raise StartupError(f"rate limits: Redis at {self.redis_url} does not answer")
 
-    async def check_address(self, address: str | None) -> None:
-        await self._hit(self.per_address, "address", address or "unknown", "this address")
+    async def check_address(self, request: Request) -> None:
+        """Count ``request`` against its client address (once, however often it is checked); 429 over the limit."""
+        scope = cast("dict[str, Any]", request.scope)  # ASGI allows extension keys, which its TypedDict does not list
+        if self.per_address and not scope.get(ADDRESS_COUNTED):
+            scope[ADDRESS_COUNTED] = True
+            await self._hit(self.per_address, "address", request.remote_addr or "unknown", "this address")
 
     async def check_identity(self, identity: Identity, scope: dict[str, Any]) -> None:
         if not scope.get(COUNTED):
@@ -96,14 +108,15 @@ class RateLimits:
 
 
 def register_rate_limits(bp: Any, service: UploadService) -> None:
-    """Count every request under the service's ``/api/`` against its client address, before anything else."""
+    """Count every request to the service's routes (but ``UNCOUNTED``) against its client address, before anything
+    else: a route a plugin adds (a sign-in callback) is counted without knowing it."""
     if not service.rate_limits.per_address:
         return
     from quart import request
 
-    api = f"{service.url_prefix}/api/"
+    uncounted = {f"{service.name}.{endpoint}" for endpoint in UNCOUNTED}
 
     @bp.before_request
     async def limit_address() -> None:
-        if request.path.startswith(api):
-            await service.rate_limits.check_address(request.remote_addr)
+        if request.endpoint not in uncounted:
+            await service.rate_limits.check_address(request)

@@ -262,11 +262,13 @@ class UploadService:
     # -- sessions and auth: what auth providers and plugin routes call -----------------------------------
 
     async def identify(self, request: Request) -> Identity | None:
-        """The first identity a registered auth provider finds for ``request``, or None."""
+        """The first identity a registered auth provider finds for ``request``, or None. Checking credentials
+        counts ``request`` towards ``RATE_LIMIT_PER_ADDRESS`` (429 over it), on a host app's own routes too."""
+        await self.rate_limits.check_address(request)
         return await self.auth.identify(request)
 
     async def require_identity(self, request: Request, *, check_csrf: bool = True) -> Identity:
-        """The caller's identity, or a 401 problem (429 over ``RATE_LIMIT``). A cookie-authenticated request that
+        """The caller's identity, or a 401 problem (429 over a rate limit). A cookie-authenticated request that
         changes something must carry the session's CSRF token in ``X-CSRF-Token`` (else 403), unless
         ``check_csrf`` is false because the route checks a form field with ``check_csrf`` itself."""
         return await require_identity(self, request, csrf_later=not check_csrf)

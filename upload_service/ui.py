@@ -93,7 +93,7 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
 
     @bp.route("/", endpoint="index")
     async def index() -> Any:
-        identity = await service.auth.identify(request)
+        identity = await service.identify(request)
         if identity is None:
             return await render_template("upload_service/signin.html", providers=service.auth.with_login())
         page = await file_page(identity, request.args.get("cursor"))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from quart import Blueprint, render_template
 
+from ..rate_limits import UNCOUNTED
 from ..responses import json_response
 from . import schemas
 
@@ -166,6 +167,8 @@ def _operation(service: UploadService, endpoint: str, operation_id: str, view: C
             errors.setdefault(403, "a cookie-authenticated request without a valid CSRF token")
         operation["security"] = [{"bearer": []}, {"session": []}]
         errors.setdefault(429, "over RATE_LIMIT or RATE_LIMIT_PER_ADDRESS; Retry-After says when to try again")
+    elif endpoint not in UNCOUNTED:
+        errors.setdefault(429, "over RATE_LIMIT_PER_ADDRESS; Retry-After says when to try again")
     errors.setdefault(500, "an unexpected error (logged); nothing of a refused upload is kept")
     for status in sorted(errors):
         responses[str(status)] = _problem(errors[status], refs)
