@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
 import pytest
 
-from .github_helpers import browser
+from .github_helpers import browser, query, start_sign_in
 
 FORGED = "2026-01-01 00:00:00,000 ERROR upload_service [forged]: the admin password is hunter2"
 TEXT_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
@@ -63,3 +64,52 @@ def test_the_github_sign_in_callback_is_rate_limited(make_server, github_double)
     answers = [client.get("/login/authorized", params={"state": f"forged-{n}", "code": "x"}).status_code
                for n in range(5)]
     assert answers == [400, 400, 400, 429, 429]
+
+
+# -- 6. forged log lines ----------------------------------------------------------------------------------
+
+def _records(log: str) -> list[str]:
+    """The text log's lines that start a record (a timestamp and a level at the start of the line)."""
+    return [line for line in log.splitlines() if TEXT_RECORD.match(line)]
+
+
+@pytest.mark.process  # reads the server's own log
+def test_a_newline_in_the_path_cannot_forge_a_log_line(make_server):
+    """Attack: ``GET /api/files/x%0A<a whole log line>`` (no credentials needed) wrote that line into the text
+    log as a record of its own. Instead: the control characters are escaped, and the path stays on the access
+    record's line."""
+    server = make_server(log_level="INFO")
+    response = server.client(None).get("/api/files/x%0D%0A" + FORGED.replace(" ", "%20"))
+    assert response.status_code == 401
+    records = _records(server.log())
+    assert not [line for line in records if line.startswith(FORGED[:23])], server.log()
+    access = [line for line in records if "hunter2" in line]
+    assert len(access) == 1 and "/api/files/x\\r\\n2026-01-01" in access[0], server.log()
+
+
+@pytest.mark.process
+def test_json_logs_carry_no_control_characters(make_server):
+    """Attack: the same path with LOG_FORMAT=json. Instead: every line stays one valid JSON object, and no
+    value in it holds a raw control character that a log viewer would print as a line break."""
+    server = make_server(log_level="INFO", log_format="json")
+    server.client(None).get("/api/files/x%0A%1B[31m" + FORGED.replace(" ", "%20"))
+    entries = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    access = [entry for entry in entries if "hunter2" in str(entry.get("message"))]
+    assert len(access) == 1, entries
+    for value in access[0].values():
+        assert not re.search(r"[\x00-\x1f\x7f]", str(value)), access[0]
+
+
+@pytest.mark.process
+def test_github_error_description_cannot_forge_a_log_line(make_server, github_double):
+    """Attack: come back to the sign-in callback with ``error_description=%0A<a whole log line>`` (GitHub's
+    text, but any visitor can write the URL). Instead: it is logged escaped, on the failure's own line."""
+    server = make_server(log_level="INFO", **github_double.settings())
+    client = browser(server)
+    state = query(start_sign_in(client))["state"]
+    callback = client.get("/login/authorized", params={
+        "state": state, "error": "server_error", "error_description": "oops\n" + FORGED})
+    assert callback.status_code == 400
+    records = _records(server.log())
+    assert not [line for line in records if line.startswith(FORGED[:23])], server.log()
+    assert any("GitHub sign-in failed" in line and "oops\\n2026-01-01" in line for line in records), server.log()

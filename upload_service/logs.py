@@ -3,6 +3,12 @@
 Every request to the service gets an id: the client's ``X-Request-Id`` when it is a sane token (so a proxy's
 id follows the request through), a fresh one otherwise. It is returned as ``X-Request-Id``, put on every log
 record written while the request is handled, and on one access record per request.
+
+No value a client sends can write a line of its own into the log (a path holding ``%0A``, a provider's error
+text, a filename): the formatters escape every control character (a line break becomes ``\n``, ESC ``\x1b``;
+Unicode line separators and bidi overrides too) in every value of every record, whoever logged it, so that no
+call site has to remember it. A traceback keeps its line breaks: in the text format each of its lines is
+indented, so none can pass for a record; in JSON it is one string value, as each record is one line.
 """
 
 from __future__ import annotations
@@ -25,6 +31,37 @@ _STARTED = ContextVar[float]("upload_service_request_started", default=0.0)
 _SANE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 access_log = logging.getLogger("upload_service.access")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": r"\n", "\r": r"\r", "\t": r"\t"}
+TRACEBACK_INDENT = "    "
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: each control character written as its Python escape (``\\n``, ``\\x1b``)."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def _escape_lines(text: str) -> str:
+    """A multi-line text (a traceback) with its line breaks kept and every other control character escaped."""
+    return "\n".join(escape_controls(line) for line in text.split("\n"))
+
+
+def _escape_value(value: Any) -> Any:
+    """A JSON record's value with every string in it escaped (other types are left to ``json.dumps``)."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, list | tuple):
+        return [_escape_value(item) for item in value]
+    if isinstance(value, dict):
+        return {escape_controls(str(key)): _escape_value(item) for key, item in value.items()}
+    return value
 
 
 def current_request_id() -> str | None:
@@ -53,12 +90,37 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", None),
         }
         entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
+        entry = _escape_value(entry)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            entry["exception"] = _escape_lines(self.formatException(record.exc_info))
+        return json.dumps(entry, default=lambda value: escape_controls(str(value)))
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``: the record on one line with its values escaped, then any traceback, each line indented."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """``logging.Formatter.format`` with the escaping; it never takes the ``exc_text`` that another handler's
+        formatter may have cached on the record, unescaped."""
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = escape_controls(self.formatMessage(record))
+        if record.exc_info:
+            text += "\n" + _indented(self.formatException(record.exc_info))
+        if record.stack_info:
+            text += "\n" + _indented(self.formatStack(record.stack_info))
+        return text
+
+
+def _indented(text: str) -> str:
+    return "\n".join(TRACEBACK_INDENT + line for line in _escape_lines(text).split("\n"))
 
 
 def configure_logging(level: str, log_format: str) -> None:
@@ -69,7 +131,7 @@ def configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.upload_service = True  # type: ignore[attr-defined]
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
 
