@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from typing import Any
 
@@ -113,3 +114,46 @@ def test_github_error_description_cannot_forge_a_log_line(make_server, github_do
     records = _records(server.log())
     assert not [line for line in records if line.startswith(FORGED[:23])], server.log()
     assert any("GitHub sign-in failed" in line and "oops\\n2026-01-01" in line for line in records), server.log()
+
+
+# -- 8. deeply nested JSON --------------------------------------------------------------------------------
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("path", ["/api/upload", "/api/upload_temporary", "/api/persist"])
+def test_deeply_nested_json_is_a_400_problem(server, caplog, path):
+    """Attack: a JSON body nested 100,000 levels deep answered 500 and logged a RecursionError with its stack
+    trace each time. Instead: a 400 problem, and nothing logged at ERROR."""
+    caplog.set_level(logging.ERROR)
+    response = server.client().post(path, content=_nested(100_000), headers={"Content-Type": "application/json"})
+    problem = _assert_problem(response, 400)
+    assert "nested" in problem["detail"]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_deeply_nested_persist_metadata_is_refused(server):
+    """Attack: persist with metadata nested 500 levels deep (under the parser's recursion limit), kept with the
+    file for every later reader (listings, webhooks) to choke on. Instead: 400, and the file stays temporary."""
+    client = server.client()
+    temp = _temporary(client)
+    body = b'{"tokens": ["' + temp["token"].encode() + b'"], "metadata": {"deep": ' + _nested(500) + b"}}"
+    _assert_problem(client.post("/api/persist", content=body, headers={"Content-Type": "application/json"}), 400)
+    assert temp["id"] not in _ids(client)
+    assert client.post("/api/persist", json={"tokens": [temp["token"]], "metadata": {"a": [[{"b": 1}]]}}
+                       ).status_code == 201
+
+
+# -- also: /api/persist answers 415 for a body that is not JSON ---------------------------------------------
+
+def test_persist_with_a_body_that_is_not_json_is_415(server):
+    """A persist body sent as text/plain answered 400. Instead: 415 as the upload routes answer, documented."""
+    client = server.client()
+    temp = _temporary(client)
+    body = json.dumps({"tokens": [temp["token"]]}).encode()
+    problem = _assert_problem(client.post("/api/persist", content=body, headers={"Content-Type": "text/plain"}), 415)
+    assert "application/json" in problem["detail"]
+    assert temp["id"] not in _ids(client)
+    documented = client.get("/api/openapi.json").json()["paths"]["/api/persist"]["post"]["responses"]
+    assert "415" in documented
