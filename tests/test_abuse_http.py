@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from upload_service import StorageError, hookimpl
+from upload_service.testing import MemoryStorage
+
 from .github_helpers import browser, query, start_sign_in
 
 FORGED = "2026-01-01 00:00:00,000 ERROR upload_service [forged]: the admin password is hunter2"
@@ -114,6 +117,109 @@ def test_github_error_description_cannot_forge_a_log_line(make_server, github_do
     records = _records(server.log())
     assert not [line for line in records if line.startswith(FORGED[:23])], server.log()
     assert any("GitHub sign-in failed" in line and "oops\\n2026-01-01" in line for line in records), server.log()
+
+
+# -- 7. /api/persist: all or nothing, and the plugins' metadata kept -------------------------------------
+
+class PersistRecorder:
+    """A plugin that labels every upload (as a scanner or the images plugin does) and records notifications."""
+
+    name = "persist_recorder"
+
+    def __init__(self) -> None:
+        self.persisted: list[str] = []
+
+    @hookimpl
+    def process_upload(self, file, service) -> dict[str, Any]:
+        return {"scan": "clean"}
+
+    @hookimpl
+    def upload_persisted(self, file, service) -> None:
+        self.persisted.append(file.id)
+
+
+def test_a_repeated_token_persists_nothing(upload_service_factory):
+    """Attack: ``{"tokens": [T1, T2, T2]}`` answered 409 yet persisted T1 and T2 (and told plugins so).
+    Instead: a token named twice is a 400 problem, nothing is persisted, and no plugin hears of it."""
+    recorder = PersistRecorder()
+    running = upload_service_factory(plugins=[recorder])
+    client = running.client()
+    first, second = _temporary(client, "one.txt"), _temporary(client, "two.txt")
+    refused = client.post("/api/persist", json={"tokens": [first["token"], second["token"], second["token"]]})
+    assert "more than once" in _assert_problem(refused, 400)["detail"]
+    assert _ids(client) & {first["id"], second["id"]} == set()
+    assert {first["id"], second["id"]} <= _ids(client, temporary=True)
+    running.run(running.service.notified())
+    assert recorder.persisted == []
+    assert client.post("/api/persist", json={"tokens": [first["token"], second["token"]]}).status_code == 201
+    running.run(running.service.notified())
+    assert sorted(recorder.persisted) == sorted([first["id"], second["id"]])
+
+
+class FailingMoves(MemoryStorage):
+    """Memory storage whose ``fail_at``-th move from now on fails, as a lost connection to a store does."""
+
+    name = "failing_moves"
+    fail_at: int | None = None
+
+    async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> Any:
+        if self.fail_at is not None:
+            self.fail_at -= 1
+            if self.fail_at == 0:
+                self.fail_at = None
+                raise StorageError("the store went away mid-persist")
+        return await super().move(src, dst, metadata)
+
+
+class FailingMovesPlugin:
+    name = "failing_moves_storage"
+
+    def __init__(self) -> None:
+        self.storage = FailingMoves()
+
+    @hookimpl
+    def register_storage_backends(self, register, service) -> None:
+        register("failing_moves", lambda service: self.storage)
+
+
+def test_a_persist_that_fails_midway_puts_back_what_it_moved(upload_service_factory):
+    """Attack (or bad luck): the third of three moves fails. Before, the first two stayed persistent under a
+    500. Instead: they are temporary again, as they were, and can be persisted later."""
+    storage = FailingMovesPlugin()
+    recorder = PersistRecorder()
+    running = upload_service_factory(plugins=[storage, recorder], entry_points=False, storage_backend="failing_moves")
+    client = running.client()
+    files = [_temporary(client, f"{n}.txt", f"content {n}".encode()) for n in range(3)]
+    storage.storage.fail_at = 3
+    failed = client.post("/api/persist", json={"tokens": [file["token"] for file in files]})
+    _assert_problem(failed, 500)
+    assert _ids(client) & {file["id"] for file in files} == set()
+    for file in files:
+        restored = client.get(f"/api/files/{file['id']}").json()
+        assert restored["temporary"] is True and restored["expires_at"] == file["expires_at"]
+        assert restored["metadata"] == {"scan": "clean"}
+    running.run(running.service.notified())
+    assert recorder.persisted == []
+    again = client.post("/api/persist", json={"tokens": [file["token"] for file in files]})
+    assert again.status_code == 201, again.text
+    assert [client.get(file["url"]).content for file in files] == [f"content {n}".encode() for n in range(3)]
+
+
+def test_persist_metadata_cannot_replace_what_plugins_recorded(upload_service_factory):
+    """Attack: persist with ``{"scan": "clean"}`` over a plugin's verdict, or ``{"preview": "<endpoint>"}``,
+    which the UI turns into a URL of any route taking a file id. Instead: 400, nothing persisted; keys of the
+    client's own are added beside the plugins' ones."""
+    running = upload_service_factory(plugins=[PersistRecorder()])
+    client = running.client()
+    temp = _temporary(client)
+    for metadata in ({"scan": "infected, but trust me"}, {"preview": "file_content"}):
+        problem = _assert_problem(client.post("/api/persist", json={"tokens": [temp["token"]], "metadata": metadata}),
+                                  400)
+        assert next(iter(metadata)) in problem["detail"]
+        assert temp["id"] not in _ids(client)
+    saved = client.post("/api/persist", json={"tokens": [temp["token"]], "metadata": {"description": "Q3"}})
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["files"][0]["metadata"] == {"scan": "clean", "description": "Q3"}
 
 
 # -- 8. deeply nested JSON --------------------------------------------------------------------------------

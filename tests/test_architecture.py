@@ -34,7 +34,7 @@ LAYERS = [
     }),
     ("plugin runtime", {"plugins"}),
     ("HTTP", {"responses", "serving", "health", "ui", "api", "api.fallback", "api.files", "api.openapi",
-              "api.schemas", "api.uploads"}),
+              "api.schemas", "api.uploads", "api.persist"}),
     ("assembly", {"service", "app", "cli", "workers", "testing", ""}),
 ]
 ASSEMBLY = len(LAYERS) - 1

@@ -7,6 +7,8 @@ are broken by the random rest of the id.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,6 +21,8 @@ from .storage import Storage, StoredObject
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+log = logging.getLogger("upload_service")
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # ascending in ASCII, so encoded order = numeric order
 _TIME_DIGITS = 10
@@ -165,3 +169,23 @@ class FileStore:
         except ObjectExists as error:
             raise ObjectNotFound(file.key) from error
         return StoredFile.from_stored(stored)
+
+    async def persist_all(self, moves: list[tuple[StoredFile, dict[str, Any]]]) -> list[StoredFile]:
+        """``persist`` each temporary file with its metadata, all or none: when one fails (``ObjectNotFound`` for a
+        file persisted or swept meanwhile, a storage error, a cancelled request), the files already moved are
+        moved back, with the metadata and expiry they had, before the error is raised."""
+        done: list[tuple[StoredFile, StoredFile]] = []
+        try:
+            for file, metadata in moves:
+                done.append((file, await self.persist(file, metadata)))
+        except BaseException:
+            await asyncio.shield(self._unpersist(done))
+            raise
+        return [persisted for _, persisted in done]
+
+    async def _unpersist(self, done: list[tuple[StoredFile, StoredFile]]) -> None:
+        for original, persisted in reversed(done):
+            try:
+                await self.storage.move(persisted.key, original.key, original.storage_metadata())
+            except Exception:  # the owner deleted it meanwhile, or the storage is down: it stays persistent
+                log.exception("could not make %s temporary again after a failed persist", persisted.key)

@@ -100,7 +100,8 @@ def process_upload(file: StoredFile, service: UploadService) -> dict[str, Any] |
     ``file.metadata`` (later plugins' keys win), or None. Raising ``UploadRejected`` deletes the file (and the
     rest of its batch) and the client gets that status.
     A ``"preview"`` key naming one of the plugin's endpoints (registered with ``register_routes``, taking
-    ``file_id``) makes the UI show that URL as the file's thumbnail.
+    ``file_id``) makes the UI show that URL as the file's thumbnail. The keys plugins set are theirs: the
+    metadata a client sends with ``/api/persist`` may add keys beside them, never replace one, nor set ``preview``.
     """
 
 
@@ -108,10 +109,10 @@ def process_upload(file: StoredFile, service: UploadService) -> dict[str, Any] |
 def upload_persisted(file: StoredFile, service: UploadService) -> None:
     """Notification: ``file`` has become persistent.
 
-    Called after a direct upload's ``process_upload``, after ``/api/persist`` moved a temporary upload, and when
-    a tus upload completes. It runs after the client's answer (a slow webhook never delays an upload), in a task
-    the service awaits when it stops. Implementations run together; an error here is logged and never loses
-    the file.
+    Called after a direct upload's ``process_upload``, after ``/api/persist`` moved all of its temporary uploads
+    (for each of them; never for a persist that failed), and when a tus upload completes. It runs after the
+    client's answer (a slow webhook never delays an upload), in a task the service awaits when it stops.
+    Implementations run together; an error here is logged and never loses the file.
     """
 
 

@@ -24,6 +24,7 @@ from . import sessions
 from .api.fallback import register_api_fallback
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
+from .api.persist import register_persist_route
 from .api.uploads import register_upload_routes
 from .auth import AuthProviders, check_csrf, require_identity
 from .body import StreamingBodyMiddleware, body_chunks, limited
@@ -163,6 +164,7 @@ class UploadService:
         register_request_ids(bp)
         register_rate_limits(bp, self)
         register_upload_routes(bp, self)
+        register_persist_route(bp, self)
         register_file_routes(bp, self)
         register_health_routes(bp, self)
         register_ui_routes(bp, self)

@@ -1,4 +1,4 @@
-"""Upload routes: the original base64 JSON API, streamed multipart, raw PUT, and persisting temporary uploads."""
+"""Upload routes: the original base64 JSON API, streamed multipart and raw PUT (persisting: ``persist.py``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from werkzeug.routing import PathConverter
 from ..auth import CSRF_FIELD, check_csrf, needs_csrf, require_identity
 from ..body import body_chunks, check_declared_length, read_all
 from ..digests import ExpectedDigests
-from ..errors import ObjectNotFound, Problem
+from ..errors import Problem
 from ..filenames import content_type_for, safe_filename
-from ..files import StoredFile, file_key, is_file_id
-from ..json_body import parse_json, read_json
+from ..json_body import parse_json
 from ..multipart import MAX_FORM_FIELDS, MultipartReader, boundary_of, check_field_count
 from ..responses import describe_file as describe, json_response
 from ..uploads import UploadBatch, check_file_count
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 
     from ..service import UploadService
 
-MAX_PERSIST_BODY = 1024 * 1024
 UPLOAD_BODIES = {"application/json": schemas.Base64Upload, "multipart/form-data": schemas.MultipartUpload}
 UPLOAD_ERRORS = {
     400: "malformed body (bad JSON or base64, JSON nested deeper than 64 levels, no filename, no file) or the client "
@@ -218,58 +216,3 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
             await batch.add(info, body_chunks(request, service.settings.upload_idle_timeout), digests)
             (file,) = await batch.commit()
         return json_response(describe(service, file), 201, {"Location": describe(service, file)["url"]})
-
-    @bp.route("/api/persist", methods=["POST"], endpoint="persist")
-    @documented(
-        body={"application/json": schemas.PersistRequest},
-        errors={400: "malformed JSON (or nested deeper than 64 levels), or a forged token",
-                403: "a token of someone else, or no CSRF token",
-                404: "a token naming no upload", 409: "a token that was already persisted",
-                410: "an expired token", 413: "the body is over 1 MiB",
-                415: "the body is not application/json"},
-        replies={201: Reply("the persisted files, with the metadata", schemas.FileList)})
-    async def persist() -> Any:
-        """Make temporary uploads persistent: ``{"tokens": [...], "metadata": {...}}``."""
-        identity = await require_identity(service, request)
-        body = await read_json(request, MAX_PERSIST_BODY, service.settings.upload_idle_timeout)
-        tokens = body.get("tokens") if isinstance(body, dict) else None
-        metadata = body.get("metadata", {}) if isinstance(body, dict) else None
-        if not isinstance(tokens, list) or not tokens or not isinstance(metadata, dict):
-            raise Problem(400, 'expected {"tokens": [token, ...], "metadata": {...}}', reason="bad_json")
-        pending = [await _temporary_file(service, identity, token) for token in tokens]
-        persisted = []
-        for file in pending:
-            persisted.append(await _persist_one(service, file, metadata))
-        return json_response({"files": [describe(service, file) for file in persisted]}, 201)
-
-
-async def _temporary_file(service: UploadService, identity: Any, token: object) -> StoredFile:
-    """The temporary file a token names, with the status the contract gives each way it can fail."""
-    claim = service.tokens.read(token)
-    if claim.owner_key != identity.owner_key:
-        raise Problem(403, "this token belongs to someone else", reason="not_owner")
-    if not is_file_id(claim.file_id):
-        raise Problem(400, "this is not a valid upload token", reason="bad_token")
-    stored = await service.storage.stat(file_key(claim.owner_key, claim.file_id, temporary=True))
-    if stored is None:
-        return await _missing_temporary(service, claim.owner_key, claim.file_id)
-    file = StoredFile.from_stored(stored)
-    if file.expired():
-        raise Problem(410, "this temporary upload has expired", reason="token_expired")
-    return file
-
-
-async def _missing_temporary(service: UploadService, owner: str, file_id: str) -> StoredFile:
-    if await service.storage.stat(file_key(owner, file_id, temporary=False)) is not None:
-        raise Problem(409, "this upload was already persisted", reason="already_persisted")
-    raise Problem(410, "this temporary upload has expired and was removed", reason="token_expired")
-
-
-async def _persist_one(service: UploadService, file: StoredFile, metadata: dict[str, Any]) -> StoredFile:
-    try:
-        persisted = await service.files.persist(file, metadata)
-    except ObjectNotFound:
-        await _missing_temporary(service, file.key.split("/")[1], file.id)
-        raise
-    service.notify(service.hook.upload_persisted, file=persisted)
-    return persisted
