@@ -156,6 +156,17 @@ def test_a_repeated_token_persists_nothing(upload_service_factory):
     assert sorted(recorder.persisted) == sorted([first["id"], second["id"]])
 
 
+def test_persist_takes_at_most_max_files_per_request_tokens(make_server):
+    """Attack: one persist naming thousands of uploads (a 1 MiB body holds ~7,000 tokens), each a stat and a
+    move. Instead: more tokens than MAX_FILES_PER_REQUEST is a 413 problem, and nothing is persisted."""
+    server = make_server(max_files_per_request="2")
+    client = server.client()
+    files = [_temporary(client, f"{n}.txt") for n in range(3)]
+    problem = _assert_problem(client.post("/api/persist", json={"tokens": [file["token"] for file in files]}), 413)
+    assert problem["max_files"] == 2
+    assert _ids(client) & {file["id"] for file in files} == set()
+
+
 class FailingMoves(MemoryStorage):
     """Memory storage whose ``fail_at``-th move from now on fails, as a lost connection to a store does."""
 
