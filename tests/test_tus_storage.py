@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
+import os
+import time
 from contextlib import asynccontextmanager
 
 import pytest
 
 from upload_service.aio import complete
 from upload_service.builtin.local_storage import LocalStorage
-from upload_service.locking import FileLocker
+from upload_service.locking import FileLocker, LockBusy
 from upload_service.storage import OffsetMismatch, ResumableStorage
 
-from .lockers import check_take_over
+from .lockers import check_namespaces, check_take_over
 
 
 async def chunks(*parts: bytes, then: BaseException | None = None):
@@ -98,10 +102,70 @@ async def test_file_locker_asks_the_holder_to_release(tmp_path) -> None:
     await check_take_over(locker, locker, "upload-dddddddddddddddd")
 
 
-async def test_file_locker_refuses_what_is_not_an_id(tmp_path) -> None:
-    with pytest.raises(ValueError):
-        async with FileLocker(tmp_path).hold("../escape"):
-            pass
+async def test_file_locker_keeps_namespaces_apart(tmp_path) -> None:
+    await check_namespaces(FileLocker(tmp_path, wait=1, poll=0.01))
+
+
+def age(*paths, seconds: float = 3600) -> None:
+    old = time.time() - seconds
+    for path in paths:
+        os.utime(path, (old, old))
+
+
+async def test_file_locker_sweep_removes_only_old_lock_files_nobody_holds(tmp_path) -> None:
+    locker = FileLocker(tmp_path, grace=60)
+    async with locker.hold("tus", "young"), locker.hold("tus", "held"):
+        pass
+    legacy = tmp_path / "from-an-older-version.lock"  # before namespaces, lock files lay in the folder itself
+    legacy.touch()
+    stray = tmp_path / "tus" / "gone.release"  # a release request whose lock went meanwhile
+    stray.touch()
+    age(tmp_path / "tus" / "held.lock", legacy, stray)
+    held = os.open(tmp_path / "tus" / "held.lock", os.O_RDONLY)  # another worker holds this one
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert await locker.sweep() == 2
+        assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["held.lock", "young.lock"]
+    finally:
+        os.close(held)
+    assert await locker.sweep() == 1
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["young.lock"]
+
+
+async def test_file_locker_sweep_never_lets_two_holders_in(tmp_path) -> None:
+    """Sweeps unlink lock files while requests take, let go of and forget them: a request (or a sweep) that
+    opened a file just before it went must not hold it, or unlink its successor, alongside one that locked the
+    new file (flock on an unlinked file)."""
+    locker = FileLocker(tmp_path, grace=0)
+    inside, entries, swept = 0, 0, 0
+    started = time.monotonic()
+
+    def running() -> bool:  # a second at least, and until the sweeps removed files a few times (5 s at most)
+        elapsed = time.monotonic() - started
+        return elapsed < 1.0 or (swept < 5 and elapsed < 5.0)
+
+    async def take_and_let_go() -> None:
+        nonlocal inside, entries
+        while running():
+            with contextlib.suppress(LockBusy):
+                async with locker.hold("tus", "contended", take_over=False) as lock:
+                    inside += 1
+                    entries += 1
+                    if entries % 2:
+                        lock.forget()  # as after deleting an upload: the holder unlinks the file
+                    assert inside == 1, "two holders at once"
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
+                    inside -= 1
+            await asyncio.sleep(0)
+
+    async def sweep_all_along() -> None:
+        nonlocal swept
+        while running():
+            swept += await locker.sweep()
+
+    await asyncio.gather(*(take_and_let_go() for _ in range(4)), sweep_all_along(), sweep_all_along())
+    assert entries > 50 and swept >= 5, (entries, swept)  # both really ran, and met
 
 
 async def test_complete_finishes_its_work_through_cancellations() -> None:

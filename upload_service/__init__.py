@@ -36,7 +36,12 @@ if TYPE_CHECKING:
     from .files import StoredFile as StoredFile, UploadInfo as UploadInfo
     from .hookspecs import hookimpl as hookimpl
     from .identity import Identity as Identity, owner_key as owner_key
-    from .locking import LockBusy as LockBusy, Locker as Locker, UploadLock as UploadLock
+    from .locking import (
+        LockBusy as LockBusy,
+        Locker as Locker,
+        UploadLock as UploadLock,
+        check_lock_name as check_lock_name,
+    )
     from .quotas import QuotaExceeded as QuotaExceeded
     from .randomness import random_hex as random_hex
     from .reservations import Reservation as Reservation
@@ -82,6 +87,7 @@ _HOMES = {
     "Locker": "locking",
     "UploadLock": "locking",
     "LockBusy": "locking",
+    "check_lock_name": "locking",
     # settings helpers for a plugin's own settings
     "Size": "settings",
     "Duration": "settings",

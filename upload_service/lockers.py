@@ -1,8 +1,9 @@
 """The service's locker: one holder per name across every worker (``file``) or every instance (``redis``).
 
-tus serialises requests on one upload with it, and the usage ledger serialises changes to one owner's quota
-with it. ``LOCKER`` picks one among those registered through the ``register_lockers`` hook; ``file`` is built
-in. The locker is made at start-up; the file locker makes its folder only when it first locks.
+tus serialises requests on one upload with it (namespace ``tus``), and the usage ledger serialises changes to
+one owner's quota with it (namespace ``usage``); the cleanup sweep removes what it left for locks nobody holds.
+``LOCKER`` picks one among those registered through the ``register_lockers`` hook; ``file`` is built in. The
+locker is made at start-up; the file locker makes its folder only when it first locks.
 """
 
 from __future__ import annotations

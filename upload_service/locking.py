@@ -5,7 +5,8 @@ PATCH (waiting for bytes that never come). The newer request asks the holder to 
 at once (what it stored so far counts) and the newer request proceeds. Two clients fighting over one upload
 therefore interrupt each other instead of waiting: the latest request wins, as in tusd.
 
-A locker is chosen by ``LOCKER`` among those registered through the ``register_lockers`` hook.
+A locker is chosen by ``LOCKER`` among those registered through the ``register_lockers`` hook. Lock names live
+in namespaces, one per part of the service that locks, so no name a client picks can be another part's lock.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -22,6 +24,9 @@ from typing import Protocol, runtime_checkable
 
 from .errors import Problem
 from .storage import check_key
+
+SWEEP_GRACE = 300.0  # seconds a lock file nobody holds is kept before the sweep removes it
+_NAMESPACE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class UploadLock:
@@ -41,14 +46,33 @@ class UploadLock:
 
 @runtime_checkable
 class Locker(Protocol):
-    """What ``register_lockers`` factories return."""
+    """What ``register_lockers`` factories return.
 
-    def hold(self, upload_id: str, *, take_over: bool = True) -> AbstractAsyncContextManager[UploadLock]:
-        """Hold the upload's lock for the block.
+    Locks are named by a ``namespace`` (the part of the service that locks: ``tus``, ``usage``, a plugin's own)
+    and a ``name`` within it. Each namespace is a space of its own, so a name a client picks (a tus upload id)
+    can never be the lock of another part (an owner's usage ledger).
+    """
+
+    def hold(self, namespace: str, name: str, *,
+             take_over: bool = True) -> AbstractAsyncContextManager[UploadLock]:
+        """Hold the lock ``name`` of ``namespace`` for the block.
 
         If someone holds it and ``take_over`` is true, ask them to release and wait a while; raise
         ``LockBusy`` (423) when the lock cannot be had (at once when ``take_over`` is false).
         """
+
+    async def sweep(self) -> int:
+        """Remove what the locker left behind for locks nobody holds any more (the cleanup sweep calls it);
+        return how many were removed."""
+
+
+def check_lock_name(namespace: str, name: str) -> None:
+    """A namespace is a short lowercase word, a name a storage-safe key segment (no slash, no dot, no colon)."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(f"not a lock namespace: {namespace!r}")
+    check_key(name)
+    if "/" in name:
+        raise ValueError(f"not a lock name: {name!r}")
 
 
 class LockBusy(Problem):
@@ -59,24 +83,30 @@ class LockBusy(Problem):
 
 
 class FileLocker:
-    """``LOCKER=file``: ``flock`` on ``<folder>/<id>.lock``, release requests as ``<id>.release`` files.
+    """``LOCKER=file``: ``flock`` on ``<folder>/<namespace>/<name>.lock``, release requests as ``.release`` files.
 
     flock locks belong to an open file, so they exclude other workers and other requests of the same worker
     alike, and the kernel drops them when a worker dies. The holder polls for the release file between
     reads of the body; a request that wants the lock creates it and retries until ``wait`` seconds passed.
+
+    Lock files stay after their lock is let go (unless the holder ``forget``s it); ``sweep`` removes those that
+    nobody holds once they are ``grace`` seconds old. A lock file is only ever unlinked by someone holding the
+    flock on the very file its path names (the holder that forgets, or the sweep), and whoever takes a lock checks
+    that the file it locked is still the one its path names, so a lock taken on a file unlinked meanwhile is
+    dropped and taken again on the new file: two holders never hold one name.
     """
 
-    def __init__(self, folder: Path, *, wait: float = 10.0, poll: float = 0.05, watch: float = 0.1) -> None:
+    def __init__(self, folder: Path, *, wait: float = 10.0, poll: float = 0.05, watch: float = 0.1,
+                 grace: float = SWEEP_GRACE) -> None:
         self.folder = Path(folder)  # made by the first lock: a service that never locks leaves no folder
         self.wait = wait
         self.poll = poll
         self.watch = watch
+        self.grace = grace
 
-    def _paths(self, upload_id: str) -> tuple[Path, Path]:
-        check_key(upload_id)
-        if "/" in upload_id:
-            raise ValueError(f"not an upload id: {upload_id!r}")
-        return self.folder / f"{upload_id}.lock", self.folder / f"{upload_id}.release"
+    def _paths(self, namespace: str, name: str) -> tuple[Path, Path]:
+        check_lock_name(namespace, name)
+        return self.folder / namespace / f"{name}.lock", self.folder / namespace / f"{name}.release"
 
     def _try_lock(self, path: Path) -> int | None:
         """An fd holding the lock on ``path``, or None if someone else holds it."""
@@ -86,19 +116,15 @@ class FileLocker:
         except BlockingIOError:
             os.close(fd)
             return None
-        try:  # the file may have been unlinked by a holder that forgot the upload: then lock the new one
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
+        if not _names(path, fd):  # unlinked meanwhile by a holder that forgot it, or by the sweep: lock the new one
             os.close(fd)
             return self._try_lock(path)
         return fd
 
-    async def _acquire(self, upload_id: str, take_over: bool) -> int:
-        path, release = self._paths(upload_id)
-        if not self.folder.is_dir():
-            self.folder.mkdir(parents=True, exist_ok=True)
+    async def _acquire(self, namespace: str, name: str, take_over: bool) -> int:
+        path, release = self._paths(namespace, name)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait
         while (fd := self._try_lock(path)) is None:
             if not take_over or time.monotonic() > deadline:
@@ -108,22 +134,77 @@ class FileLocker:
         release.unlink(missing_ok=True)
         return fd
 
-    async def _watch(self, upload_id: str, lock: UploadLock) -> None:
-        release = self._paths(upload_id)[1]
-        while not release.exists():  # noqa: ASYNC110 - another process (or worker) makes the file: nothing to await
+    async def _watch(self, release: Path, lock: UploadLock) -> None:
+        # another process (or worker) makes the file: nothing to await; one stat of a small folder does not block
+        while not release.exists():  # noqa: ASYNC110, ASYNC240
             await asyncio.sleep(self.watch)
         lock.release_requested.set()
 
     @contextlib.asynccontextmanager
-    async def hold(self, upload_id: str, *, take_over: bool = True) -> AsyncIterator[UploadLock]:
-        fd = await self._acquire(upload_id, take_over)
+    async def hold(self, namespace: str, name: str, *, take_over: bool = True) -> AsyncIterator[UploadLock]:
+        fd = await self._acquire(namespace, name, take_over)
         lock = UploadLock()
-        watcher = asyncio.create_task(self._watch(upload_id, lock))
+        paths = self._paths(namespace, name)
+        watcher = asyncio.create_task(self._watch(paths[1], lock))
         try:
             yield lock
         finally:
             watcher.cancel()
             if lock.forgotten:
-                for path in self._paths(upload_id):
+                for path in paths:
                     path.unlink(missing_ok=True)
             os.close(fd)
+
+    async def sweep(self) -> int:
+        return await asyncio.to_thread(self._sweep, time.time())
+
+    def _sweep(self, now: float) -> int:
+        """Remove the lock files nobody holds that are older than ``grace``, and release files left alone.
+
+        Lock files directly in the folder are those of versions without namespaces: swept alike.
+        """
+        if not self.folder.is_dir():
+            return 0
+        removed = 0
+        for path in [*self.folder.glob("*.lock"), *self.folder.glob("*/*.lock")]:
+            removed += _remove_if_free(path, now - self.grace)
+        for path in [*self.folder.glob("*.release"), *self.folder.glob("*/*.release")]:
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < now - self.grace and not path.with_suffix(".lock").exists():
+                    path.unlink()
+                    removed += 1
+        return removed
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _remove_if_free(path: Path, older_than: float) -> bool:
+    """Unlink the lock file ``path`` if it was made before ``older_than`` and nobody holds it.
+
+    The flock is taken (never waited for) before the unlink and kept until after it, so nobody holds the file
+    while it goes; a request that opened it just before locks a file without a name and takes a new one.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)  # never O_CREAT: the sweep makes nothing
+    except FileNotFoundError:
+        return False
+    try:
+        if os.fstat(fd).st_mtime >= older_than:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if not _names(path, fd):  # replaced since it was opened: the new file is someone else's
+            return False
+        path.with_suffix(".release").unlink(missing_ok=True)
+        path.unlink()
+        return True
+    finally:
+        os.close(fd)

@@ -3,9 +3,9 @@
 Quotas and the limit on concurrent uploads must hold when one owner's requests land on different workers or
 instances, so nothing of this lives in process memory. The ledger of an owner is a small object in the
 service's storage (``usage/<owner>``, beside the owner's files; S3 when instances share S3) and every change
-happens under the service's locker (``usage-<owner>``; Redis with ``LOCKER=redis``). A change reads the ledger,
-checks and edits it, and writes it back while holding the lock, so N concurrent uploads cannot all see the
-same free room.
+happens under the service's locker (the lock ``<owner>`` of the namespace ``usage``; Redis with
+``LOCKER=redis``). A change reads the ledger, checks and edits it, and writes it back while holding the lock, so
+N concurrent uploads cannot all see the same free room.
 
 An upload in progress *holds* part of the quota (its declared size, or what it streamed so far) until it is
 settled into the stored totals or released. Holds carry a deadline that their owner renews while working, so
@@ -100,7 +100,7 @@ class UsageLedger:
 
     async def change(self, owner: str, edit: Callable[[Usage], T]) -> T:
         """Run ``edit`` on the owner's current ledger under its lock and save it; what ``edit`` raises aborts."""
-        async with self._queue(owner), self.service.locker.hold(f"{AREA}-{owner}"):
+        async with self._queue(owner), self.service.locker.hold(AREA, owner):
             now = time.time()
             usage = await self._load(owner, now)
             result = edit(usage)

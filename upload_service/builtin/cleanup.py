@@ -1,7 +1,8 @@
 """Cleanup: every ``CLEANUP_INTERVAL``, remove expired temporary uploads and the staging leftovers of crashes.
 
 The periodic task runs the ``sweep`` hook of every plugin (so tus or S3 plugins add their own sweeps);
-this plugin's own sweep handles temporary uploads and storage staging. ``upload-service cleanup`` runs one pass.
+this plugin's own sweep handles temporary uploads, storage staging and the locker's traces of locks nobody
+holds (the file locker's lock files). ``upload-service cleanup`` runs one pass.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def background_tasks(service):
 @hookimpl
 async def sweep(service) -> int:
     removed = await service.storage.sweep_staging()
+    locks = await service.locker.sweep()  # not uploads: logged, not counted
+    if locks:
+        log.debug("cleanup removed %d lock files nobody held", locks)
     async for file in service.files.all_temporary():
         if file.expired() and await service.files.delete(file):
             removed += 1

@@ -5,7 +5,7 @@ seconds, runs one script that extends the key (if the token is still ours) and r
 us to let go. A holder that dies stops extending and the key expires after ``ttl``. Release deletes the key
 only if it still holds our token, so a holder that lost its lock never deletes the next holder's.
 
-A request that finds the upload locked sets ``release:<id>`` (the tusd way) and retries until ``wait``
+A request that finds the upload locked sets ``release:<namespace>:<name>`` (the tusd way) and retries until ``wait``
 seconds passed; the holder, on another instance or this one, sees the key between chunks and stops.
 """
 
@@ -23,8 +23,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from upload_service import LockBusy, UploadLock
-from upload_service.storage import check_key
+from upload_service import LockBusy, UploadLock, check_lock_name
 
 log = logging.getLogger("upload_service.redis")
 
@@ -54,7 +53,8 @@ return 0
 
 
 class RedisLocker:
-    """Locks in Redis under ``<prefix>lock:<id>``, release requests under ``<prefix>release:<id>``."""
+    """Locks in Redis under ``<prefix>lock:<namespace>:<name>``, release requests under
+    ``<prefix>release:<namespace>:<name>`` (a namespace holds no colon, so no two locks share a key)."""
 
     def __init__(self, client: Redis, *, prefix: str = "upload-service:", ttl: float = 30.0, wait: float = 10.0,
                  poll: float = 0.05, watch: float = 0.1) -> None:
@@ -71,11 +71,9 @@ class RedisLocker:
         self._renew_script = client.register_script(_RENEW)
         self._release_script = client.register_script(_RELEASE)
 
-    def _keys(self, upload_id: str) -> list[str]:
-        check_key(upload_id)
-        if "/" in upload_id:
-            raise ValueError(f"not an upload id: {upload_id!r}")
-        return [f"{self.prefix}lock:{upload_id}", f"{self.prefix}release:{upload_id}"]
+    def _keys(self, namespace: str, name: str) -> list[str]:
+        check_lock_name(namespace, name)
+        return [f"{self.prefix}lock:{namespace}:{name}", f"{self.prefix}release:{namespace}:{name}"]
 
     async def _acquire(self, keys: list[str], token: str, take_over: bool) -> None:
         deadline = time.monotonic() + self.wait
@@ -101,8 +99,8 @@ class RedisLocker:
                 return
 
     @contextlib.asynccontextmanager
-    async def hold(self, upload_id: str, *, take_over: bool = True) -> AsyncIterator[UploadLock]:
-        keys = self._keys(upload_id)
+    async def hold(self, namespace: str, name: str, *, take_over: bool = True) -> AsyncIterator[UploadLock]:
+        keys = self._keys(namespace, name)
         token = f"{self.holder}:{secrets.token_hex(12)}"  # who holds it, for operators looking into Redis
         await self._acquire(keys, token, take_over)
         lock = UploadLock()
@@ -117,6 +115,10 @@ class RedisLocker:
                 await asyncio.shield(self._release_script(keys=keys, args=[token, "1" if lock.forgotten else "0"]))
             except RedisError:  # the key expires after the ttl anyway; the request's own outcome matters more
                 log.warning("could not release the lock %s", keys[0], exc_info=True)
+
+    async def sweep(self) -> int:
+        """Nothing to sweep: every key this locker sets expires by itself."""
+        return 0
 
     async def close(self) -> None:
         await self.client.aclose()

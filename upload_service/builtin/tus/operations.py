@@ -35,7 +35,7 @@ from upload_service.storage import OffsetMismatch, ResumableStorage
 
 from .protocol import OFFSET_CONTENT_TYPE, UPLOAD_ID, ChunkChecksum, Concat, is_true, non_negative, parse_metadata
 from .release import Released, until_released
-from .state import TusUpload, expiry
+from .state import LOCKS, TusUpload, expiry
 
 if TYPE_CHECKING:
     from upload_service import UploadService
@@ -104,7 +104,7 @@ class TusUploads:
         """HEAD: the upload once any stale PATCH let go. One whose bytes all arrived but whose finishing was
         cut off (its instance died between the last chunk and the file) is finished now, so a client that
         sees the full offset also finds its file."""
-        async with self.locker.hold(check_id(upload_id)):
+        async with self.locker.hold(LOCKS, check_id(upload_id)):
             upload = await self.find(identity, upload_id)
             return upload, await self._finish_if_complete(identity, upload)
 
@@ -156,7 +156,7 @@ class TusUploads:
         if not with_body:
             return upload, await self._finish_if_complete(identity, upload), False
         try:
-            async with self.locker.hold(upload.id) as lock:
+            async with self.locker.hold(LOCKS, upload.id) as lock:
                 upload = await self._receive(identity, request, upload, lock)
         except BaseException:  # the client never learnt the upload's URL: it will start over
             await asyncio.shield(self._discard(identity, upload.id))
@@ -204,7 +204,7 @@ class TusUploads:
             raise Problem(400, "Upload-Offset is required", reason="tus_bad_header")
         ChunkChecksum.from_headers(request.headers)  # a malformed checksum is refused before the lock
         await self.find(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
-        async with self.locker.hold(upload_id) as lock:
+        async with self.locker.hold(LOCKS, upload_id) as lock:
             upload = await self.find(identity, upload_id)
             if upload.is_final:
                 raise Problem(403, "a final upload cannot be patched", reason="tus_final")
@@ -338,7 +338,7 @@ class TusUploads:
     async def terminate(self, identity: Identity, upload_id: str) -> None:
         """DELETE: the upload and its bytes go (a file it already became stays: delete that via /api/files)."""
         await self._owned(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
-        async with self.locker.hold(upload_id) as lock:
+        async with self.locker.hold(LOCKS, upload_id) as lock:
             await self._owned(identity, upload_id)
             await self._discard(identity, upload_id)
             lock.forget()
@@ -350,7 +350,7 @@ class TusUploads:
             if not TusUpload(stored).expired():
                 continue
             with contextlib.suppress(Problem, ObjectNotFound):
-                async with self.locker.hold(stored.id, take_over=False) as lock:
+                async with self.locker.hold(LOCKS, stored.id, take_over=False) as lock:
                     if await self.store.delete(stored.id):
                         removed += 1
                         owner = owner_key(stored.info.get("owner", ""))

@@ -8,6 +8,8 @@ from typing import Any
 
 from upload_service.storage import ResumableUpload
 
+LOCKS = "tus"  # the locker namespace of tus uploads: lock names are upload ids
+
 
 @dataclass(frozen=True)
 class TusUpload:
