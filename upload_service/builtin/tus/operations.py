@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,16 @@ from upload_service import (
 )
 from upload_service.storage import OffsetMismatch, ResumableStorage
 
-from .protocol import OFFSET_CONTENT_TYPE, UPLOAD_ID, ChunkChecksum, Concat, is_true, non_negative, parse_metadata
+from .protocol import (
+    OFFSET_CONTENT_TYPE,
+    UPLOAD_ID,
+    ChunkChecksum,
+    Concat,
+    is_true,
+    new_upload_id,
+    non_negative,
+    parse_metadata,
+)
 from .release import Released, until_released
 from .state import LOCKS, TusUpload, expiry
 
@@ -100,12 +108,31 @@ class TusUploads:
             raise Problem(410, "this upload has expired", reason="tus_expired")
         return upload
 
+    @contextlib.asynccontextmanager
+    async def _locked(self, identity: Identity, upload_id: str, *,
+                      expired: bool = False) -> AsyncIterator[tuple[TusUpload, UploadLock]]:
+        """The caller's upload under its lock (``expired``: an expired one too, else 410).
+
+        Whose upload it is is checked before the lock is taken, so a request for an unknown id or someone
+        else's upload is 404 without asking the owner's running PATCH to let go and without leaving a lock
+        file. It is checked again under the lock; an upload deleted in between leaves no lock behind either.
+        """
+        look = self._owned if expired else self.find
+        await look(identity, upload_id)
+        async with self.locker.hold(LOCKS, upload_id) as lock:
+            try:
+                upload = await look(identity, upload_id)
+            except Problem as problem:
+                if problem.status == 404:
+                    lock.forget()
+                raise
+            yield upload, lock
+
     async def current(self, identity: Identity, upload_id: str) -> tuple[TusUpload, StoredFile | None]:
-        """HEAD: the upload once any stale PATCH let go. One whose bytes all arrived but whose finishing was
-        cut off (its instance died between the last chunk and the file) is finished now, so a client that
-        sees the full offset also finds its file."""
-        async with self.locker.hold(LOCKS, check_id(upload_id)):
-            upload = await self.find(identity, upload_id)
+        """HEAD: the upload once any stale PATCH of its owner let go. One whose bytes all arrived but whose
+        finishing was cut off (its instance died between the last chunk and the file) is finished now, so a
+        client that sees the full offset also finds its file."""
+        async with self._locked(identity, upload_id) as (upload, _):
             return upload, await self._finish_if_complete(identity, upload)
 
     # -- creating -------------------------------------------------------------------------------------
@@ -145,7 +172,7 @@ class TusUploads:
         with_body = (request.mimetype or "").lower() == OFFSET_CONTENT_TYPE
         if with_body:
             self._check_room(request, length if length is not None else self.max_size)
-        upload_id = secrets.token_urlsafe(18)
+        upload_id = new_upload_id()
         reservation = self._hold(identity, upload_id)
         await reservation.add(length or 0, 0 if concat is not None else 1)  # quota checked before any byte
         try:
@@ -191,7 +218,7 @@ class TusUploads:
         record = TusUpload.new_info(identity.id, length, request.headers.get("Upload-Metadata"), info.filename,
                                     info.content_type, info.temporary, "final", concat.parts, self.ttl)
         record["file_id"] = file.id
-        return TusUpload(await self.store.create(secrets.token_urlsafe(18), record)), file
+        return TusUpload(await self.store.create(new_upload_id(), record)), file
 
     # -- appending ------------------------------------------------------------------------------------
 
@@ -203,9 +230,7 @@ class TusUploads:
         if offset is None:
             raise Problem(400, "Upload-Offset is required", reason="tus_bad_header")
         ChunkChecksum.from_headers(request.headers)  # a malformed checksum is refused before the lock
-        await self.find(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
-        async with self.locker.hold(LOCKS, upload_id) as lock:
-            upload = await self.find(identity, upload_id)
+        async with self._locked(identity, upload_id) as (upload, lock):
             if upload.is_final:
                 raise Problem(403, "a final upload cannot be patched", reason="tus_final")
             if offset != upload.offset:
@@ -337,9 +362,7 @@ class TusUploads:
 
     async def terminate(self, identity: Identity, upload_id: str) -> None:
         """DELETE: the upload and its bytes go (a file it already became stays: delete that via /api/files)."""
-        await self._owned(identity, upload_id)  # unknown ids get their 404 without leaving a lock file
-        async with self.locker.hold(LOCKS, upload_id) as lock:
-            await self._owned(identity, upload_id)
+        async with self._locked(identity, upload_id, expired=True) as (_, lock):
             await self._discard(identity, upload_id)
             lock.forget()
 

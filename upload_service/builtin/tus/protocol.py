@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,10 +31,16 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {
 EXPOSED_HEADERS = ("Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, "
                    "Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Concat, "
                    "Upload-Expires, Upload-File-Id, Upload-Token")
-UPLOAD_ID_PATTERN = r"[A-Za-z0-9_-]{16,64}"
+ID_BYTES = 18  # an upload id is this many random bytes, url-safe base64: 24 characters, never anything else
+UPLOAD_ID_PATTERN = r"[A-Za-z0-9_-]{24}"
 UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 _METADATA_KEY = re.compile(r"[\x21-\x7e]+")
 _TRUE = {"1", "true"}
+
+
+def new_upload_id() -> str:
+    """A fresh upload id (``UPLOAD_ID`` matches exactly these)."""
+    return secrets.token_urlsafe(ID_BYTES)
 
 
 def check_version(headers: Any) -> None:
