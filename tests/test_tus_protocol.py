@@ -246,6 +246,38 @@ def test_someone_elses_partial_cannot_be_concatenated(tus_server: Server) -> Non
     assert response.status_code == 404
 
 
+def _finished_partial(client: httpx.Client, data: bytes) -> str:
+    part = create(client, len(data), Upload_Concat="partial")
+    assert patch(client, part, 0, data).status_code == 204
+    return part
+
+
+def test_a_final_that_fails_gives_its_partials_back(tus_server: Server) -> None:
+    """A final refused for its combination (an unfinished partial among them, a joined size over the limit)
+    leaves every partial it named usable; only a final that became a file uses them up."""
+    client = tus_server.client()
+    done, big = _finished_partial(client, b"done"), _finished_partial(client, b"x" * (MAX - 2))
+    unfinished = create(client, 10, Upload_Concat="partial")
+    assert client.post("/api/tus/", headers={**TUS, "Upload-Concat": f"final;{done} {unfinished}"}).status_code == 400
+    assert client.post("/api/tus/", headers={**TUS, "Upload-Concat": f"final;{done} {big}"}).status_code == 413
+    for part in (done, big, unfinished):
+        assert client.head(part, headers=TUS).status_code == 200
+    joined = client.post("/api/tus/", headers={**TUS, "Upload-Concat": f"final;{big}"})
+    assert joined.status_code == 201
+    assert client.head(big, headers=TUS).status_code == 404 and client.head(done, headers=TUS).status_code == 200
+
+
+def test_a_refused_final_removes_its_partials(make_server) -> None:
+    """A final the content policy refuses is removed whole, its partials too, as any refused upload is."""
+    server = make_server(allowed_content_types="image/*")
+    client = server.client()
+    parts = [_finished_partial(client, b"<!doctype html><html><body>"), _finished_partial(client, b"hi</body></html>")]
+    refused = client.post("/api/tus/", headers={**TUS, "Upload-Concat": "final;" + " ".join(parts)})
+    assert refused.status_code == 415, refused.text
+    assert [client.head(part, headers=TUS).status_code for part in parts] == [404, 404]
+    assert no_uploads_left(server) and stored_files(server) == []
+
+
 def test_refused_creation_stores_nothing(tus_server: Server) -> None:
     before = stored_files(tus_server)
     resumable = resumable_entries(tus_server)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 from .concurrency import check_slot
@@ -76,6 +76,25 @@ class Reservation:
             self.quotas.check(usage, more_bytes, more_files)
             hold.bytes += more_bytes
             hold.files += more_files
+            hold.until = time.time() + self.lease
+
+        await self.ledger.change(self.owner, edit)
+
+    async def take(self, names: Iterable[str]) -> None:
+        """Move what the holds ``names`` hold into this one, in one change: the owner's usage stays the same, so
+        nothing is checked. An upload made of others (a tus final upload of its partials) counts their bytes once.
+        """
+        names = [name for name in names if name != self.name]
+        if not self.active or not names:
+            return
+
+        def edit(usage: Usage) -> None:
+            hold = usage.holds.setdefault(self.name, Hold(slot=self.slot))
+            for name in names:
+                taken = usage.holds.pop(name, None)
+                if taken is not None:
+                    hold.bytes += taken.bytes
+                    hold.files += taken.files
             hold.until = time.time() + self.lease
 
         await self.ledger.change(self.owner, edit)

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     storage_backend: str = "local"
     max_upload_size: Size = parse_size("5GiB")
     max_json_upload_size: Size = parse_size("32MiB")
-    max_files_per_request: int = Field(1000, ge=1)  # files in one JSON or multipart request
+    max_files_per_request: int = Field(1000, ge=1)  # files in one JSON or multipart request, parts of one tus final
     upload_idle_timeout: Duration = 60.0
     storage_timeout: Duration = parse_duration("5m")
     keep_alive_timeout: Duration = 75.0  # idle keep-alive connections, and the time to send a request head

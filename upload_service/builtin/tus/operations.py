@@ -32,6 +32,7 @@ from upload_service import (
 )
 from upload_service.storage import OffsetMismatch, ResumableStorage
 
+from .concatenation import Concatenation
 from .protocol import (
     OFFSET_CONTENT_TYPE,
     UPLOAD_ID,
@@ -43,7 +44,7 @@ from .protocol import (
     parse_metadata,
 )
 from .release import Released, until_released
-from .state import LOCKS, TusUpload, expiry
+from .state import LOCKS, TusUpload, expiry, hold_name
 
 if TYPE_CHECKING:
     from upload_service import UploadService
@@ -61,10 +62,6 @@ def _conflict(offset: int) -> Problem:
                    reason="tus_offset_mismatch", headers={"Upload-Offset": str(offset)})
 
 
-def hold_name(upload_id: str) -> str:
-    return f"tus-{upload_id}"
-
-
 def check_id(upload_id: str) -> str:
     """Only ids we could have made reach storage or the locker; anything else is simply not found."""
     if not UPLOAD_ID.fullmatch(upload_id):
@@ -80,7 +77,7 @@ class TusUploads:
         self.store = store
         self.locker = locker
 
-    def _hold(self, identity: Identity, upload_id: str) -> Reservation:
+    def hold(self, identity: Identity, upload_id: str) -> Reservation:
         """The upload's hold in its owner's usage ledger: it lives as long as the upload may, across requests."""
         return self.service.hold(identity, hold_name(upload_id), lease=self.ttl)
 
@@ -95,9 +92,10 @@ class TusUploads:
     # -- finding --------------------------------------------------------------------------------------
 
     async def _owned(self, identity: Identity, upload_id: str) -> TusUpload:
-        """The caller's upload, expired or not; 404 if unknown or someone else's (no difference shows)."""
+        """The caller's upload, expired or not; 404 if unknown, someone else's (no difference shows) or a partial
+        a final upload took."""
         stored = await self.store.get(check_id(upload_id))
-        if stored is None or stored.info.get("owner") != identity.id:
+        if stored is None or stored.info.get("owner") != identity.id or TusUpload(stored).taken:
             raise _gone()
         return TusUpload(stored)
 
@@ -109,8 +107,8 @@ class TusUploads:
         return upload
 
     @contextlib.asynccontextmanager
-    async def _locked(self, identity: Identity, upload_id: str, *,
-                      expired: bool = False) -> AsyncIterator[tuple[TusUpload, UploadLock]]:
+    async def locked(self, identity: Identity, upload_id: str, *,
+                     expired: bool = False) -> AsyncIterator[tuple[TusUpload, UploadLock]]:
         """The caller's upload under its lock (``expired``: an expired one too, else 410).
 
         Whose upload it is is checked before the lock is taken, so a request for an unknown id or someone
@@ -132,7 +130,7 @@ class TusUploads:
         """HEAD: the upload once any stale PATCH of its owner let go. One whose bytes all arrived but whose
         finishing was cut off (its instance died between the last chunk and the file) is finished now, so a
         client that sees the full offset also finds its file."""
-        async with self._locked(identity, upload_id) as (upload, _):
+        async with self.locked(identity, upload_id) as (upload, _):
             return upload, await self._finish_if_complete(identity, upload)
 
     # -- creating -------------------------------------------------------------------------------------
@@ -159,7 +157,7 @@ class TusUploads:
 
         Returns the upload, the file it became if it is already complete, and whether a body was taken.
         """
-        concat = Concat.parse(request.headers.get("Upload-Concat"))
+        concat = Concat.parse(request.headers.get("Upload-Concat"), self.service.settings.max_files_per_request)
         length = self._length(request, concat)
         _, info = self._describe(request, length)
         if concat is not None and concat.kind == "final":
@@ -173,7 +171,7 @@ class TusUploads:
         if with_body:
             self._check_room(request, length if length is not None else self.max_size)
         upload_id = new_upload_id()
-        reservation = self._hold(identity, upload_id)
+        reservation = self.hold(identity, upload_id)
         await reservation.add(length or 0, 0 if concat is not None else 1)  # quota checked before any byte
         try:
             upload = TusUpload(await self.store.create(upload_id, record))
@@ -197,28 +195,13 @@ class TusUploads:
 
     async def _concatenate(self, identity: Identity, request: Request, concat: Concat,
                            info: UploadInfo) -> tuple[TusUpload, StoredFile]:
-        """A final upload: the partials, in order, streamed through the pipeline into one file."""
-        parts = [await self.find(identity, part) for part in concat.parts]
-        for part in parts:
-            if not part.is_partial or not part.complete:
-                raise Problem(400, f"upload {part.id} is not a finished partial upload", reason="tus_bad_concat")
-        length = sum(part.offset for part in parts)
-        if length > self.max_size:
-            raise too_large(self.max_size)
-        info = UploadInfo(info.filename, info.content_type, length, info.temporary)
-
-        async def joined() -> AsyncIterator[bytes]:
-            for part in parts:
-                async for chunk in self.store.read(part.id):
-                    yield chunk
-
-        async with self.service.batch(identity, temporary=info.temporary, path="tus") as batch:
-            await batch.add(info, joined())
-            (file,) = await batch.commit()
-        record = TusUpload.new_info(identity.id, length, request.headers.get("Upload-Metadata"), info.filename,
+        """A final upload: it takes its partials, joins them in order into one file, and removes them."""
+        final_id = new_upload_id()
+        file = await Concatenation(self, identity, final_id, concat.parts).join(info)
+        record = TusUpload.new_info(identity.id, file.size, request.headers.get("Upload-Metadata"), info.filename,
                                     info.content_type, info.temporary, "final", concat.parts, self.ttl)
         record["file_id"] = file.id
-        return TusUpload(await self.store.create(new_upload_id(), record)), file
+        return TusUpload(await self.store.create(final_id, record)), file
 
     # -- appending ------------------------------------------------------------------------------------
 
@@ -230,7 +213,7 @@ class TusUploads:
         if offset is None:
             raise Problem(400, "Upload-Offset is required", reason="tus_bad_header")
         ChunkChecksum.from_headers(request.headers)  # a malformed checksum is refused before the lock
-        async with self._locked(identity, upload_id) as (upload, lock):
+        async with self.locked(identity, upload_id) as (upload, lock):
             if upload.is_final:
                 raise Problem(403, "a final upload cannot be patched", reason="tus_final")
             if offset != upload.offset:
@@ -265,7 +248,7 @@ class TusUploads:
         self._check_room(request, room)
         if upload.file_id:
             return upload
-        reservation = self._hold(identity, upload.id)
+        reservation = self.hold(identity, upload.id)
         await reservation.add(0, 0)  # renews the hold for as long as the upload itself may live
         chunks = self.service.request_body(request, room)
         if upload.length is None:  # deferred length: hold quota for the bytes as they come
@@ -339,7 +322,7 @@ class TusUploads:
     async def _finish(self, identity: Identity, upload: TusUpload) -> StoredFile:
         """The complete upload becomes a file through the pipeline; a rejected one leaves nothing behind."""
         info = self._info(upload, upload.length)
-        reservation = self._hold(identity, upload.id)
+        reservation = self.hold(identity, upload.id)
         try:
             info = await self.service.sniff(info, self.store.read(upload.id))
             staged = await self.store.stage(upload.id)
@@ -362,7 +345,7 @@ class TusUploads:
 
     async def terminate(self, identity: Identity, upload_id: str) -> None:
         """DELETE: the upload and its bytes go (a file it already became stays: delete that via /api/files)."""
-        async with self._locked(identity, upload_id, expired=True) as (_, lock):
+        async with self.locked(identity, upload_id, expired=True) as (_, lock):
             await self._discard(identity, upload_id)
             lock.forget()
 

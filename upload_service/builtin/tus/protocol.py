@@ -34,6 +34,7 @@ EXPOSED_HEADERS = ("Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max
 ID_BYTES = 18  # an upload id is this many random bytes, url-safe base64: 24 characters, never anything else
 UPLOAD_ID_PATTERN = r"[A-Za-z0-9_-]{24}"
 UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
+MAX_PART_URL = 2048  # characters of one URL in Upload-Concat: bounds the header with the number of parts
 _METADATA_KEY = re.compile(r"[\x21-\x7e]+")
 _TRUE = {"1", "true"}
 
@@ -85,13 +86,17 @@ def is_true(value: str | None) -> bool:
 
 @dataclass
 class Concat:
-    """``Upload-Concat``: ``partial``, or ``final;<url> <url> ...`` naming partial uploads by their URLs."""
+    """``Upload-Concat``: ``partial``, or ``final;<url> <url> ...`` naming partial uploads by their URLs.
+
+    A final names at most ``max_parts`` partials (``MAX_FILES_PER_REQUEST``), each once: every name costs a
+    lookup, a lock and a read, and a partial named twice would write its bytes twice.
+    """
 
     kind: str
     parts: list[str]
 
     @classmethod
-    def parse(cls, value: str | None) -> Concat | None:
+    def parse(cls, value: str | None, max_parts: int) -> Concat | None:
         if value is None:
             return None
         value = value.strip()
@@ -99,10 +104,23 @@ class Concat:
             return cls("partial", [])
         if not value.startswith("final;"):
             raise Problem(400, "Upload-Concat must be 'partial' or 'final;<url> <url>...'", reason="tus_bad_concat")
-        parts = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in value[len("final;"):].split()]
+        if len(value) > len("final;") + max_parts * (MAX_PART_URL + 1):
+            raise _too_many_parts(max_parts)
+        urls = value[len("final;"):].split()
+        if len(urls) > max_parts:
+            raise _too_many_parts(max_parts)
+        parts = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in urls]
         if not parts or not all(UPLOAD_ID.fullmatch(part) for part in parts):
             raise Problem(400, "Upload-Concat: final needs the URLs of partial uploads", reason="tus_bad_concat")
+        if len(set(parts)) != len(parts):
+            raise Problem(400, "Upload-Concat names a partial upload more than once: each may be used once",
+                          reason="tus_bad_concat")
         return cls("final", parts)
+
+
+def _too_many_parts(max_parts: int) -> Problem:
+    return Problem(413, f"a final upload may join at most {max_parts} partial uploads; nothing was stored",
+                   reason="tus_too_many_parts", max_parts=max_parts)
 
 
 class ChunkChecksum:

@@ -11,11 +11,17 @@ from upload_service.storage import ResumableUpload
 LOCKS = "tus"  # the locker namespace of tus uploads: lock names are upload ids
 
 
+def hold_name(upload_id: str) -> str:
+    """The upload's hold in its owner's usage ledger."""
+    return f"tus-{upload_id}"
+
+
 @dataclass(frozen=True)
 class TusUpload:
     """A stored upload as the protocol sees it. ``info`` keys: owner, length (None while deferred),
     metadata (the raw Upload-Metadata header, echoed on HEAD), filename, content_type, temporary,
-    concat (None, "partial" or "final"), parts, expires_at, file_id (once it became a file)."""
+    concat (None, "partial" or "final"), parts, expires_at, file_id (once it became a file), taken_by (a partial
+    a final upload took: gone for every request from then on)."""
 
     stored: ResumableUpload
 
@@ -56,6 +62,10 @@ class TusUpload:
     @property
     def is_final(self) -> bool:
         return self.info["concat"] == "final"
+
+    @property
+    def taken(self) -> bool:
+        return bool(self.info.get("taken_by"))
 
     @property
     def file_id(self) -> str | None:
