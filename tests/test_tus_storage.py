@@ -132,6 +132,36 @@ async def test_file_locker_sweep_removes_only_old_lock_files_nobody_holds(tmp_pa
     assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == ["young.lock"]
 
 
+async def test_file_locker_sweep_spares_a_file_that_replaced_the_one_it_opened(tmp_path, monkeypatch) -> None:
+    """The sweep opened an old lock file; before it could lock it, the file was forgotten (unlinked) and another
+    worker locked a new one at that path. The sweep then gets the flock of the old file at once: it must see that
+    the path names another file now and leave it, or a third request would lock a fresh file beside the holder."""
+    locker = FileLocker(tmp_path, grace=60)
+    async with locker.hold("tus", "replaced"):
+        pass
+    path = tmp_path / "tus" / "replaced.lock"
+    age(path)
+    real_open, holder = os.open, []
+
+    def open_then_replace(name, flags, *args):
+        fd = real_open(name, flags, *args)
+        if str(name) == str(path) and not holder:
+            path.unlink()  # forgotten by its holder ...
+            holder.append(real_open(path, os.O_RDWR | os.O_CREAT))  # ... and locked anew by another worker
+            fcntl.flock(holder[0], fcntl.LOCK_EX)
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_replace)
+    try:
+        assert await locker.sweep() == 0
+    finally:
+        monkeypatch.undo()
+    try:
+        assert path.exists() and os.fstat(holder[0]).st_ino == os.stat(path).st_ino
+    finally:
+        os.close(holder[0])
+
+
 async def test_file_locker_sweep_never_lets_two_holders_in(tmp_path) -> None:
     """Sweeps unlink lock files while requests take, let go of and forget them: a request (or a sweep) that
     opened a file just before it went must not hold it, or unlink its successor, alongside one that locked the
@@ -140,9 +170,9 @@ async def test_file_locker_sweep_never_lets_two_holders_in(tmp_path) -> None:
     inside, entries, swept = 0, 0, 0
     started = time.monotonic()
 
-    def running() -> bool:  # a second at least, and until the sweeps removed files a few times (5 s at most)
+    def running() -> bool:  # a second at least, and until the sweeps removed files a few times (10 s at most)
         elapsed = time.monotonic() - started
-        return elapsed < 1.0 or (swept < 5 and elapsed < 5.0)
+        return elapsed < 1.0 or (swept < 5 and elapsed < 10.0)
 
     async def take_and_let_go() -> None:
         nonlocal inside, entries
@@ -157,7 +187,7 @@ async def test_file_locker_sweep_never_lets_two_holders_in(tmp_path) -> None:
                     await asyncio.sleep(0)
                     await asyncio.sleep(0)
                     inside -= 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)  # moments with no holder: the sweeps get their chance
 
     async def sweep_all_along() -> None:
         nonlocal swept
