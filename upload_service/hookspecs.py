@@ -75,8 +75,9 @@ def register_lockers(register: Callable[[str, Callable[[UploadService], Any]], N
     """Register lockers by calling ``register(name, factory)`` (tus uploads and usage ledgers lock with them).
 
     Called once at start-up, after the storage backend is made. ``LOCKER`` picks one by name (``file`` is built in); the
-    factory gets the service and returns a locker (see ``upload_service.Locker``): one writer
-    per upload across every worker, and a way to ask a stale holder to let go. A duplicate name is an error.
+    factory gets the service and returns a locker (see ``upload_service.Locker``): one holder per name of a
+    namespace across every worker, a way to ask a stale holder to let go, and a sweep of what it left behind.
+    A duplicate name is an error.
     """
 
 
