@@ -77,7 +77,7 @@ def test_instance_killed_mid_upload_and_the_client_resumes_through_nginx(cluster
     path = uploader.url.removeprefix(cluster.url)
     stalled = _stalled_patch(cluster, path, 3 * MiB, 5 * MiB, data[3 * MiB:3 * MiB + 600_000])
     try:
-        lock_key = f"upload-service:lock:{path.rsplit('/', 1)[1]}"
+        lock_key = f"upload-service:lock:tus:{path.rsplit('/', 1)[1]}"
         holder = None
         with redis.Redis.from_url(redis_server.url) as client:
             for _ in range(200):  # the lock's value names the instance (host:pid) that works on the upload
