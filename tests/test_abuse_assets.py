@@ -1,0 +1,101 @@
+"""Issue 18, findings 9 and 10, as attacks on a real server: what a download is served as (on the service and
+on S3's presigned URLs), the UI's scripts when the front-end bundle is missing, and the smaller holes of 10
+(``DEV=1`` without ``DEV_TOKEN``, the OAuth callback from a forged ``Host``, a part header of many MB)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .browser import dev_client, dev_settings
+from .conftest import server_starter
+from .test_security_headers import image
+
+MiB = 1024 * 1024
+NEUTRAL = "application/octet-stream"
+
+
+def _served(answer: httpx.Response) -> tuple[str, str]:
+    """(media type without parameters, Content-Disposition) of a download."""
+    return answer.headers["content-type"].split(";")[0].strip(), answer.headers["content-disposition"]
+
+
+# -- finding 9: what a download is served as ----------------------------------------------------------------
+
+ACTIVE = [  # types a browser would run or parse as a document, and types nobody has vouched for
+    ("feed.xml", "application/foo+xml", b"<x:script xmlns:x='http://www.w3.org/1999/xhtml'>alert(1)</x:script>"),
+    ("atom.xml", "application/atom+xml", b"<feed xmlns='http://www.w3.org/2005/Atom'/>"),
+    ("style.xsl", "text/xsl", b"<xsl:stylesheet version='1.0' xmlns:xsl='http://www.w3.org/1999/XSL/Transform'/>"),
+    ("picture.xml", "image/foo+xml", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>"),
+    ("page.css", "text/css", b"body { background: url(https://attacker.example/x) }"),
+    ("thing.new", "application/x-not-yet-invented", b"<script>alert(1)</script>"),
+    ("x.html", "text/html", b"<script>alert(document.domain)</script>"),
+]
+INERT = [  # types no browser runs: served as what they are (always as an attachment, but for raster images)
+    ("notes.txt", "text/plain"), ("report.pdf", "application/pdf"), ("song.mp3", "audio/mpeg"),
+    ("clip.mp4", "video/mp4"), ("bundle.zip", "application/zip"), ("scan.bmp", "image/bmp"),
+    ("blob.bin", NEUTRAL),
+]
+
+
+@pytest.fixture(scope="module")
+def ui_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    running = server_starter(request, tmp_path_factory, "local")(**dev_settings())
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize(("name", "claimed", "data"), ACTIVE, ids=[entry[1] for entry in ACTIVE])
+def test_a_type_not_known_to_be_inert_is_downloaded_as_bytes(ui_server, name: str, claimed: str,
+                                                             data: bytes) -> None:
+    """Attack: upload an XML-based document (``application/foo+xml``, ``text/xsl``, ``image/foo+xml``) or a type
+    the denylist never heard of, and have the download served with that type, for a browser to parse. Instead:
+    only types known to be inert keep their label; everything else is ``application/octet-stream``."""
+    client = dev_client(ui_server)
+    stored = client.put(f"/api/files/{name}", content=data, headers={"Content-Type": claimed}).json()
+    assert stored["content_type"] == claimed  # stored as claimed (no content-type policy): the label is the risk
+    for answer in (client.get(stored["url"]), client.head(stored["url"])):
+        media, disposition = _served(answer)
+        assert media == NEUTRAL, (claimed, answer.headers["content-type"])
+        assert disposition.startswith("attachment;") and answer.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(("name", "claimed"), INERT, ids=[entry[1] for entry in INERT])
+def test_an_inert_type_keeps_its_label_as_an_attachment(ui_server, name: str, claimed: str) -> None:
+    """The allowlist is not a blanket: what a browser only shows or saves keeps its type (still an attachment)."""
+    client = dev_client(ui_server)
+    stored = client.put(f"/api/files/{name}", content=b"\x00not really that\x01", headers={"Content-Type": claimed})
+    media, disposition = _served(client.get(stored.json()["url"]))
+    assert media == claimed and disposition.startswith("attachment;")
+
+
+def test_s3_presigned_downloads_are_served_as_the_service_serves_them(make_server, s3_server) -> None:
+    """Attack: with ``S3_PRESIGNED_DOWNLOADS``, upload HTML (or SVG, or XML) and follow the redirect: S3 served it
+    as ``text/html``, and S3 cannot send ``nosniff`` or a sandboxing CSP. Instead: the presigned URL carries the
+    type and disposition the service's own download decides (``application/octet-stream``, attachment), and a
+    real raster image stays inline as it is on the service."""
+    bucket = s3_server.bucket()
+    presigned = make_server(**bucket.settings(), s3_presigned_downloads="true")
+    streamed = make_server(**bucket.settings())  # the same bucket, downloads streamed by the service
+    client = presigned.client()
+    files = {name: (claimed, data) for name, claimed, data in ACTIVE}
+    files |= {"x.svg": ("image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>"),
+              "real.png": ("image/png", image("PNG")), "fake.png": ("image/png", b"<html><script>1</script>"),
+              "report.pdf": ("application/pdf", b"%PDF-1.4 not much"), "notes.txt": ("text/plain", b"text")}
+    for name, (claimed, data) in files.items():
+        stored = client.put(f"/api/files/{name}", content=data, headers={"Content-Type": claimed}).json()
+        redirect = client.get(stored["url"])
+        assert redirect.status_code == 302, (name, redirect.status_code)
+        direct = httpx.get(redirect.headers["location"])
+        assert direct.status_code == 200 and direct.content == data
+        own = streamed.client().get(stored["url"])
+        assert own.status_code == 200 and own.content == data
+        assert _served(direct) == _served(own), name
+        if claimed not in ("image/png", "application/pdf", "text/plain"):
+            assert _served(direct)[0] == NEUTRAL, (name, direct.headers["content-type"])
+    assert _served(httpx.get(client.get(f"/api/files/{stored['id']}/content").headers["location"]))[1].startswith(
+        "attachment;")
+    real = next(file for file in client.get("/api/files").json()["files"] if file["filename"] == "real.png")
+    assert _served(httpx.get(client.get(real["url"]).headers["location"])) == (
+        "image/png", _served(streamed.client().get(real["url"]))[1])
+    assert _served(streamed.client().get(real["url"]))[1].startswith("inline;")
