@@ -4,12 +4,21 @@ on S3's presigned URLs), the UI's scripts when the front-end bundle is missing, 
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import shutil
+from pathlib import Path
+
 import httpx
 import pytest
 
+import upload_service.ui
+from upload_service.assets import MANIFEST, STATIC_DIR, Assets
+
 from .browser import dev_client, dev_settings
 from .conftest import server_starter
-from .test_security_headers import image
+from .test_security_headers import image, policy
 
 MiB = 1024 * 1024
 NEUTRAL = "application/octet-stream"
@@ -97,3 +106,48 @@ def test_s3_presigned_downloads_are_served_as_the_service_serves_them(make_serve
         inert = files[name][0] in ("image/png", "application/pdf", "text/plain")
         assert media == (files[name][0] if inert else NEUTRAL), (name, media)
         assert disposition.startswith("inline;" if name == "real.png" else "attachment;"), (name, disposition)
+
+
+# -- finding 10: the UI without its bundle --------------------------------------------------------------------
+
+
+@pytest.fixture
+def server_without_bundle(make_server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A server whose package has no ``static/vendor/`` (a wheel built without npm): its UI finds no bundle."""
+    static = tmp_path / "static"
+    shutil.copytree(STATIC_DIR, static, ignore=shutil.ignore_patterns("vendor"))
+    monkeypatch.setattr(upload_service.ui, "Assets", functools.partial(Assets, static_dir=static))
+    return make_server(**dev_settings())
+
+
+def test_without_the_bundle_the_csp_allows_exactly_the_pinned_files(server_without_bundle) -> None:
+    """Attack: where the bundle is missing, ``script-src`` allowed all of ``https://cdn.jsdelivr.net``, so any
+    script of any npm package (an old htmx with a known hole, anything an attacker publishes) could run on the
+    page. Instead: ``script-src`` names the exact pinned file URLs with their SRI hashes, and each script tag
+    carries the same hash."""
+    manifest = json.loads(MANIFEST.read_text())
+    page = dev_client(server_without_bundle).get("/")
+    scripts = policy(page)["script-src"].split()
+    assert "https://cdn.jsdelivr.net" not in scripts and not [s for s in scripts if s.endswith(("/", ".net"))]
+    for entry in manifest.values():
+        assert entry["cdn"] in scripts and f"'{entry['integrity']}'" in scripts, (entry, scripts)
+        assert f'<script src="{entry["cdn"]}" integrity="{entry["integrity"]}"' in page.text
+    assert set(scripts) == {"'self'", *(entry["cdn"] for entry in manifest.values()),
+                            *(f"'{entry['integrity']}'" for entry in manifest.values())}
+
+
+def test_a_ui_served_without_its_bundle_says_so_at_start_up(make_server, monkeypatch, tmp_path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A wheel built without npm served a UI that needs the internet, and said so only in a line about a script
+    nobody runs there. Instead: one WARNING at start-up naming the missing files, the CDN the browsers will
+    depend on, and how to get a bundled build."""
+    static = tmp_path / "static"
+    shutil.copytree(STATIC_DIR, static, ignore=shutil.ignore_patterns("vendor"))
+    monkeypatch.setattr(upload_service.ui, "Assets", functools.partial(Assets, static_dir=static))
+    caplog.set_level(logging.WARNING, logger="upload_service")
+    make_server(**dev_settings())
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"
+                and record.name == "upload_service.assets"]
+    assert len(warnings) == 1, warnings
+    assert "without its front-end bundle" in warnings[0] and "cdn.jsdelivr.net" in warnings[0]
+    assert "htmx.min.js" in warnings[0] and "tus.min.js" in warnings[0] and "npm" in warnings[0]
