@@ -7,7 +7,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -18,6 +22,8 @@ from upload_service.assets import MANIFEST, STATIC_DIR, Assets
 
 from .browser import dev_client, dev_settings
 from .conftest import server_starter
+from .github_helpers import csrf_from
+from .servers import free_port, wait_until_up
 from .test_security_headers import image, policy
 
 MiB = 1024 * 1024
@@ -151,3 +157,39 @@ def test_a_ui_served_without_its_bundle_says_so_at_start_up(make_server, monkeyp
     assert len(warnings) == 1, warnings
     assert "without its front-end bundle" in warnings[0] and "cdn.jsdelivr.net" in warnings[0]
     assert "htmx.min.js" in warnings[0] and "tus.min.js" in warnings[0] and "npm" in warnings[0]
+
+
+# -- finding 10: DEV=1 without DEV_TOKEN ----------------------------------------------------------------------
+
+
+@pytest.mark.process  # the command itself, with two worker processes
+def test_dev_from_the_environment_without_a_token_starts_and_every_worker_shares_its_secrets(tmp_path) -> None:
+    """``DEV=1`` in the environment (or ``.env``) without ``DEV_TOKEN`` crashed the command with a traceback after
+    printing half its banner. Instead: the command generates the token (and the secret key), prints it, and
+    every worker process uses the same ones, so the printed token and a dev sign-in work on any of them."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("SECRET_KEY", "API_TOKENS", "DEV_TOKEN", "UPLOAD_DIR")}
+    env.update(DEV="1", PORT=str(port), WORKERS="2", LOG_LEVEL="WARNING")
+    log = tmp_path / "server.log"
+    process = subprocess.Popen([sys.executable, "-m", "upload_service.cli"], cwd=tmp_path, env=env,
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/healthz", process, timeout=60)
+        output = log.read_text()
+        assert "Traceback" not in output
+        token = re.search(r"API token\s+(\S+)", output).group(1)
+        for attempt in range(8):  # new connections: the kernel spreads them over both workers
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+                assert client.put(f"/api/files/{attempt}.txt", content=b"hi").status_code == 201
+        with httpx.Client(base_url=url) as browser:
+            csrf = csrf_from(browser.get("/").text)
+            assert browser.post("/login/dev", data={"csrf_token": csrf}).status_code == 303
+        for _ in range(8):  # the session cookie, signed by one worker, is good on every worker
+            with httpx.Client(base_url=url, cookies=browser.cookies) as again:
+                assert "Sign in as the local developer" not in again.get("/").text
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert "Traceback" not in log.read_text()
