@@ -22,7 +22,7 @@ from upload_service.assets import MANIFEST, STATIC_DIR, Assets
 
 from .browser import dev_client, dev_settings
 from .conftest import server_starter
-from .github_helpers import csrf_from
+from .github_helpers import csrf_from, query
 from .servers import free_port, wait_until_up
 from .test_security_headers import image, policy
 
@@ -193,3 +193,44 @@ def test_dev_from_the_environment_without_a_token_starts_and_every_worker_shares
         process.terminate()
         process.wait(10)
     assert "Traceback" not in log.read_text()
+
+
+# -- finding 10: the OAuth callback URL -----------------------------------------------------------------------
+
+
+def _start_github_sign_in(server, host: str | None = None, **headers: str) -> httpx.Response:
+    client = server.client(None, follow_redirects=False)
+    csrf = csrf_from(client.get("/").text)
+    if host is not None:
+        headers["Host"] = host
+    return client.post("/login", data={"csrf_token": csrf}, headers=headers)
+
+
+def test_the_oauth_callback_is_not_built_from_a_forged_host_header(make_server, github_double) -> None:
+    """Attack: ``POST /login`` with ``Host: attacker.example``: the ``redirect_uri`` sent to GitHub named the
+    attacker's host (a GitHub Enterprise or any provider that checks loosely sends the code there). Instead: the
+    callback comes from ``PUBLIC_URL``, from a trusted proxy's headers, or (a local run) from a loopback
+    ``Host``; a client's own ``Host`` naming anywhere else starts no sign-in."""
+    server = make_server(**github_double.settings())
+    forged = _start_github_sign_in(server, "attacker.example")
+    assert "attacker.example" not in forged.headers.get("location", "")
+    assert forged.status_code >= 400 and "PUBLIC_URL" in forged.text
+    local = _start_github_sign_in(server)  # a local run, as the README starts it
+    assert query(local.headers["location"])["redirect_uri"] == f"{server.url}/login/authorized"
+
+    public = make_server(**github_double.settings(), public_url="https://uploads.example.org")
+    for host in (None, "attacker.example"):
+        started = _start_github_sign_in(public, host)
+        assert query(started.headers["location"])["redirect_uri"] == "https://uploads.example.org/login/authorized"
+
+
+def test_only_a_trusted_proxy_says_which_host_the_browser_asked_for(make_server, github_double) -> None:
+    """``X-Forwarded-Host`` from a trusted proxy (``FORWARDED_ALLOW_IPS``) names the public host; from anyone
+    else it is ignored like ``X-Forwarded-For``."""
+    forwarded = {"X-Forwarded-Host": "uploads.example.org", "X-Forwarded-Proto": "https"}
+    behind = make_server(**github_double.settings(), forwarded_allow_ips="127.0.0.1")
+    started = _start_github_sign_in(behind, "uploads.example.org", **forwarded)
+    assert query(started.headers["location"])["redirect_uri"] == "https://uploads.example.org/login/authorized"
+    direct = make_server(**github_double.settings())
+    refused = _start_github_sign_in(direct, "attacker.example", **{**forwarded, "X-Forwarded-Host": "attacker.example"})
+    assert "attacker.example" not in refused.headers.get("location", "") and refused.status_code >= 400
