@@ -9,21 +9,25 @@ import json
 import logging
 import os
 import re
+import select
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+import upload_service.multipart
 import upload_service.ui
 from upload_service.assets import MANIFEST, STATIC_DIR, Assets
 
 from .browser import dev_client, dev_settings
 from .conftest import server_starter
 from .github_helpers import csrf_from, query
-from .servers import free_port, wait_until_up
+from .servers import TOKENS, free_port, wait_until_up
 from .test_security_headers import image, policy
 
 MiB = 1024 * 1024
@@ -234,3 +238,66 @@ def test_only_a_trusted_proxy_says_which_host_the_browser_asked_for(make_server,
     direct = make_server(**github_double.settings())
     refused = _start_github_sign_in(direct, "attacker.example", **{**forwarded, "X-Forwarded-Host": "attacker.example"})
     assert "attacker.example" not in refused.headers.get("location", "") and refused.status_code >= 400
+
+
+# -- finding 10: part headers of many MB ---------------------------------------------------------------------
+
+
+def test_a_part_header_of_many_megabytes_is_refused_at_once(make_server, monkeypatch) -> None:
+    """Attack: a multipart part whose header line never ends. python-multipart bounds header lines only in recent
+    versions (pyproject allows older ones), and the service kept what it was given in a buffer of its own, so the
+    header grew in memory for as long as the client sent it. Instead: the service bounds part headers itself,
+    whatever python-multipart is installed (here one without limits), and answers 400 after a few KiB."""
+    from python_multipart.multipart import MultipartParser
+
+    unbounded = functools.partial(MultipartParser, max_header_size=2**62, max_header_count=2**62)
+    monkeypatch.setattr(upload_service.multipart, "MultipartParser", unbounded)  # as python-multipart < 0.0.2x
+    server = make_server()
+    declared, sending = 1024 * MiB, 64 * MiB  # declared beyond what the service lingers for after an early answer
+    head = (f"POST /api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+            f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {declared}\r\n\r\n"
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\nX-Filler: ").encode()
+    answer, sent = _send_until_answered(server.url, head, sending, timeout=20)
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 413")), answer[:200]
+    assert sent < 16 * MiB, f"the server read {sent} bytes of one part header before refusing it"
+
+
+def _send_until_answered(url: str, head: bytes, total: int, timeout: float) -> tuple[bytes, int]:
+    """Send ``head`` and then filler (``a``) up to ``total`` bytes, stopping once the server answers; the answer
+    (empty if none came in ``timeout``) and how many bytes were sent."""
+    host, port = url.rsplit("/", 1)[1].split(":")
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.setblocking(False)
+        pending, sent, filler = head, 0, b"a" * (64 * 1024)
+        while time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock] if sent < total else [], [], 0.5)
+            if readable:
+                return _read_answer(sock, deadline), sent
+            if writable:
+                try:
+                    count = sock.send(pending[: total - sent])
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    return _read_answer(sock, deadline), sent
+                sent += count
+                pending = pending[count:] or filler
+        return b"", sent
+
+
+def _read_answer(sock: socket.socket, deadline: float) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], 0.5)
+        if readable:
+            try:
+                chunk = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
