@@ -1,7 +1,10 @@
-"""The wheel: built with ``uv build``, installed into a fresh venv outside the repo, it runs on its own."""
+"""The wheel: built with ``uv build``, installed into a fresh venv outside the repo, it runs on its own; built from
+a clean checkout (what ``pip install .`` and ``pip install git+...`` build), it bundles the UI's npm files itself."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -112,3 +115,76 @@ def test_pip_installing_the_images_plugin_extends_the_installed_service(tmp_path
     finally:
         process.terminate()
         process.wait(10)
+
+
+def clean_checkout(where: Path) -> Path:
+    """What a clone of this tree holds: the tracked files and new ones not ignored; no node_modules, no bundle."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        if (ROOT / name).is_file():  # a tracked file deleted in the work tree is not in a clone of it either
+            (where / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, where / name)
+    assert not (where / "upload_service" / "static" / "vendor").exists()
+    return where
+
+
+def pinned_assets() -> dict[str, dict[str, str]]:
+    return json.loads((ROOT / "upload_service" / "assets.json").read_text())
+
+
+def sri(data: bytes) -> str:
+    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+
+
+def path_without(directory: Path, *programs: str) -> str:
+    """A PATH with every program of this one but ``programs`` (links in ``directory``)."""
+    directory.mkdir()
+    for entry in os.environ["PATH"].split(os.pathsep):
+        for program in sorted(Path(entry).iterdir()) if Path(entry).is_dir() else []:
+            if program.name not in programs and not (directory / program.name).exists():
+                (directory / program.name).symlink_to(program)
+    return str(directory)
+
+
+def test_a_wheel_built_from_a_clean_checkout_bundles_the_ui_assets(tmp_path: Path) -> None:
+    """``pip install .`` (or ``pip install git+...``) built a wheel without htmx and tus-js-client: the UI then
+    loaded them from a CDN, and on a machine without internet the page never updated. Instead: with npm on PATH
+    the build runs the locked ``npm ci`` and the wheel holds exactly the files assets.json pins."""
+    source = clean_checkout(tmp_path / "source")
+    subprocess.run([*UV.split(), "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), str(source)],
+                   check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("upload_service-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        for entry in pinned_assets().values():
+            assert sri(archive.read(f"upload_service/static/{entry['file']}")) == entry["integrity"], entry
+
+
+def test_without_npm_the_wheel_builds_warns_and_its_ui_pins_the_cdn_files(tmp_path: Path) -> None:
+    """Without npm the build goes on but says what it left out, and the installed service says at start-up that
+    its UI has no bundle and lets the page load exactly the pinned CDN files (URL and hash), nothing else there."""
+    source = clean_checkout(tmp_path / "source")
+    env = {**clean_env(), "PATH": path_without(tmp_path / "bin", "npm", "node"), "UV": UV}
+    built = subprocess.run([str(source / "scripts" / "install-wheel"), str(tmp_path / "venv"), str(tmp_path / "dist")],
+                           env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    output = built.stdout + built.stderr
+    assert "WITHOUT the UI's front-end files" in output and "npm is not on PATH" in output, output
+    (wheel,) = (tmp_path / "dist").glob("upload_service-*.whl")
+    assert not [name for name in zipfile.ZipFile(wheel).namelist() if "/vendor/" in name]
+    port, log = free_port(), tmp_path / "server.log"
+    process = subprocess.Popen([str(tmp_path / "venv" / "bin" / "upload-service"), "--dev", "--port", str(port)],
+                               cwd=tmp_path, env=clean_env(), stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+    finally:
+        process.terminate()
+        process.wait(10)
+    warnings = [line for line in log.read_text().splitlines() if "WARNING" in line and "front-end bundle" in line]
+    assert len(warnings) == 1 and "cdn.jsdelivr.net" in warnings[0], log.read_text()
+    scripts = next(part for part in page.headers["content-security-policy"].split(";")
+                   if part.strip().startswith("script-src")).split()[1:]
+    pinned = pinned_assets().values()
+    assert set(scripts) == {"'self'", *(entry["cdn"] for entry in pinned),
+                            *(f"'{entry['integrity']}'" for entry in pinned)}

@@ -7,7 +7,7 @@ from quart import request
 
 from upload_service.app import create_app
 from upload_service.errors import StartupError
-from upload_service.proxies import TrustedProxies, parse_networks
+from upload_service.proxies import PUBLIC_HOST, TrustedProxies, parse_networks
 from upload_service.settings import Settings
 
 
@@ -59,3 +59,20 @@ async def test_create_app_applies_the_setting() -> None:
 def test_a_malformed_network_is_a_startup_error() -> None:
     with pytest.raises(StartupError, match="FORWARDED_ALLOW_IPS"):
         create_app(Settings(secret_key="k" * 32, forwarded_allow_ips="10.0.0.0/33"))
+
+
+@pytest.mark.parametrize(("peer", "headers", "expected"), [
+    ("127.0.0.1", [(b"host", b"files.example"), (b"x-forwarded-host", b"uploads.example.org")], "uploads.example.org"),
+    ("127.0.0.1", [(b"host", b"Files.Example:8443")], "files.example:8443"),  # what the trusted proxy passed on
+    ("198.51.100.7", [(b"host", b"files.example"), (b"x-forwarded-host", b"uploads.example.org")], None),
+    ("127.0.0.1", [(b"host", b"files.example"), (b"x-forwarded-host", b"evil.example/path@x")], None),
+])
+async def test_the_public_host_comes_from_trusted_proxies_only(peer, headers, expected) -> None:
+    seen: list = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(scope.get(PUBLIC_HOST))
+
+    scope = {"type": "http", "client": (peer, 5000), "scheme": "http", "headers": headers}
+    await TrustedProxies(app, parse_networks(["127.0.0.1"]))(scope, None, None)
+    assert seen == [expected]

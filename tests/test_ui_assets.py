@@ -20,7 +20,8 @@ from upload_service.settings import Settings
 from upload_service.ui import form_targets, human_size
 
 ROOT = Path(__file__).resolve().parent.parent
-HTMX = json.loads(MANIFEST.read_text())["htmx"]
+MANIFEST_ENTRIES = json.loads(MANIFEST.read_text())
+HTMX, TUS = MANIFEST_ENTRIES["htmx"], MANIFEST_ENTRIES["tus"]
 
 
 def local(path: str) -> str:
@@ -33,6 +34,7 @@ def static_dir_with(tmp_path: Path, *, bundled: bool) -> Path:
     if bundled:
         (tmp_path / "vendor").mkdir()
         (tmp_path / "vendor" / "htmx.min.js").write_text("/* htmx */")
+        (tmp_path / "vendor" / "tus.min.js").write_text("/* tus */")
     return tmp_path
 
 
@@ -47,10 +49,19 @@ def test_the_bundled_htmx_is_served_locally_with_its_own_hash(tmp_path):
 
 def test_without_the_bundled_copy_the_pinned_cdn_copy_is_used_with_the_recorded_hash(tmp_path):
     assets = Assets(local, static_dir=static_dir_with(tmp_path, bundled=False))
-    script = assets.htmx()
-    assert script.src == HTMX["cdn"]
-    assert script.integrity == HTMX["integrity"]
-    assert f"script-src 'self' https://{HTMX['cdn'].split('/')[2]};" in assets.content_security_policy()
+    for script, entry in ((assets.htmx(), HTMX), (assets.tus(), TUS)):
+        assert script.src == entry["cdn"]
+        assert script.integrity == entry["integrity"]
+    assert (f"script-src 'self' {HTMX['cdn']} '{HTMX['integrity']}' {TUS['cdn']} '{TUS['integrity']}';"
+            in assets.content_security_policy())  # those two files, never the whole CDN
+
+
+def test_only_the_missing_file_comes_from_the_cdn(tmp_path):
+    static = static_dir_with(tmp_path, bundled=True)
+    (static / "vendor" / "tus.min.js").unlink()
+    assets = Assets(local, static_dir=static)
+    assert assets.htmx().src.startswith("/uploads/static/vendor/htmx.min.js?v=") and assets.tus().src == TUS["cdn"]
+    assert f"script-src 'self' {TUS['cdn']} '{TUS['integrity']}';" in assets.content_security_policy()
 
 
 def test_static_url_moves_every_asset_and_the_csp_allows_it(tmp_path):
@@ -72,14 +83,18 @@ def test_the_fingerprint_changes_with_the_content(tmp_path):
     assert assets.url("css/app.css") != before
 
 
-def test_the_manifest_matches_the_pinned_npm_package_and_the_bundled_file():
-    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["htmx.org"]
-    assert HTMX["version"] == pinned
-    assert HTMX["cdn"].endswith(f"/htmx.org@{pinned}/dist/htmx.min.js")
-    bundled = STATIC_DIR / HTMX["file"]
+@pytest.mark.parametrize("name", ["htmx", "tus"])
+def test_the_manifest_matches_the_locked_npm_package_and_the_bundled_file(name):
+    """assets.json pins what package-lock.json locks: the wheel build and the CDN fallback both rely on it."""
+    entry = MANIFEST_ENTRIES[name]
+    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"][entry["package"]]
+    locked = json.loads((ROOT / "package-lock.json").read_text())["packages"][f"node_modules/{entry['package']}"]
+    assert entry["version"] == pinned == locked["version"]
+    assert entry["cdn"] == f"https://cdn.jsdelivr.net/npm/{entry['package']}@{pinned}/{entry['source']}"
+    bundled = STATIC_DIR / entry["file"]
     if not bundled.is_file():
-        pytest.fail("run scripts/build-assets: the bundled htmx is missing")
-    assert sri_hash(bundled) == HTMX["integrity"]
+        pytest.fail(f"run scripts/build-assets: the bundled {entry['file']} is missing")
+    assert sri_hash(bundled) == entry["integrity"]
 
 
 @pytest.mark.slow  # builds the wheel

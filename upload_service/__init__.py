@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .randomness import random_hex as random_hex
     from .reservations import Reservation as Reservation
     from .service import UploadService as UploadService
+    from .serving import download_presentation as download_presentation
     from .settings import (
         Duration as Duration,
         Settings as Settings,
@@ -97,6 +98,7 @@ _HOMES = {
     "bearer_token": "auth",
     "CSRF_HEADER": "auth",
     "content_disposition": "filenames",
+    "download_presentation": "serving",
     "documented": "api.openapi",
     "Param": "api.openapi",
     "Reply": "api.openapi",

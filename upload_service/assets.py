@@ -1,9 +1,10 @@
 """Where the UI's static assets are loaded from, and the Content-Security-Policy that allows exactly that.
 
 Assets are served by the service's blueprint (``<prefix>/static/``) unless ``STATIC_URL`` points at nginx or a
-CDN. htmx is bundled by ``scripts/build-assets`` into ``static/vendor/``; when that copy is missing (a source
-checkout that skipped the build) the page loads the pinned CDN copy recorded in ``assets.json``, checked by its
-SRI hash. tus-js-client is bundled the same way; without it the UI uploads large files in one request.
+CDN. htmx and tus-js-client come from npm: the wheel build bundles them into ``static/vendor/`` (hatch_build.py,
+when npm is there) as ``scripts/build-assets`` does in a checkout, and ``assets.json`` pins each one's version,
+SRI hash and CDN URL. Where a bundled file is missing, the page loads that exact CDN file, checked by its hash, and
+the CSP allows that file alone (its URL and its hash), never the whole CDN; the service says so at start-up.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ log = logging.getLogger("upload_service.assets")
 PACKAGE_DIR = Path(__file__).resolve().parent
 STATIC_DIR = PACKAGE_DIR / "static"
 MANIFEST = PACKAGE_DIR / "assets.json"
-TUS_FILE = "vendor/tus.min.js"
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,23 @@ class Script:
 
     src: str
     integrity: str
+
+
+@dataclass(frozen=True)
+class Vendored:
+    """One front-end file from npm, as ``assets.json`` pins it: its place in the bundle and its CDN copy."""
+
+    package: str
+    version: str
+    source: str  # the file inside the npm package
+    file: str  # the file under static/
+    integrity: str
+    cdn: str
+
+
+def read_manifest(path: Path = MANIFEST) -> dict[str, Vendored]:
+    """``assets.json``: each bundled front-end file by name (``htmx``, ``tus``)."""
+    return {name: Vendored(**entry) for name, entry in json.loads(path.read_text()).items()}
 
 
 def sri_hash(path: Path) -> str:
@@ -56,29 +73,37 @@ class Assets:
         self.local_url = local_url
         self.static_url = static_url.rstrip("/")
         self.static_dir = static_dir
-        htmx = json.loads(manifest.read_text())["htmx"]
-        bundled = static_dir / htmx["file"]
-        self.htmx_bundled = bundled.is_file()
-        if self.htmx_bundled:
-            self._htmx = (htmx["file"], sri_hash(bundled))
-        else:
-            log.warning("bundled htmx is missing (run scripts/build-assets); pages load htmx %s from %s",
-                        htmx["version"], htmx["cdn"])
-            self._htmx = (htmx["cdn"], htmx["integrity"])
-        tus = static_dir / TUS_FILE
-        self._tus = sri_hash(tus) if tus.is_file() else None
-        if self._tus is None:
-            log.warning("bundled tus-js-client is missing (run scripts/build-assets); the UI uploads large files "
-                        "without resuming")
+        self.vendored = read_manifest(manifest)
+        # bundled files with the hash of the copy at hand; the others are loaded from their pinned CDN URL
+        self._bundled = {name: sri_hash(static_dir / entry.file) for name, entry in self.vendored.items()
+                         if (static_dir / entry.file).is_file()}
+        self.missing = [entry for name, entry in self.vendored.items() if name not in self._bundled]
+
+    def script(self, name: str) -> Script:
+        """A vendored script's tag: the bundled copy (via ``url``), else the pinned CDN copy; both with SRI."""
+        entry = self.vendored[name]
+        if name in self._bundled:
+            return Script(self.url(entry.file), self._bundled[name])
+        return Script(entry.cdn, entry.integrity)
 
     def htmx(self) -> Script:
-        """The htmx script tag: the bundled copy (via ``url``), else the pinned CDN copy; both with SRI."""
-        where, integrity = self._htmx
-        return Script(self.url(where) if self.htmx_bundled else where, integrity)
+        return self.script("htmx")
 
-    def tus(self) -> Script | None:
-        """The bundled tus-js-client (resumable uploads of large files), or None when the build left it out."""
-        return None if self._tus is None else Script(self.url(TUS_FILE), self._tus)
+    def tus(self) -> Script:
+        """tus-js-client (resumable uploads of large files; the page uploads in one request without it)."""
+        return self.script("tus")
+
+    def warn_if_unbundled(self) -> None:
+        """One WARNING when the UI is served without (part of) its bundle: the page then needs the internet."""
+        if not self.missing:
+            return
+        log.warning(
+            "the UI is served without its front-end bundle: %s missing from %s, so browsers load %s from "
+            "https://cdn.jsdelivr.net (pinned, with SRI hashes) and the page does not work without internet "
+            "access. Install a wheel built with npm on PATH (pip install from a checkout bundles them when npm is "
+            "there), or run scripts/build-assets in a checkout.",
+            ", ".join(entry.file for entry in self.missing), self.static_dir,
+            ", ".join(f"{entry.package}@{entry.version}" for entry in self.missing))
 
     def url(self, path: str) -> str:
         """The URL of a static file, with a content fingerprint so browsers never keep a stale copy."""
@@ -89,16 +114,17 @@ class Assets:
         return self.local_url(path) + query
 
     def content_security_policy(self, form_targets: list[str] | None = None) -> str:
-        """Scripts and styles only from this origin (and STATIC_URL, and the htmx CDN when not bundled).
+        """Scripts and styles only from this origin (and STATIC_URL), plus the exact CDN file, with its hash, of
+        each vendored script that is not bundled.
 
         ``form_targets``: origins besides this one that a form post may redirect to (a sign-in that goes on to
         an identity provider); None when that is not known, which leaves ``form-action`` out.
         """
         static = [found for found in [origin(self.static_url)] if found]
         scripts, styles = ["'self'", *static], ["'self'", *static]
+        for entry in self.missing:
+            scripts += [entry.cdn, f"'{entry.integrity}'"]
         forms = None if form_targets is None else ["'self'", *form_targets]
-        if not self.htmx_bundled and (cdn := origin(self._htmx[0])):
-            scripts.append(cdn)
         return "; ".join([
             "default-src 'self'",
             f"script-src {' '.join(dict.fromkeys(scripts))}",

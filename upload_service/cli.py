@@ -50,12 +50,30 @@ def _apply_arguments(args: argparse.Namespace) -> None:
 def _load():
     from .settings import Settings
 
-    settings = Settings.from_env()
+    settings = _with_dev_secrets(Settings.from_env())
     _refuse_public_dev(settings)
     _prepare_multiprocess_metrics(settings.workers)
     from .app import create_app
 
     return settings, create_app(settings)
+
+
+def _with_dev_secrets(settings):
+    """``DEV`` switched on by ``DEV=1`` (environment or ``.env``) rather than ``--dev`` may come without a
+    ``SECRET_KEY`` or ``DEV_TOKEN``: generate them once, here, into the environment, which the app Hypercorn loads
+    and every worker process read. Each making its own would print a token no worker accepts and sign sessions
+    that the other workers refuse."""
+    from .settings import Settings
+
+    generated = {}
+    if settings.dev and not (settings.secret_key and settings.secret_key.get_secret_value()):
+        generated["SECRET_KEY"] = secrets.token_urlsafe(32)
+    if settings.dev and not (settings.dev_token and settings.dev_token.get_secret_value()):
+        generated["DEV_TOKEN"] = "dev-" + secrets.token_urlsafe(18)
+    if not generated:
+        return settings
+    os.environ.update(generated)
+    return Settings.from_env()
 
 
 def _refuse_public_dev(settings) -> None:

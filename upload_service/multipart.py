@@ -3,6 +3,10 @@
 Each incoming chunk is fed to the parser, which reports part boundaries, headers and data through callbacks;
 the callbacks only queue events, and the async side pulls the next chunk from the network when the queue is
 empty. So a part's bytes flow to storage as they arrive, with nothing but the current chunk held.
+
+A part's headers are gathered here, so they are bounded here too (size and count), whatever python-multipart
+version is installed: only recent ones bound header lines themselves, and a header line that never ends would
+otherwise grow in memory for as long as a client sends it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from .errors import Problem
 
 MAX_FIELD_SIZE = 64 * 1024
+MAX_PART_HEADER_BYTES = 16 * 1024  # one part's header names and values together (a browser sends ~150 bytes)
+MAX_PART_HEADERS = 16
 MAX_FORM_FIELDS = 64  # parts that are not files (fields, empty file controls); files count against their own limit
 
 
@@ -64,18 +70,32 @@ class MultipartReader:
         self._events: deque[tuple[str, Any]] = deque()
         self._header_field = bytearray()
         self._header_value = bytearray()
+        self._header_bytes = self._header_count = 0
         self._finished = False
         self._in_part = False
         self._parser = MultipartParser(boundary, callbacks={
-            "on_part_begin": lambda: self._events.append(("begin", None)),
+            "on_part_begin": self._part_begin,
             "on_part_data": self._part_data,
             "on_part_end": lambda: self._events.append(("end", None)),
-            "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
+            "on_header_field": lambda data, start, end: self._header_data(self._header_field, data, start, end),
+            "on_header_value": lambda data, start, end: self._header_data(self._header_value, data, start, end),
             "on_header_end": self._header_end,
             "on_headers_finished": lambda: self._events.append(("headers_done", None)),
             "on_end": lambda: self._events.append(("finish", None)),
         })
+
+    def _part_begin(self) -> None:
+        self._header_bytes = self._header_count = 0
+        self._events.append(("begin", None))
+
+    def _header_data(self, buffer: bytearray, data: bytes, start: int, end: int) -> None:
+        """Keep a piece of a header name or value; 400 once the part's headers outgrow ``MAX_PART_HEADER_BYTES``
+        (raised inside the parser's ``write``, so it stops there, with at most one chunk more in hand)."""
+        self._header_bytes += end - start
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise Problem(400, f"a part's headers are larger than {MAX_PART_HEADER_BYTES // 1024} KiB",
+                          reason="bad_multipart")
+        buffer.extend(data[start:end])
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         # Most calls cover a whole network chunk: pass it on as it is rather than copy it.
@@ -83,6 +103,9 @@ class MultipartReader:
         self._events.append(("data", data if whole else bytes(data[start:end])))
 
     def _header_end(self) -> None:
+        self._header_count += 1
+        if self._header_count > MAX_PART_HEADERS:
+            raise Problem(400, f"a part has more than {MAX_PART_HEADERS} headers", reason="bad_multipart")
         self._events.append(("header", (bytes(self._header_field).lower(), bytes(self._header_value))))
         self._header_field.clear()
         self._header_value.clear()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pluggy
 from pydantic_settings import BaseSettings
-from quart import Blueprint, Quart, Request, url_for
+from quart import Blueprint, Quart, Request, request, url_for
 
 from . import sessions
 from .api.fallback import register_api_fallback
@@ -39,6 +39,7 @@ from .locking import Locker
 from .logs import register_request_ids
 from .metrics import Metrics
 from .plugins import make_plugin_manager
+from .proxies import public_origin
 from .rate_limits import RateLimits, register_rate_limits
 from .reservations import Reservation, forget_file, release_hold, upload_slot
 from .responses import as_problem, describe_file, problem_response
@@ -236,6 +237,14 @@ class UploadService:
         ``tus_upload`` (``upload_id``) ... ``endpoints()`` lists them all. Needs an app or request context.
         """
         return url_for(f"{self.name}.{endpoint}", **values)
+
+    def external_url(self, endpoint: str, **values: Any) -> str | None:
+        """``url`` as an absolute URL another site can send browsers back to (an OAuth ``redirect_uri``), on the
+        origin people reach the service at: ``PUBLIC_URL``, else the host a trusted proxy (``FORWARDED_ALLOW_IPS``)
+        forwarded, else the request's ``Host`` only when it is a loopback name (a local run). None when none of
+        these says: a ``Host`` header only the client vouches for never decides it. Needs a request context."""
+        origin = public_origin(request, self.settings.public_url)
+        return None if origin is None else origin + self.url(endpoint, **values)
 
     def endpoints(self) -> dict[str, str]:
         """Every endpoint of this service's blueprint and its URL rule (for ``url``), once the app is built."""

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, SecretStr, field_validator
 from pydantic.fields import FieldInfo
@@ -143,6 +144,9 @@ class Settings(BaseSettings):
     locker: str = "file"
     redis_url: str | None = None
     forwarded_allow_ips: str = ""
+    # the origin people reach the service at (https://uploads.example.org): OAuth callback URLs are built on it,
+    # never on a client's Host header; empty: a trusted proxy's X-Forwarded-Host, or a loopback Host (a local run)
+    public_url: str = ""
     user_quota_bytes: Limit = 0
     user_quota_files: Count = 0
     max_concurrent_uploads: Count = 0
@@ -227,6 +231,23 @@ class Settings(BaseSettings):
     def _positive_duration(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be longer than 0 seconds")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (a malformed port raises here)
+        except ValueError:
+            parts = parts._replace(netloc="")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment \
+                or "@" in parts.netloc:
+            raise ValueError("must be the http(s) origin people reach the service at, such as "
+                             "https://uploads.example.org (no path)")
         return value
 
     @field_validator("log_level")

@@ -154,7 +154,8 @@ class Storage(Protocol):
     #
     # async def download_url(self, key: str, filename: str, content_type: str) -> str | None
     #     A short-lived URL where the client can fetch the object's bytes directly (a presigned S3 URL),
-    #     served with ``filename`` as attachment and ``content_type``. When it returns a URL,
+    #     served with the type and disposition ``upload_service.download_presentation(filename, content_type,
+    #     read_head)`` gives (``content_type`` is the stored type, never to be served as it is). When it returns a URL,
     #     ``GET /api/files/<id>/content`` answers 302 to it instead of streaming; None streams as usual.
 
 

@@ -69,6 +69,7 @@ def preview_url(service: UploadService, file: StoredFile) -> str | None:
 def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
     assets = Assets(lambda path: service.url("static", filename=path), service.settings.static_url)
     policy = assets.content_security_policy(form_targets(service.auth.with_login()))
+    bp.before_app_serving(assets.warn_if_unbundled)  # once per serving process, where operators look
 
     @bp.context_processor
     def page_context() -> dict[str, Any]:

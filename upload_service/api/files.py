@@ -11,7 +11,7 @@ from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
 from ..files import FILE_ID_PATTERN, StoredFile
 from ..responses import describe_file as describe, json_response
-from ..serving import DOWNLOAD_POLICY, SNIFF_BYTES, presentation, worth_sniffing
+from ..serving import DOWNLOAD_POLICY, download_presentation
 from . import schemas
 from .openapi import Param, Reply, documented
 
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 FILE_ID = {"file_id": Param("the file's id", {"type": "string", "pattern": FILE_ID_PATTERN})}
-BYTES, ANY_TYPE = {"type": "string", "format": "binary"}, "*/*"  # a download has the file's own type
+BYTES, ANY_TYPE = {"type": "string", "format": "binary"}, "*/*"  # a download has the file's own type, if inert
+SERVED_AS = ("the bytes (HEAD: headers only), as the file's own type when that is inert (an image, audio, video, "
+             "PDF, plain text, an archive), else as application/octet-stream")
 DISPOSITION = "attachment with the safe name (inline only for a PNG, JPEG, GIF or WebP whose bytes say so)"
 CONDITIONS = {
     "Range": Param("one byte range, e.g. bytes=0-99 (several ranges are answered with the whole file)"),
@@ -76,18 +78,17 @@ async def _primed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     return rest()
 
 
-async def _head(service: UploadService, file: StoredFile) -> bytes | None:
+async def _head(service: UploadService, file: StoredFile, size: int) -> bytes:
     """The first bytes of a file that may be shown inline (a stored image type), to check what it really is."""
-    if not worth_sniffing(file.content_type):
-        return None
     try:
-        return b"".join([chunk async for chunk in service.storage.read(file.key, 0, min(SNIFF_BYTES, file.size))])
+        return b"".join([chunk async for chunk in service.storage.read(file.key, 0, min(size, file.size))])
     except ObjectNotFound:
         raise Problem(404, "no such file", reason="not_found") from None
 
 
 async def _download_url(service: UploadService, file: StoredFile) -> str | None:
-    """A URL where the storage serves the bytes itself (``Storage.download_url``, optional), or None."""
+    """A URL where the storage serves the bytes itself (``Storage.download_url``, optional), or None. The storage
+    labels them as ``download_presentation`` decides, as this route does."""
     download_url = getattr(service.storage, "download_url", None)
     if download_url is None:
         return None
@@ -123,7 +124,7 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
     @bp.route("/api/files/<file_id>/content", methods=["GET", "HEAD"], endpoint="file_content")
     @documented(path=FILE_ID, headers=CONDITIONS,
                 errors={404: "no such file, or not the caller's", 416: "a range outside the file"},
-                replies={200: Reply("the bytes (HEAD: headers only), as the file's own type", BYTES, ANY_TYPE,
+                replies={200: Reply(SERVED_AS, BYTES, ANY_TYPE,
                                     {"ETag": "the sha256 in quotes", "Content-Disposition": DISPOSITION}),
                          206: Reply("the requested Range", BYTES, ANY_TYPE, {"Content-Range": "bytes start-end/size"}),
                          304: Reply("If-None-Match matched the ETag")})
@@ -131,7 +132,8 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
         """The bytes, with Range, ETag/If-None-Match, and as an attachment unless a real raster image."""
         identity = await require_identity(service, request)
         file = await _own_file(service, identity, file_id)
-        content_type, disposition = presentation(file.filename, file.content_type, await _head(service, file))
+        content_type, disposition = await download_presentation(file.filename, file.content_type,
+                                                                lambda size: _head(service, file, size))
         headers = {
             "ETag": f'"{file.sha256}"',
             "Accept-Ranges": "bytes",

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from upload_service import content_disposition
+from upload_service import download_presentation
 from upload_service.storage import ObjectNotFound, StorageError, StoredObject, check_key, check_prefix
 
 from .client import ClientHolder, is_missing, s3_errors, write_probe
@@ -245,14 +245,21 @@ class S3Storage:
 
     @s3_errors
     async def download_url(self, key: str, filename: str, content_type: str) -> str | None:
-        """With ``S3_PRESIGNED_DOWNLOADS=true``: a short-lived presigned URL of the blob, for a redirect."""
+        """With ``S3_PRESIGNED_DOWNLOADS=true``: a short-lived presigned URL of the blob, for a redirect. S3 sends
+        neither ``nosniff`` nor a CSP, so the URL sets the type and disposition the service's own download would
+        have (``download_presentation``): HTML, SVG or XML never comes back from S3 as what it is."""
         if not self.settings.presigned_downloads:
             return None
         record = await self.records.get(check_key(key))
         if record is None:
             return None
+        served, disposition = await download_presentation(filename, content_type,
+                                                          lambda size: self._head(key, size))
         client = await self.clients.get()
         return await client.generate_presigned_url("get_object", ExpiresIn=int(self.settings.presigned_ttl), Params={
             "Bucket": self.bucket, "Key": self.layout.blob(record.blob_id),
-            "ResponseContentDisposition": content_disposition(filename), "ResponseContentType": content_type,
+            "ResponseContentDisposition": disposition, "ResponseContentType": served,
         })
+
+    async def _head(self, key: str, size: int) -> bytes:
+        return b"".join([chunk async for chunk in self.read(key, 0, size)])

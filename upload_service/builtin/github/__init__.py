@@ -20,11 +20,17 @@ log = logging.getLogger("upload_service.github")
 
 @hookimpl
 def startup(service) -> None:
-    """Refuse a half-configured OAuth app; say so when access rules are set but GitHub sign-in is off."""
+    """Refuse a half-configured OAuth app; say so when access rules are set but GitHub sign-in is off, or when
+    GitHub sign-in is on without PUBLIC_URL."""
     check_settings(service.settings)
     settings = service.settings
-    if GitHubConfig.from_settings(settings) is None and (settings.allowed_users or settings.allowed_orgs):
-        log.warning("ALLOWED_USERS/ALLOWED_ORGS are set but GitHub sign-in is off (no GITHUB_CLIENT_ID/SECRET)")
+    if GitHubConfig.from_settings(settings) is None:
+        if settings.allowed_users or settings.allowed_orgs:
+            log.warning("ALLOWED_USERS/ALLOWED_ORGS are set but GitHub sign-in is off (no GITHUB_CLIENT_ID/SECRET)")
+    elif not settings.public_url:
+        log.warning("PUBLIC_URL is not set: GitHub sign-in works only where the callback address is known without "
+                    "it (through a proxy in FORWARDED_ALLOW_IPS that sends X-Forwarded-Host, or on a loopback "
+                    "address); set PUBLIC_URL to the address people use, e.g. https://uploads.example.org")
 
 
 @hookimpl(trylast=True)

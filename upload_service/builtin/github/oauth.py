@@ -96,7 +96,13 @@ class SignInFlow:
         bp.add_url_rule("/login/authorized", "github_authorized", self.authorized)
 
     def callback_url(self) -> str:
-        return self.service.url("github_authorized", _external=True)
+        """The ``redirect_uri``: on ``PUBLIC_URL`` (or a trusted proxy's host), never on a forged ``Host``."""
+        url = self.service.external_url("github_authorized")
+        if url is None:
+            raise SignInFailed(400, "Sign-in is not available at this address: the operator must set PUBLIC_URL to "
+                                    "the address people use for this service (or, behind a proxy, let it through "
+                                    "FORWARDED_ALLOW_IPS with X-Forwarded-Host).")
+        return url
 
     async def login(self) -> Any:
         """GET (a link) or POST (the sign-in page's button, with its CSRF token): off to GitHub."""
@@ -105,8 +111,12 @@ class SignInFlow:
                                            "again.")
         from authlib.common.security import generate_token
 
+        try:
+            callback = self.callback_url()
+        except SignInFailed as failed:
+            return await self.failure(failed.status, failed.message)
         verifier = generate_token(48)
-        async with oauth_client(self.config, self.callback_url()) as client:
+        async with oauth_client(self.config, callback) as client:
             url, state = client.create_authorization_url(self.config.authorize_url, code_verifier=verifier)
         self.pending.add(state, verifier)
         return redirect(url, 303 if request.method == "POST" else 302)
