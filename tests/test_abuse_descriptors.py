@@ -9,14 +9,18 @@ days at a byte a minute. Each test runs the attack against a real server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import resource
 import socket
+import threading
 import time
 
 import pytest
 
 from upload_service.multipart import MAX_FORM_FIELDS
+from upload_service.testing import TEST_TOKEN
 
 from .conftest import staging_entries, stored_files
 from .faults import connect, read_answer, received, request_head, wait_for
@@ -171,3 +175,37 @@ def test_form_fields_of_a_multipart_request_are_bounded(make_server) -> None:
     few = client.post("/api/upload", data={f"field{number}": "v" for number in range(MAX_FORM_FIELDS)},
                       files={"file": ("a.txt", b"hello")})
     assert few.status_code == 201, few.text
+
+
+def _request_tasks(running) -> list[str]:
+    """The server loop's tasks that serve a request (Quart's connection tasks), by name."""
+    async def names() -> list[str]:
+        return [task.get_coro().__qualname__ for task in asyncio.all_tasks()
+                if "ASGIHTTPConnection" in task.get_coro().__qualname__]
+    return running.run(names())
+
+
+def test_answers_given_before_a_huge_body_leave_no_request_behind(upload_service_factory):
+    """Attack: many clients declare a huge body and keep sending after the service refused it (413 over the size,
+    401 without credentials). The service answers at once without reading the rest; its request used to wait
+    forever to tell the app about the disconnect (the app's queue full of unread body), keeping its tasks and
+    buffered chunks until the server stopped. Every request must finish once its client is gone."""
+    running = upload_service_factory(max_upload_size="1MiB")
+    host, port = running.url.removeprefix("http://").split(":")
+    auth = f"Authorization: Bearer {TEST_TOKEN}\r\n"
+
+    def client(credentials: str) -> None:
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"PUT /api/files/x.bin HTTP/1.1\r\nHost: x\r\n{credentials}"
+                         f"Content-Length: {1 << 30}\r\n\r\n".encode())
+            sock.settimeout(5)
+            with contextlib.suppress(OSError):
+                for _ in range(1024):
+                    sock.sendall(bytes(65536))
+
+    threads = [threading.Thread(target=client, args=(auth,)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_for(lambda: _request_tasks(running) == [], timeout=10)

@@ -17,6 +17,7 @@ waiting later (before, each KiB bought a second, so 1 GB sent quickly let the bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -131,9 +132,33 @@ class BodyStream:
         async def wrapped(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 await self._discard_rest()
-            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await self._send_last(send, message)
+            else:
+                await send(message)
 
         return wrapped
+
+    async def _send_last(self, send: Send, message: dict[str, Any]) -> None:
+        """The answer's last message. If the body is still arriving, Hypercorn ends the stream on it and queues a
+        disconnect for the app, which waits for room while the app's queue is full of body nobody reads: the
+        send, the request's tasks and its buffered chunks would then wait until the server stops. Reading
+        (and dropping) that queue meanwhile lets the send finish."""
+        if self._complete or self._disconnected.is_set():
+            await send(message)
+            return
+        dropping = asyncio.ensure_future(self._drop_until_disconnect())
+        try:
+            await send(message)
+        finally:
+            dropping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dropping
+
+    async def _drop_until_disconnect(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._disconnected.set()
 
     async def _discard_rest(self) -> None:
         if self._complete or self._stalled or self._disconnected.is_set():
