@@ -14,7 +14,7 @@ from ..body import body_chunks, check_declared_length, read_all
 from ..digests import ExpectedDigests
 from ..errors import Problem
 from ..filenames import content_type_for, safe_filename
-from ..json_body import parse_json
+from ..json_body import MAX_JSON_DEPTH, parse_json
 from ..multipart import MAX_FORM_FIELDS, MultipartReader, boundary_of, check_field_count
 from ..responses import describe_file as describe, json_response
 from ..uploads import UploadBatch, check_file_count
@@ -88,7 +88,10 @@ async def _base64_chunks(text: str, index: int):
 async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
     """The original API: ``[{"filename": ..., "content": "<base64>"}]``, decoded one item at a time."""
     limit = service.settings.max_json_upload_size
-    items = parse_json(await read_all(request, limit, service.settings.upload_idle_timeout, what="JSON body"))
+    # one object per file and the list around them (a filename's own brackets are counted too: room for those)
+    containers = 2 * service.settings.max_files_per_request + MAX_JSON_DEPTH
+    items = parse_json(await read_all(request, limit, service.settings.upload_idle_timeout, what="JSON body"),
+                       max_containers=containers)
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list) or not items:
