@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         content_type_for as content_type_for,
         safe_filename as safe_filename,
     )
-    from .files import StoredFile as StoredFile, UploadInfo as UploadInfo
+    from .files import StoredFile as StoredFile, UploadInfo as UploadInfo, new_file_id as new_file_id
     from .hookspecs import hookimpl as hookimpl
     from .identity import Identity as Identity, owner_key as owner_key
     from .locking import (
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .quotas import QuotaExceeded as QuotaExceeded
     from .randomness import random_hex as random_hex
     from .reservations import Reservation as Reservation
+    from .responses import iso as iso, json_response as json_response
     from .service import UploadService as UploadService
     from .serving import download_presentation as download_presentation
     from .settings import (
@@ -105,6 +106,9 @@ _HOMES = {
     # asyncio and ids
     "complete": "aio",
     "random_hex": "randomness",
+    "new_file_id": "files",
+    "iso": "responses",
+    "json_response": "responses",
 }
 
 __all__ = sorted(_HOMES)

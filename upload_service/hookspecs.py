@@ -127,6 +127,26 @@ def file_deleted(file: StoredFile, service: UploadService) -> None:
 
 
 @hookspec
+def share_downloaded(share: dict[str, Any], files: list[StoredFile], service: UploadService) -> None:
+    """Notification: a visitor downloaded ``files`` through a share link (one file, or all of them as a zip).
+
+    ``share`` is ``{"id", "owner", "downloads", "max_downloads"}`` after this download was counted (``owner`` is
+    the owner's identity id; the link's token is never passed on). Called by the sharing plugin once per counted
+    download, after the answer started, like the other notifications; an error is logged.
+    """
+
+
+@hookspec
+def file_request_received(file_request: dict[str, Any], file: StoredFile, service: UploadService) -> None:
+    """Notification: someone without an account uploaded ``file`` through a file request.
+
+    ``file_request`` is ``{"id", "owner", "title", "files_received", "max_files"}``; the file is already one of
+    the owner's persistent files (``upload_persisted`` was called for it too), with ``metadata["request"]`` and,
+    when the uploader gave them, ``metadata["uploaded_by"]`` and ``metadata["uploader_note"]``.
+    """
+
+
+@hookspec
 def background_tasks(service: UploadService) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     """Return coroutine functions to run while the app serves.
 

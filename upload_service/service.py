@@ -11,17 +11,18 @@ import asyncio
 import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pluggy
 from pydantic_settings import BaseSettings
-from quart import Blueprint, Quart, Request, request, url_for
+from quart import Blueprint, Quart, Request, Response, request, url_for
 
 from . import sessions
 from .api.fallback import register_api_fallback
+from .api.downloads import serve_file
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.persist import register_persist_route
@@ -34,6 +35,7 @@ from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
 from .hookcalls import call_all, notify
 from .identity import Identity
+from .json_body import read_json
 from .lockers import make_locker
 from .locking import Locker
 from .logs import register_request_ids
@@ -348,6 +350,19 @@ class UploadService:
         ``max_size`` (default ``MAX_UPLOAD_SIZE``)."""
         limit = self.settings.max_upload_size if max_size is None else max_size
         return limited(body_chunks(request, self.settings.upload_idle_timeout), limit)
+
+    async def read_json(self, request: Request, max_size: int = 1024 * 1024) -> Any:
+        """The request's JSON document (at most ``max_size`` bytes): 415 unless ``application/json``, 413 past
+        the size, 400 when malformed or nested too deep; the same checks every JSON route of the core makes."""
+        return await read_json(request, max_size, self.settings.upload_idle_timeout)
+
+    async def download(self, file: StoredFile, *,
+                       on_start: Callable[[], Awaitable[None]] | None = None) -> Response:
+        """The answer to a GET or HEAD of ``file``'s bytes, as the owner's own download gives it: Range, ETag and
+        If-None-Match, attachment (inline only for real raster images), nosniff, a storage redirect where the
+        backend offers one. ``on_start`` is awaited right before a body starting at byte 0 goes out (never for
+        HEAD, 304 or a Range from the middle): where a plugin counts a download, or refuses it by raising."""
+        return await serve_file(self, file, on_start)
 
     async def sniff(self, info: UploadInfo, stored: AsyncIterator[bytes]) -> UploadInfo:
         """``info`` with the content type the content policy decides from the first bytes of ``stored`` (which is

@@ -1,0 +1,56 @@
+"""The sharing default plugin: share links that let anyone download, and file requests that let anyone upload.
+
+Built on the public API only: its records live in ``service.storage`` and its counters change under
+``service.locker``, so several instances share them; its routes are on the service's blueprint, so the security
+headers, CSP and per-address rate limits of the rest of the service apply to them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from upload_service import StoredFile, hookimpl, owner_key
+
+from .passwords import Passwords
+from .records import SHARE, Share
+from .share_api import register_share_api
+from .share_pages import register_share_pages
+from .store import LinkStore
+from .unlock import Unlocks
+from .visits import Visits
+
+if TYPE_CHECKING:
+    from upload_service import UploadService
+
+STATE = "sharing"
+
+
+@hookimpl
+def register_routes(blueprint: Any, service: UploadService) -> None:
+    links = LinkStore(service)
+    passwords = Passwords()
+    visits = Visits(service, links, Unlocks(service.secret_key), passwords)
+    service.state(STATE)["links"] = links
+    register_share_api(blueprint, service, links, passwords)
+    register_share_pages(blueprint, service, links, visits)
+
+
+@hookimpl
+async def file_deleted(file: StoredFile, service: UploadService) -> None:
+    """A deleted file leaves every share of its owner; a share left with no file is revoked."""
+    links: LinkStore | None = service.state(STATE).get("links")
+    if links is None or file.temporary:
+        return
+    for share in await links.owned(SHARE, owner_key(file.owner)):
+        if not isinstance(share, Share) or file.id not in share.files:
+            continue
+        try:
+            updated, _ = await links.change(share, lambda current: _without(current, file.id))
+        except LookupError:
+            continue
+        if not updated.files:
+            await links.remove(updated)
+
+
+def _without(share: Share, file_id: str) -> None:
+    share.files = [kept for kept in share.files if kept != file_id]
