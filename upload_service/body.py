@@ -176,11 +176,11 @@ class BodyStream:
 
 
 class StreamingBodyMiddleware:
-    """Wraps an ASGI app so that body-carrying requests under ``prefix`` stream to their handler."""
+    """Wraps an ASGI app so that body-carrying requests under any of ``prefixes`` stream to their handler."""
 
-    def __init__(self, app: ASGIApp, prefix: str, min_rate: int = 0) -> None:
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...], min_rate: int = 0) -> None:
         self.app = app
-        self.prefix = prefix
+        self.prefixes = prefixes
         self.min_rate = min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -195,7 +195,7 @@ class StreamingBodyMiddleware:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):]
-        return path.startswith(self.prefix)
+        return path.startswith(self.prefixes)
 
 
 def _content_length(scope: Scope) -> int | None:

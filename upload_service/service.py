@@ -21,8 +21,8 @@ from pydantic_settings import BaseSettings
 from quart import Blueprint, Quart, Request, Response, request, url_for
 
 from . import sessions
-from .api.fallback import register_api_fallback
 from .api.downloads import serve_file
+from .api.fallback import register_api_fallback
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.persist import register_persist_route
@@ -40,6 +40,7 @@ from .lockers import make_locker
 from .locking import Locker
 from .logs import register_request_ids
 from .metrics import Metrics
+from .multipart import MultipartReader, Part, boundary_of
 from .plugins import make_plugin_manager
 from .proxies import public_origin
 from .rate_limits import RateLimits, register_rate_limits
@@ -88,6 +89,7 @@ class UploadService:
         self._plugin_state: dict[str, dict[str, Any]] = {}
         self._notifications: set[asyncio.Task[None]] = set()
         self._plugin_settings: dict[type[BaseSettings], BaseSettings] = {}
+        self._streamed_paths: list[str] = []  # beside /api/: where plugins want bodies streamed (stream_bodies)
         if app is not None:
             self.init_app(app)
 
@@ -115,7 +117,8 @@ class UploadService:
         self.rate_limits = RateLimits(self)
         self.content_types = ContentTypePolicy.from_settings(self.settings)  # what uploads may be, by content
         app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
-        streaming = StreamingBodyMiddleware(app.asgi_app, f"{self.url_prefix}/api/", self.settings.upload_min_rate)
+        streamed = (f"{self.url_prefix}/api/", *(f"{self.url_prefix}{path}" for path in self._streamed_paths))
+        streaming = StreamingBodyMiddleware(app.asgi_app, streamed, self.settings.upload_min_rate)
         # Quart's way to add ASGI middleware, but its types see asgi_app as a method taking TypedDict scopes
         app.asgi_app = streaming  # type: ignore[method-assign, assignment]
         app.before_serving(self.start)
@@ -320,13 +323,16 @@ class UploadService:
 
     # -- the ingest pipeline: what an upload protocol (tus, a plugin's own) runs -------------------------
 
-    def batch(self, identity: Identity, *, temporary: bool, path: str, hold: Reservation | None = None) -> UploadBatch:
+    def batch(self, identity: Identity, *, temporary: bool, path: str, hold: Reservation | None = None,
+              metadata: dict[str, Any] | None = None) -> UploadBatch:
         """An ``UploadBatch``: validate, reserve, sniff, stage, commit, process and notify, all or nothing.
 
         ``path`` names the upload path in metrics (``json``, ``multipart``, ``raw``, ``tus``, a plugin's own).
         ``hold``: an upload that already holds quota across requests (``service.hold``) passes it on.
+        ``metadata``: what every file of the batch starts with (``batch.metadata``, changeable until commit);
+        ``process_upload`` results are merged over it.
         """
-        return UploadBatch(self, identity, temporary=temporary, path=path, reservation=hold)
+        return UploadBatch(self, identity, temporary=temporary, path=path, reservation=hold, metadata=metadata)
 
     def hold(self, identity: Identity, name: str, *, lease: float | None = None) -> Reservation:
         """A named hold in ``identity``'s usage ledger that outlives one request (a resumable upload's quota).
@@ -363,6 +369,22 @@ class UploadService:
         backend offers one. ``on_start`` is awaited right before a body starting at byte 0 goes out (never for
         HEAD, 304 or a Range from the middle): where a plugin counts a download, or refuses it by raising."""
         return await serve_file(self, file, on_start)
+
+    def stream_bodies(self, path_prefix: str) -> None:
+        """Let request bodies under ``path_prefix`` (below the service's prefix, e.g. ``/r/``) stream to their
+        handlers as they do under ``/api/`` (constant memory, idle timeout, minimum rate) instead of being
+        buffered whole by Quart. Call it from ``register_routes``."""
+        if not path_prefix.startswith("/") or not path_prefix.endswith("/"):
+            raise ValueError(f"a path prefix starts and ends with '/': {path_prefix!r}")
+        self._streamed_paths.append(path_prefix)
+
+    def multipart(self, request: Request) -> AsyncIterator[Part]:
+        """The parts of a ``multipart/form-data`` body as they stream in: each has ``name``, ``filename`` (None for
+        a plain field), ``content_type``, ``chunks()`` and ``text()`` (64 KiB at most); read a part before asking
+        for the next. 400 for a malformed body or a missing boundary, 408 for a stalled client."""
+        reader = MultipartReader(boundary_of(request.headers.get("Content-Type", "")),
+                                 body_chunks(request, self.settings.upload_idle_timeout))
+        return reader.parts()
 
     async def sniff(self, info: UploadInfo, stored: AsyncIterator[bytes]) -> UploadInfo:
         """``info`` with the content type the content policy decides from the first bytes of ``stored`` (which is

@@ -46,8 +46,9 @@ class UploadBatch:
     """
 
     def __init__(self, service: UploadService, identity: Identity, *, temporary: bool, path: str,
-                 reservation: Reservation | None = None) -> None:
+                 reservation: Reservation | None = None, metadata: dict[str, Any] | None = None) -> None:
         self.service = service
+        self.metadata = dict(metadata or {})  # every file's metadata before process hooks (may change until commit)
         self.identity = identity
         self.temporary = temporary
         self.path = path
@@ -74,13 +75,18 @@ class UploadBatch:
     def info(self, filename: str, content_type: str, size: int | None) -> UploadInfo:
         return UploadInfo(filename=filename, content_type=content_type, size=size, temporary=self.temporary)
 
-    async def add(self, info: UploadInfo, chunks: AsyncIterator[bytes], digests: ExpectedDigests | None = None) -> None:
-        """Validate one file, then stream it into staging (nothing is visible until ``commit``)."""
+    async def add(self, info: UploadInfo, chunks: AsyncIterator[bytes], digests: ExpectedDigests | None = None, *,
+                  max_size: int | None = None) -> None:
+        """Validate one file, then stream it into staging (nothing is visible until ``commit``).
+
+        ``max_size`` lowers ``MAX_UPLOAD_SIZE`` for this file (413 past it)."""
         assert self.reservation is not None, "use the batch as an async context manager"
         check_file_count(len(self._staged) + 1, self.service.settings.max_files_per_request)
         await self.service.validate(info, self.identity)
         await self.reservation.add(info.size or 0, 1, base=self._staged_bytes)
-        chunks = self.reservation.meter(limited(chunks, self.service.settings.max_upload_size), self._staged_bytes)
+        limit = self.service.settings.max_upload_size
+        chunks = self.reservation.meter(limited(chunks, limit if max_size is None else min(limit, max_size)),
+                                        self._staged_bytes)
         with self.service.metrics.active_upload(self.path):
             policy = self.service.content_types
             if policy.active:
@@ -139,6 +145,7 @@ class UploadBatch:
             id=file_id, key=file_key(self.identity.owner_key, file_id, temporary=self.temporary),
             owner=self.identity.id, filename=info.filename, content_type=info.content_type,
             size=writer.size, sha256=writer.sha256, created_at=now, temporary=self.temporary, expires_at=expires,
+            metadata=dict(self.metadata),
         )
         stored = await writer.commit(draft.key, draft.storage_metadata())  # no deadline: it must finish or not
         return StoredFile.from_stored(stored)

@@ -13,6 +13,8 @@ from upload_service import StoredFile, hookimpl, owner_key
 
 from .passwords import Passwords
 from .records import SHARE, Share
+from .request_api import register_request_api
+from .request_pages import register_request_pages
 from .share_api import register_share_api
 from .share_pages import register_share_pages
 from .store import LinkStore
@@ -33,6 +35,8 @@ def register_routes(blueprint: Any, service: UploadService) -> None:
     service.state(STATE)["links"] = links
     register_share_api(blueprint, service, links, passwords)
     register_share_pages(blueprint, service, links, visits)
+    register_request_api(blueprint, service, links, passwords)
+    register_request_pages(blueprint, service, links, visits)
 
 
 @hookimpl

@@ -51,15 +51,17 @@ class Visits:
         self.unlocks = unlocks
         self.passwords = passwords
 
-    async def open(self, token: str, kind: type[R], *, unlocked: bool = True) -> R:
-        """The live link of this kind, or the problem a visitor gets (404, 410, and 401 while locked)."""
+    async def open(self, token: str, kind: type[R], *, unlocked: bool = True, full: int = 410) -> R:
+        """The live link of this kind, or the problem a visitor gets (404, 410, and 401 while locked).
+
+        ``full``: the status for a link that reached its limit (410; an upload to a full request gets 409)."""
         record = await self.links.find(token)
         if not isinstance(record, kind):
             raise Problem(404, NOT_FOUND, reason="not_found")
         if record.expired():
             raise Problem(410, "this link has expired", reason="expired")
         if record.used_up:
-            raise Problem(410, "this link has reached its limit", reason="used_up")
+            raise Problem(full, "this link has reached its limit", reason="used_up")
         if unlocked and not self.unlocks.unlocked(record, request.cookies):
             raise Problem(401, "this link needs its password: POST it as {\"password\": ...} or with the form",
                           reason="password_required")

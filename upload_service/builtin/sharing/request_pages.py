@@ -1,0 +1,170 @@
+"""The public side of a file request: the upload page, and uploads into the owner's files (raw PUT, multipart).
+
+The uploader never sees an id, a URL or anything of the owner's files: the answer names only what they sent
+(name, size, sha256). Each file is one of the owner's persistent files, through the same pipeline as any upload
+(the owner's quota, ``MAX_UPLOAD_SIZE``, content-type policy, every validate and process hook), with
+``metadata.request`` and the uploader's name and note when given. ``max_files`` is held under the request's
+lock before a file's bytes are read, so racing uploads on any instance cannot pass it: over it, 409.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from quart import Response, render_template, request
+
+from upload_service import Problem, content_type_for, json_response, safe_filename, too_large
+
+from .descriptions import owner_identity, request_for_visitor
+from .records import FileRequest
+from .visits import problem_page, wants_json
+
+if TYPE_CHECKING:
+    from upload_service import StoredFile, UploadBatch, UploadService
+
+    from .store import LinkStore
+    from .visits import Visits
+
+MAX_NAME, MAX_NOTE = 200, 2000
+
+
+def clean_text(value: str | None, limit: int) -> str | None:
+    """An uploader's name or note as display text: no control or format characters, trimmed, cut to ``limit``."""
+    if value is None:
+        return None
+    kept = "".join(char for char in value if char in "\n\t" or unicodedata.category(char)[0] != "C")
+    return kept.strip()[:limit] or None
+
+
+def received(file: StoredFile) -> dict[str, Any]:
+    return {"filename": file.filename, "size": file.size, "sha256": file.sha256}
+
+
+def register_request_pages(bp: Any, service: UploadService, links: LinkStore, visits: Visits) -> None:
+    service.stream_bodies("/r/")  # uploads under /r/ stream like those under /api/
+
+    def size_limit(file_request: FileRequest) -> int:
+        limit = service.settings.max_upload_size
+        return min(limit, file_request.max_file_size) if file_request.max_file_size else limit
+
+    def batch(file_request: FileRequest, name: str | None, note: str | None) -> UploadBatch:
+        metadata = {"request": file_request.id}
+        if name:
+            metadata["uploaded_by"] = name
+        if note:
+            metadata["uploader_note"] = note
+        return service.batch(owner_identity(file_request), temporary=False, path="request", metadata=metadata)
+
+    def notify(file_request: FileRequest, files: list[StoredFile]) -> None:
+        summary = {"id": file_request.id, "owner": file_request.owner_id, "title": file_request.title,
+                   "max_files": file_request.max_files}
+        for file in files:
+            service.notify(service.hook.file_request_received, file_request=summary, file=file)
+
+    @bp.route("/r/<token>", methods=["GET", "HEAD"], endpoint="request_page")
+    async def request_page(token: str) -> Any:
+        """The upload page of a file request (no account needed)."""
+        try:
+            file_request = await visits.open(token, FileRequest)
+        except Problem as problem:
+            if problem.status == 401 and not wants_json():
+                body = await render_template("upload_service/link_password.html", problem=problem)
+                return Response(body, 401, content_type="text/html")
+            return await problem_page(problem)
+        if wants_json():
+            return json_response(request_for_visitor(file_request))
+        return await render_template("upload_service/request.html", file_request=file_request,
+                                     max_size=size_limit(file_request))
+
+    @bp.route("/r/<token>", methods=["POST"], endpoint="request_post")
+    async def request_post(token: str) -> Any:
+        """A multipart upload of files (with optional ``name`` and ``note`` fields), or the link's password."""
+        if (request.mimetype or "") != "multipart/form-data":
+            try:
+                return await visits.unlock(token, FileRequest, "request_page")
+            except Problem as problem:
+                if problem.status in (401, 403, 429) and not wants_json():
+                    body = await render_template("upload_service/link_password.html", problem=problem)
+                    return Response(body, problem.status, problem.headers, content_type="text/html")
+                raise
+        file_request = await visits.open(token, FileRequest, full=409)
+        limit = size_limit(file_request)
+        async with batch(file_request, None, None) as uploads:
+            slots = 0
+            try:
+                async for part in service.multipart(request):
+                    if part.filename is None:
+                        if part.name in ("name", "note"):
+                            cleaned = clean_text(await part.text(), MAX_NAME if part.name == "name" else MAX_NOTE)
+                            if cleaned:
+                                uploads.metadata["uploaded_by" if part.name == "name" else "uploader_note"] = cleaned
+                        continue
+                    if part.filename == "":
+                        continue
+                    filename = safe_filename(part.filename)
+                    await _take_slot(links, file_request)
+                    slots += 1
+                    info = uploads.info(filename, content_type_for(part.content_type, filename), None)
+                    await uploads.add(info, part.chunks(), max_size=limit)
+                if uploads.staged_count == 0:
+                    raise Problem(400, "the request holds no file", reason="no_file")
+                files = await uploads.commit()
+            except BaseException:
+                await _give_back(links, file_request, slots)
+                raise
+        notify(file_request, files)
+        answer = {"files": [received(file) for file in files]}
+        if wants_json():
+            return json_response(answer, 201)
+        body = await render_template("upload_service/request_received.html", file_request=file_request,
+                                     files=files)
+        return Response(body, 201, content_type="text/html")
+
+    @bp.route("/r/<token>/files/<upload_filename:filename>", methods=["PUT"], endpoint="request_put")
+    async def request_put(token: str, filename: str) -> Any:
+        """One file as the raw body (``X-Uploader-Name``, ``X-Uploader-Note`` optional)."""
+        file_request = await visits.open(token, FileRequest, full=409)
+        limit = size_limit(file_request)
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large(limit)
+        name = safe_filename(filename)
+        await _take_slot(links, file_request)
+        try:
+            async with batch(file_request, clean_text(request.headers.get("X-Uploader-Name"), MAX_NAME),
+                             clean_text(request.headers.get("X-Uploader-Note"), MAX_NOTE)) as uploads:
+                info = uploads.info(name, content_type_for(request.headers.get("Content-Type"), name),
+                                    request.content_length)
+                await uploads.add(info, service.request_body(request, limit))
+                (file,) = await uploads.commit()
+        except BaseException:
+            await _give_back(links, file_request, 1)
+            raise
+        notify(file_request, [file])
+        return json_response(received(file), 201)
+
+
+async def _take_slot(links: LinkStore, file_request: FileRequest) -> None:
+    """Count one file against ``max_files`` before its bytes are read: 409 when the request is full."""
+    def take(current: FileRequest) -> None:
+        if current.expired():
+            raise Problem(410, "this link has expired", reason="expired")
+        if current.used_up:
+            raise Problem(409, "this request has all the files it asked for", reason="request_full")
+        current.files_received += 1
+    try:
+        await links.change(file_request, take)
+    except LookupError:
+        raise Problem(404, "no such link: it never existed or its owner revoked it", reason="not_found") from None
+
+
+async def _give_back(links: LinkStore, file_request: FileRequest, count: int) -> None:
+    """Uncount files that were refused or failed."""
+    if not count:
+        return
+
+    def give_back(current: FileRequest) -> None:
+        current.files_received = max(0, current.files_received - count)
+    with contextlib.suppress(LookupError):  # revoked meanwhile: nothing left to count
+        await links.change(file_request, give_back)
