@@ -13,11 +13,13 @@ lands where it belongs; a test the rule calls fast that starts a subprocess serv
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from . import servers
 from .faults import wait_for
@@ -26,7 +28,7 @@ from .redis_server import RedisServer
 from .s3 import S3Server
 from .servers import Server, start_in_process, start_server
 
-STORAGE_SUITES = ("test_api_", "test_bad_input", "test_robustness", "test_tus", "test_storage_")
+STORAGE_SUITES = ("test_api_", "test_bad_input", "test_robustness", "test_tus", "test_storage_", "test_sharing")
 
 
 MARKERS = {
@@ -216,3 +218,23 @@ def clear_of_a_minute_edge() -> None:
 
 
 from .browser import browser, contexts  # noqa: E402,F401  (Chromium fixtures for tests/test_ui_*.py)
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def twins(make_server, redis_server):
+    """Two instances of one service: same storage, same Redis (a database of their own, emptied first)."""
+
+    def start(**settings: str):
+        url = f"redis://127.0.0.1:{redis_server.port}/{next(_databases) % 16 or 1}"
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        first = make_server(locker="redis", redis_url=url, **settings)
+        shared = first.bucket.settings() if first.bucket is not None else {"upload_dir": str(first.upload_dir)}
+        second = make_server(locker="redis", redis_url=url, **settings, **shared)
+        second.backend, second.bucket = first.backend, first.bucket
+        return first, second
+
+    return start

@@ -4,34 +4,12 @@ Redis (LOCKER=redis, REDIS_URL) and the same storage (one bucket on S3, one fold
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 
 import pytest
-import redis
 
 from .conftest import staging_entries, stored_files
 from .test_api_quotas import SlowUpload, parallel_uploads, receiving
-
-_databases = itertools.count(1)
-
-
-@pytest.fixture
-def twins(make_server, redis_server):
-    """Two instances of one service: same storage, same Redis (a database of their own, emptied first)."""
-
-    def start(**settings: str):
-        url = f"redis://127.0.0.1:{redis_server.port}/{next(_databases) % 16 or 1}"
-        with redis.Redis.from_url(url) as client:
-            client.flushdb()
-        first = make_server(locker="redis", redis_url=url, **settings)
-        shared = first.bucket.settings() if first.bucket is not None else {"upload_dir": str(first.upload_dir)}
-        second = make_server(locker="redis", redis_url=url, **settings, **shared)
-        second.backend, second.bucket = first.backend, first.bucket
-        return first, second
-
-    return start
-
 
 def test_a_file_quota_holds_across_instances(twins):
     first, second = twins(user_quota_files="5")
