@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 JSON = {"Accept": "application/json"}
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what browsers send
 
 
 def _upload(client: httpx.Client, name: str = "report.txt", data: bytes = b"quarterly numbers") -> dict:
@@ -49,7 +50,7 @@ def test_a_share_link_lets_anyone_download_the_shared_files(server):
     assert download.headers["content-disposition"].startswith("attachment")
     assert download.headers["x-content-type-options"] == "nosniff"
     assert download.headers["etag"] == f'"{report["sha256"]}"'
-    html = visitor.get(share["url"])
+    html = visitor.get(share["url"], headers=HTML)
     assert html.status_code == 200 and "text/html" in html.headers["content-type"]
     assert "report.txt" in html.text and "private.txt" not in html.text
     assert visitor.get(f"{share['url']}/files/{other['id']}").status_code == 404
@@ -73,7 +74,7 @@ def test_only_downloads_from_byte_zero_count_and_the_limit_answers_410(server):
     assert alice.get(f"/api/shares/{share['id']}").json()["downloads"] == 2
     gone = visitor.get(url)
     assert gone.status_code == 410 and gone.headers["content-type"] == "application/problem+json"
-    assert visitor.get(share["url"]).status_code == 410
+    assert visitor.get(share["url"], headers=HTML).status_code == 410
     assert visitor.get(share["url"], headers=JSON).status_code == 410
 
 
@@ -125,7 +126,7 @@ def test_an_expired_link_answers_410(server):
     visitor = _visitor(server)
     from .faults import wait_for
     wait_for(lambda: visitor.get(share["url"], headers=JSON).status_code == 410, timeout=5)
-    assert visitor.get(share["url"]).status_code == 410
+    assert visitor.get(share["url"], headers=HTML).status_code == 410
 
 
 def test_a_password_protects_the_link_and_unlocks_it_for_that_link_only(server):
@@ -138,7 +139,7 @@ def test_a_password_protects_the_link_and_unlocks_it_for_that_link_only(server):
     locked = visitor.get(share["url"], headers=JSON)
     assert locked.status_code == 401
     assert visitor.get(f"{share['url']}/files/{file['id']}").status_code == 401
-    form = visitor.get(share["url"])
+    form = visitor.get(share["url"], headers=HTML)
     assert form.status_code == 401 and 'type="password"' in form.text
     assert visitor.post(share["url"], json={"password": "wrong"}, headers=JSON).status_code == 403
     unlocked = visitor.post(share["url"], json={"password": "correct horse"}, headers=JSON)
@@ -148,7 +149,7 @@ def test_a_password_protects_the_link_and_unlocks_it_for_that_link_only(server):
     assert visitor.get(share["url"], headers=JSON).status_code == 200
     assert visitor.get(f"{share['url']}/files/{file['id']}").content == b"secret"
     assert visitor.get(other["url"], headers=JSON).status_code == 401  # the cookie opens this link only
-    browser = visitor.post(share["url"], data={"password": "correct horse"})
+    browser = visitor.post(share["url"], data={"password": "correct horse"}, headers=HTML)
     assert browser.status_code == 303 and browser.headers["location"] == share["url"]
 
 

@@ -7,6 +7,7 @@ import hashlib
 import httpx
 
 JSON = {"Accept": "application/json"}
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what browsers send
 
 
 def _request(client: httpx.Client, **options) -> dict:
@@ -29,7 +30,7 @@ def test_anyone_with_the_link_uploads_into_the_owners_files_and_sees_nothing_els
     assert page.status_code == 200
     assert page.json() == {"title": "Photos from the trip", "expires_at": None, "files_left": None,
                            "max_file_size": None}
-    html = visitor.get(file_request["url"])
+    html = visitor.get(file_request["url"], headers=HTML)
     assert html.status_code == 200 and "Photos from the trip" in html.text and "secret.txt" not in html.text
 
     sent = visitor.put(f"{file_request['url']}/files/beach.jpg", content=b"\xff\xd8\xffbeach",

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 
-from upload_service import Problem, json_response, new_file_id
+from upload_service import Param, Problem, Reply, documented, json_response, new_file_id
 
-from . import inputs
+from . import inputs, schemas
 from .descriptions import request_for_owner
 from .records import REQUEST, Attempts, FileRequest, now
 from .store import new_token
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 MAX_BODY = 64 * 1024
 REQUEST_FIELDS = {"title", "expires_in", "password", "max_files", "max_file_size"}
+REQUEST_ID = {"request_id": Param("the request's id", {"type": "string", "pattern": "^[0-9a-z]{20}$"})}
 
 
 async def new_request(service: UploadService, links: LinkStore, passwords: Passwords, identity: Identity,
@@ -50,6 +51,9 @@ def register_request_api(bp: Any, service: UploadService, links: LinkStore, pass
         return file_request
 
     @bp.route("/api/requests", methods=["POST"], endpoint="create_request")
+    @documented(body={"application/json": schemas.RequestCreate},
+                errors={400: "a malformed field", 415: "the body is not application/json"},
+                replies={201: Reply("the new file request", schemas.FileRequest)})
     async def create_request() -> Any:
         """Make an upload-only link: anyone holding it may add files to the caller's files."""
         identity = await service.require_identity(request)
@@ -58,6 +62,7 @@ def register_request_api(bp: Any, service: UploadService, links: LinkStore, pass
         return json_response(request_for_owner(service, file_request), 201)
 
     @bp.route("/api/requests", methods=["GET"], endpoint="list_requests")
+    @documented(replies={200: Reply("the caller's file requests", schemas.RequestList)})
     async def list_requests() -> Any:
         """The caller's file requests, newest first, with the number of files each received."""
         identity = await service.require_identity(request)
@@ -66,12 +71,16 @@ def register_request_api(bp: Any, service: UploadService, links: LinkStore, pass
                                            if isinstance(item, FileRequest)]})
 
     @bp.route("/api/requests/<request_id>", methods=["GET"], endpoint="request_info")
+    @documented(path=REQUEST_ID, errors={404: "no such request, or not the caller's"},
+                replies={200: Reply("the file request", schemas.FileRequest)})
     async def request_info(request_id: str) -> Any:
         """One of the caller's file requests."""
         identity = await service.require_identity(request)
         return json_response(request_for_owner(service, await own_request(identity, request_id)))
 
     @bp.route("/api/requests/<request_id>", methods=["DELETE"], endpoint="revoke_request")
+    @documented(path=REQUEST_ID, errors={404: "no such request, or not the caller's"},
+                replies={204: Reply("closed; the files it brought stay")})
     async def revoke_request(request_id: str) -> Any:
         """Close a file request: its link answers 404 from now on; the files it brought stay."""
         await links.remove(await own_request(await service.require_identity(request), request_id))

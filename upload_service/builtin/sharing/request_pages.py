@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, render_template, request
 
-from upload_service import Problem, content_type_for, json_response, safe_filename, too_large
+from upload_service import Param, Problem, Reply, content_type_for, documented, json_response, safe_filename, too_large
 
+from . import schemas
 from .descriptions import owner_identity, request_for_visitor
 from .records import FileRequest
+from .share_pages import BYTES, TOKEN
 from .visits import problem_page, wants_json
 
 if TYPE_CHECKING:
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
     from .visits import Visits
 
 MAX_NAME, MAX_NOTE = 200, 2000
+CLOSED = {404: "no such link, or closed by its owner", 410: "expired, or all its files arrived"}
+UPLOAD_ERRORS = CLOSED | {
+    400: "malformed body, no file, a bad filename", 401: "locked by a password",
+    408: "the body stalled or came too slowly", 409: "the request has all the files it asked for",
+    413: "a file over the request's max_file_size or MAX_UPLOAD_SIZE, or the owner's quota is full",
+    415: "a file type the service does not accept", 422: "a plugin refused the file", 507: "the storage is full"}
 
 
 def clean_text(value: str | None, limit: int) -> str | None:
@@ -64,6 +72,8 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
             service.notify(service.hook.file_request_received, file_request=summary, file=file)
 
     @bp.route("/r/<token>", methods=["GET", "HEAD"], endpoint="request_page")
+    @documented(public=True, path=TOKEN, errors=CLOSED | {401: "locked by a password"},
+                replies={200: Reply("the upload page (HTML unless Accept prefers JSON)", schemas.VisitorRequest)})
     async def request_page(token: str) -> Any:
         """The upload page of a file request (no account needed)."""
         try:
@@ -79,6 +89,12 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                                      max_size=size_limit(file_request))
 
     @bp.route("/r/<token>", methods=["POST"], endpoint="request_post")
+    @documented(public=True, path=TOKEN,
+                body={"multipart/form-data": schemas.RequestUpload, "application/json": schemas.Password},
+                errors=UPLOAD_ERRORS | {403: "wrong password", 429: "too many wrong passwords (Retry-After)"},
+                replies={201: Reply("the files received, all or none", schemas.ReceivedList),
+                         204: Reply("a JSON password: unlocked, the cookie for this link is set"),
+                         303: Reply("a browser's password form: unlocked, back to the page")})
     async def request_post(token: str) -> Any:
         """A multipart upload of files (with optional ``name`` and ``note`` fields), or the link's password."""
         if (request.mimetype or "") != "multipart/form-data":
@@ -123,6 +139,11 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
         return Response(body, 201, content_type="text/html")
 
     @bp.route("/r/<token>/files/<upload_filename:filename>", methods=["PUT"], endpoint="request_put")
+    @documented(public=True, body={"application/octet-stream": BYTES},
+                path={**TOKEN, "filename": Param("the file's name (display only; reduced to a safe basename)")},
+                headers={"X-Uploader-Name": Param("who sends it (shown to the owner)"),
+                         "X-Uploader-Note": Param("a note for the owner")},
+                errors=UPLOAD_ERRORS, replies={201: Reply("the file received", schemas.Received)})
     async def request_put(token: str, filename: str) -> Any:
         """One file as the raw body (``X-Uploader-Name``, ``X-Uploader-Note`` optional)."""
         file_request = await visits.open(token, FileRequest, full=409)

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 
-from upload_service import Problem, json_response, new_file_id
+from upload_service import Param, Problem, Reply, documented, json_response, new_file_id
 
-from . import inputs
+from . import inputs, schemas
 from .descriptions import share_for_owner, shared_files
 from .records import SHARE, Attempts, Share, now
 from .store import new_token
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 MAX_BODY = 256 * 1024
 SHARE_FIELDS = {"files", "expires_in", "password", "max_downloads", "note"}
+SHARE_ID = {"share_id": Param("the share's id", {"type": "string", "pattern": "^[0-9a-z]{20}$"})}
 
 
 async def new_share(service: UploadService, links: LinkStore, passwords: Passwords, identity: Identity,
@@ -57,6 +58,11 @@ def register_share_api(bp: Any, service: UploadService, links: LinkStore, passwo
         return share
 
     @bp.route("/api/shares", methods=["POST"], endpoint="create_share")
+    @documented(body={"application/json": schemas.ShareCreate},
+                errors={400: "a malformed field, or a file named twice", 404: "a file that is not the caller's",
+                        409: "a temporary upload (persist it first)", 413: "more than MAX_FILES_PER_REQUEST files",
+                        415: "the body is not application/json"},
+                replies={201: Reply("the new share link", schemas.Share)})
     async def create_share() -> Any:
         """Share some of the caller's persistent files through a link."""
         identity = await service.require_identity(request)
@@ -65,6 +71,7 @@ def register_share_api(bp: Any, service: UploadService, links: LinkStore, passwo
         return json_response(share_for_owner(service, share, files), 201)
 
     @bp.route("/api/shares", methods=["GET"], endpoint="list_shares")
+    @documented(replies={200: Reply("the caller's share links", schemas.ShareList)})
     async def list_shares() -> Any:
         """The caller's share links, newest first, with their download counts."""
         identity = await service.require_identity(request)
@@ -73,12 +80,15 @@ def register_share_api(bp: Any, service: UploadService, links: LinkStore, passwo
         return json_response({"shares": described})
 
     @bp.route("/api/shares/<share_id>", methods=["GET"], endpoint="share_info")
+    @documented(path=SHARE_ID, errors={404: "no such share, or not the caller's"},
+                replies={200: Reply("the share link", schemas.Share)})
     async def share_info(share_id: str) -> Any:
         """One of the caller's share links."""
         share = await own_share(await service.require_identity(request), share_id)
         return json_response(share_for_owner(service, share, await shared_files(service, share)))
 
     @bp.route("/api/shares/<share_id>", methods=["DELETE"], endpoint="revoke_share")
+    @documented(path=SHARE_ID, errors={404: "no such share, or not the caller's"}, replies={204: Reply("revoked")})
     async def revoke_share(share_id: str) -> Any:
         """Revoke a share link: it answers 404 from now on, like a link that never existed."""
         share = await own_share(await service.require_identity(request), share_id)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, render_template, request
 
-from upload_service import Problem, json_response
+from upload_service import Param, Problem, Reply, documented, json_response
 
+from . import schemas
 from .descriptions import owner_identity, share_for_visitor, shared_files
 from .records import Share
 from .visits import problem_page, wants_json
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
 
     from .store import LinkStore
     from .visits import Visits
+
+
+TOKEN = {"token": Param("the link's token", {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"})}
+GONE = {404: "no such link, or revoked", 410: "expired, or the download limit is reached"}
+BYTES = {"type": "string", "format": "binary"}
 
 
 def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visits: Visits) -> None:
@@ -41,6 +47,10 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
         service.notify(service.hook.share_downloaded, share=_summary(counted), files=files)
 
     @bp.route("/s/<token>", methods=["GET", "HEAD"], endpoint="share_page")
+    @documented(public=True, path=TOKEN, errors=GONE | {401: "the link has a password and this client has not "
+                                                               "unlocked it"},
+                replies={200: Reply("the shared files (an HTML page unless Accept prefers JSON)",
+                                    schemas.VisitorShare)})
     async def share_page(token: str) -> Any:
         """The files of a share link: names, sizes, download links (no account needed)."""
         try:
@@ -56,6 +66,11 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
                                      zip_url=service.url("share_zip", token=token))
 
     @bp.route("/s/<token>", methods=["POST"], endpoint="share_unlock")
+    @documented(public=True, path=TOKEN, body={"application/json": schemas.Password},
+                errors=GONE | {403: "wrong password", 415: "neither JSON nor a form",
+                               429: "too many wrong passwords (Retry-After)"},
+                replies={204: Reply("unlocked: the cookie for this link is set"),
+                         303: Reply("a browser's form: unlocked, back to the page")})
     async def share_unlock(token: str) -> Any:
         """The password of a protected share link: right gives a cookie for this link only."""
         try:
@@ -66,6 +81,11 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
             return await problem_page(problem)
 
     @bp.route("/s/<token>/files/<file_id>", methods=["GET", "HEAD"], endpoint="share_file")
+    @documented(public=True, path={**TOKEN, "file_id": Param("a shared file's id")},
+                errors=GONE | {401: "locked by a password", 416: "a range outside the file"},
+                replies={200: Reply("the bytes; counts one download", BYTES, "*/*"),
+                         206: Reply("the requested Range (counts when it starts at byte 0)", BYTES, "*/*"),
+                         304: Reply("If-None-Match matched the ETag")})
     async def share_file(token: str, file_id: str) -> Any:
         """One file of the share, as its owner would download it (Range, ETag, attachment, nosniff)."""
         share = await visits.open(token, Share)
@@ -77,6 +97,9 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
         return await service.download(file, on_start=lambda: take_download(share, [file]))
 
     @bp.route("/s/<token>/zip", methods=["GET", "HEAD"], endpoint="share_zip")
+    @documented(public=True, path=TOKEN, errors=GONE | {401: "locked by a password"},
+                replies={200: Reply("every file of the share as one zip; counts one download", BYTES,
+                                    "application/zip")})
     async def share_zip(token: str) -> Any:
         """Every file of the share in one zip, streamed as it is made (no temporary file); one download."""
         share = await visits.open(token, Share)

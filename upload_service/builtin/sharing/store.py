@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import weakref
 from collections.abc import Callable
@@ -30,6 +31,8 @@ AREAS = {SHARE: "shares", REQUEST: "requests"}
 POINTERS = "links"
 TOKEN_BYTES = 24  # 192 bits, url-safe base64: 32 characters
 LIST_PAGE = 500
+TOKEN_FORM = re.compile(r"[A-Za-z0-9_-]{16,128}")
+ID_FORM = re.compile(r"[0-9a-z]{20}")  # what new_file_id makes
 
 
 def new_token() -> str:
@@ -70,7 +73,7 @@ class LinkStore:
 
     async def find(self, token: str) -> Share | FileRequest | None:
         """The live record a token names; None for unknown, malformed and revoked tokens alike."""
-        if not 16 <= len(token) <= 128 or not token.replace("-", "").replace("_", "").isalnum():
+        if not TOKEN_FORM.fullmatch(token):
             return None
         pointer = await self.service.storage.stat(f"{POINTERS}/{_digest(token)}")
         if pointer is None:
@@ -84,7 +87,7 @@ class LinkStore:
         return record
 
     async def get(self, kind: str, owner: str, record_id: str) -> Share | FileRequest | None:
-        if not record_id.replace("-", "").replace("_", "").isalnum() or len(record_id) > 64:
+        if not ID_FORM.fullmatch(record_id):
             return None
         return await self._load(self.key(kind, owner, record_id))
 

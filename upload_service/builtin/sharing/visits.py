@@ -30,8 +30,10 @@ NOT_FOUND = "no such link: it never existed or its owner revoked it"
 
 
 def wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/problem+json"])
-    return best is not None and best != "text/html"
+    """JSON unless the client names ``text/html`` itself (browsers do; curl's ``*/*`` and scripts get JSON)."""
+    named = {value.lower(): quality for value, quality in request.accept_mimetypes}
+    html = named.get("text/html", 0)
+    return not html or html < max(named.get("application/json", 0), named.get("application/problem+json", 0))
 
 
 async def problem_page(problem: Problem) -> Any:
