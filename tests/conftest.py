@@ -219,7 +219,6 @@ def clear_of_a_minute_edge() -> None:
 
 from .browser import browser, contexts  # noqa: E402,F401  (Chromium fixtures for tests/test_ui_*.py)
 
-
 _databases = itertools.count(1)
 
 

@@ -11,6 +11,7 @@ import pytest
 from .conftest import staging_entries, stored_files
 from .test_api_quotas import SlowUpload, parallel_uploads, receiving
 
+
 def test_a_file_quota_holds_across_instances(twins):
     first, second = twins(user_quota_files="5")
     urls = [f"{(first, second)[n % 2].url}/api/files/p{n}.bin" for n in range(20)]
