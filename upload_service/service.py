@@ -55,6 +55,7 @@ from .uploads import UploadBatch, run_process_hooks
 from .usage import UsageLedger
 
 log = logging.getLogger("upload_service")
+UI_PARTS = ("panel", "file_action", "toolbar", "script")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -90,6 +91,7 @@ class UploadService:
         self._notifications: set[asyncio.Task[None]] = set()
         self._plugin_settings: dict[type[BaseSettings], BaseSettings] = {}
         self._streamed_paths: list[str] = []  # beside /api/: where plugins want bodies streamed (stream_bodies)
+        self.ui_parts: dict[str, list[str]] = {kind: [] for kind in UI_PARTS}  # what plugins add to the UI
         if app is not None:
             self.init_app(app)
 
@@ -377,6 +379,15 @@ class UploadService:
         if not path_prefix.startswith("/") or not path_prefix.endswith("/"):
             raise ValueError(f"a path prefix starts and ends with '/': {path_prefix!r}")
         self._streamed_paths.append(path_prefix)
+
+    def add_ui_part(self, kind: str, what: str) -> None:
+        """Add to the signed-in page, from ``register_routes``: ``"panel"`` (a template included below the file
+        list), ``"file_action"`` (a template included in each file row's actions, with ``file`` in its context),
+        ``"toolbar"`` (a template included above the file list) or ``"script"`` (a static path of the service's
+        own, loaded as a module). Templates are found as the service's own are (a host app may override them)."""
+        if kind not in UI_PARTS:
+            raise ValueError(f"unknown UI part {kind!r}: one of {', '.join(UI_PARTS)}")
+        self.ui_parts[kind].append(what)
 
     def multipart(self, request: Request) -> AsyncIterator[Part]:
         """The parts of a ``multipart/form-data`` body as they stream in: each has ``name``, ``filename`` (None for

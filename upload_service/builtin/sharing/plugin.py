@@ -18,6 +18,7 @@ from .request_pages import register_request_pages
 from .share_api import register_share_api
 from .share_pages import register_share_pages
 from .store import LinkStore
+from .ui import register_sharing_ui
 from .unlock import Unlocks
 from .visits import Visits
 
@@ -37,6 +38,7 @@ def register_routes(blueprint: Any, service: UploadService) -> None:
     register_share_pages(blueprint, service, links, visits)
     register_request_api(blueprint, service, links, passwords)
     register_request_pages(blueprint, service, links, visits)
+    register_sharing_ui(blueprint, service, links, passwords)
 
 
 @hookimpl
