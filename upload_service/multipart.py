@@ -122,6 +122,8 @@ class MultipartReader:
         return self._events.popleft()
 
     async def parts(self) -> AsyncIterator[Part]:
+        """Each part in turn; more than ``MAX_FORM_FIELDS`` parts that are not files is 413."""
+        fields = 0
         while True:
             if self._in_part:
                 async for _ in self.part_data():
@@ -130,7 +132,11 @@ class MultipartReader:
             if kind == "finish":
                 return
             if kind == "begin":
-                yield await self._read_headers()
+                part = await self._read_headers()
+                if not part.filename:  # a form field, or a browser's empty file control
+                    fields += 1
+                    check_field_count(fields)
+                yield part
 
     async def _read_headers(self) -> Part:
         headers: dict[bytes, bytes] = {}

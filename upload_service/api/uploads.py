@@ -15,7 +15,7 @@ from ..digests import ExpectedDigests
 from ..errors import Problem
 from ..filenames import content_type_for, safe_filename
 from ..json_body import MAX_JSON_DEPTH, parse_json
-from ..multipart import MAX_FORM_FIELDS, MultipartReader, boundary_of, check_field_count
+from ..multipart import MAX_FORM_FIELDS
 from ..responses import describe_file as describe, json_response
 from ..uploads import UploadBatch, check_file_count
 from . import schemas
@@ -116,14 +116,8 @@ async def _json_upload(service: UploadService, batch: UploadBatch) -> None:
 
 async def _multipart_upload(service: UploadService, batch: UploadBatch, csrf_pending: bool) -> bool:
     """Every file part goes to storage as it arrives; returns whether the form asked for a redirect."""
-    reader = MultipartReader(boundary_of(request.headers.get("Content-Type", "")),
-                             body_chunks(request, service.settings.upload_idle_timeout))
     wants_redirect = False
-    fields = 0
-    async for part in reader.parts():
-        if not part.filename:  # a form field, or a browser's empty file control
-            fields += 1
-            check_field_count(fields)
+    async for part in service.multipart(request):
         if part.filename is None:
             value = await part.text()
             if part.name == CSRF_FIELD and csrf_pending:
