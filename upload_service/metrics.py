@@ -30,6 +30,17 @@ class Metrics:
                                   registry=self.registry)
         self.sweeps = Counter("upload_service_cleanup_removed", "Things removed by cleanup sweeps",
                               registry=self.registry)
+        self._plugin_counters: dict[str, Counter] = {}
+
+    def counter(self, name: str, description: str, labels: tuple[str, ...] = ()) -> Counter:
+        """A plugin's own counter in this registry, made once per name (``upload_service_`` is prefixed)."""
+        full = name if name.startswith("upload_service_") else f"upload_service_{name}"
+        made = self._plugin_counters.get(full)
+        if made is None:
+            made = self._plugin_counters[full] = Counter(full, description, list(labels), registry=self.registry)
+        elif tuple(made._labelnames) != tuple(labels):
+            raise ValueError(f"counter {full} exists with the labels {made._labelnames}, not {labels}")
+        return made
 
     @contextmanager
     def active_upload(self, path: str) -> Iterator[None]:

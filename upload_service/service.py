@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+from prometheus_client import Counter
 from pydantic_settings import BaseSettings
 from quart import Blueprint, Quart, Request, Response, request, url_for
 
@@ -379,6 +380,12 @@ class UploadService:
         if not path_prefix.startswith("/") or not path_prefix.endswith("/"):
             raise ValueError(f"a path prefix starts and ends with '/': {path_prefix!r}")
         self._streamed_paths.append(path_prefix)
+
+    def counter(self, name: str, description: str, labels: tuple[str, ...] = ()) -> Counter:
+        """A Prometheus counter of your plugin's on ``/metrics`` (prometheus-client's ``Counter``: ``.inc()``, or
+        ``.labels(...).inc()``), in this service's own registry; ``upload_service_`` is prefixed to ``name``, and
+        asking again for the same name gives the same counter."""
+        return self.metrics.counter(name, description, labels)
 
     def add_ui_part(self, kind: str, what: str) -> None:
         """Add to the signed-in page, from ``register_routes``: ``"panel"`` (a template included below the file

@@ -52,6 +52,7 @@ def received(file: StoredFile) -> dict[str, Any]:
 
 def register_request_pages(bp: Any, service: UploadService, links: LinkStore, visits: Visits) -> None:
     service.stream_bodies("/r/")  # uploads under /r/ stream like those under /api/
+    received_files = service.counter("request_files", "Files received through file requests")
 
     def size_limit(file_request: FileRequest) -> int:
         limit = service.settings.max_upload_size
@@ -68,6 +69,7 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
     def notify(file_request: FileRequest, files: list[StoredFile]) -> None:
         summary = {"id": file_request.id, "owner": file_request.owner_id, "title": file_request.title,
                    "max_files": file_request.max_files}
+        received_files.inc(len(files))
         for file in files:
             service.notify(service.hook.file_request_received, file_request=summary, file=file)
 

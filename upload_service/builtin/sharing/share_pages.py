@@ -34,7 +34,9 @@ BYTES = {"type": "string", "format": "binary"}
 
 
 def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visits: Visits) -> None:
-    async def take_download(share: Share, files: list[StoredFile]) -> None:
+    downloads = service.counter("share_downloads", "Downloads through share links", ("kind",))
+
+    async def take_download(share: Share, files: list[StoredFile], kind: str) -> None:
         """Count one download, or refuse with 410 when the limit was reached meanwhile (on any instance)."""
         def count(current: Share) -> None:
             if current.expired() or current.used_up:
@@ -44,6 +46,7 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
             counted, _ = await links.change(share, count)
         except LookupError:
             raise Problem(404, "no such link: it never existed or its owner revoked it", reason="not_found") from None
+        downloads.labels(kind).inc()
         service.notify(service.hook.share_downloaded, share=_summary(counted), files=files)
 
     @bp.route("/s/<token>", methods=["GET", "HEAD"], endpoint="share_page")
@@ -94,7 +97,7 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
             file = await service.files.get(owner_identity(share), file_id)
         if file is None or file.temporary:
             raise Problem(404, "no such file in this share", reason="not_found")
-        return await service.download(file, on_start=lambda: take_download(share, [file]))
+        return await service.download(file, on_start=lambda: take_download(share, [file], "file"))
 
     @bp.route("/s/<token>/zip", methods=["GET", "HEAD"], endpoint="share_zip")
     @documented(public=True, path=TOKEN, errors=GONE | {401: "locked by a password"},
@@ -110,7 +113,7 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
                    "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
         if request.method == "HEAD":
             return Response(b"", 200, headers, content_type="application/zip")
-        await take_download(share, files)
+        await take_download(share, files, "zip")
         response = Response(zipped(service, files), 200, headers, content_type="application/zip")
         response.timeout = None  # a large zip may take longer than RESPONSE_TIMEOUT
         return response
