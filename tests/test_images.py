@@ -130,3 +130,19 @@ def test_the_file_list_shows_thumbnails_of_images_only(server: Server, contexts)
     assert preview.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [64, 43]  # thumbnail, not original
     text_row = page.locator("#file-rows tr.file-row", has=page.get_by_text("notes-beside.txt", exact=True))
     assert text_row.locator("img").count() == 0
+
+
+def test_a_share_shows_thumbnails_of_its_images_without_counting_downloads(server: Server) -> None:
+    client = server.client()
+    photo = client.put("/api/files/shared.png", content=image_bytes("PNG")).json()
+    text = client.put("/api/files/shared.txt", content=b"words").json()
+    share = client.post("/api/shares", json={"files": [photo["id"], text["id"]], "max_downloads": 1}).json()
+    visitor = server.client(None)
+    page = visitor.get(share["url"], headers={"Accept": "text/html"})
+    assert f"{share['url']}/files/{photo['id']}/preview" in page.text
+    assert f"{share['url']}/files/{text['id']}/preview" not in page.text
+    preview = visitor.get(f"{share['url']}/files/{photo['id']}/preview")
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(preview.content)).format == "WEBP"
+    assert visitor.get(f"{share['url']}/files/{text['id']}/preview").status_code == 404
+    assert client.get(f"/api/shares/{share['id']}").json()["downloads"] == 0

@@ -127,6 +127,17 @@ def file_deleted(file: StoredFile, service: UploadService) -> None:
 
 
 @hookspec
+def file_preview(file: StoredFile, service: UploadService) -> tuple[bytes, str] | None:
+    """A small picture of ``file`` (bytes and their content type, e.g. a WebP thumbnail), or None for none.
+
+    Called by ``service.preview(file)``, which asks every plugin and takes the first answer in pluggy's order.
+    The sharing plugin shows it on a share's public page, where the
+    owner-only route named by ``metadata["preview"]`` cannot be used; return only what was made from the file
+    itself (never another file's bytes), since visitors of a share see it.
+    """
+
+
+@hookspec
 def share_downloaded(share: dict[str, Any], files: list[StoredFile], service: UploadService) -> None:
     """Notification: a visitor downloaded ``files`` through a share link (one file, or all of them as a zip).
 

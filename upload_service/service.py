@@ -381,6 +381,13 @@ class UploadService:
             raise ValueError(f"a path prefix starts and ends with '/': {path_prefix!r}")
         self._streamed_paths.append(path_prefix)
 
+    async def preview(self, file: StoredFile) -> tuple[bytes, str] | None:
+        """A small picture of ``file`` from the ``file_preview`` hook (bytes and content type), or None."""
+        for answer in await call_all(self.hook.file_preview, file=file, service=self):
+            if answer is not None:
+                return answer  # type: ignore[no-any-return]
+        return None
+
     def counter(self, name: str, description: str, labels: tuple[str, ...] = ()) -> Counter:
         """A Prometheus counter of your plugin's on ``/metrics`` (prometheus-client's ``Counter``: ``.inc()``, or
         ``.labels(...).inc()``), in this service's own registry; ``upload_service_`` is prefixed to ``name``, and

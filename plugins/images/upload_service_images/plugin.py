@@ -68,6 +68,17 @@ async def file_deleted(file: StoredFile, service: Any) -> None:
 
 
 @hookimpl
+async def file_preview(file: StoredFile, service: Any) -> tuple[bytes, str] | None:
+    """The thumbnail this plugin made of an image, for pages that show a file to others (share links)."""
+    if file.metadata.get("preview") != THUMBNAIL_ENDPOINT:
+        return None
+    try:
+        return await read_all(service, thumbnail_key(file)), "image/webp"
+    except ObjectNotFound:
+        return None
+
+
+@hookimpl
 def register_routes(blueprint: Any, service: Any) -> None:
     @blueprint.route("/api/files/<file_id>/thumbnail", methods=["GET"], endpoint=THUMBNAIL_ENDPOINT)
     @documented(errors={404: "no such file, not the caller's, or not an image"},
@@ -78,9 +89,8 @@ def register_routes(blueprint: Any, service: Any) -> None:
         file = await service.files.get(identity, file_id)
         if file is None:
             raise Problem(404, "no such file", reason="not_found")
-        try:
-            data = await read_all(service, thumbnail_key(file))
-        except ObjectNotFound:
-            raise Problem(404, "this file has no thumbnail (not an image)", reason="no_thumbnail") from None
-        return Response(data, content_type="image/webp",
+        preview = await service.preview(file)
+        if preview is None:
+            raise Problem(404, "this file has no thumbnail (not an image)", reason="no_thumbnail")
+        return Response(preview[0], content_type=preview[1],
                         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})

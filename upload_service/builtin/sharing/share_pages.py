@@ -99,6 +99,21 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
             raise Problem(404, "no such file in this share", reason="not_found")
         return await service.download(file, on_start=lambda: take_download(share, [file], "file"))
 
+    @bp.route("/s/<token>/files/<file_id>/preview", methods=["GET"], endpoint="share_preview")
+    @documented(public=True, path={**TOKEN, "file_id": Param("a shared file's id")},
+                errors=GONE | {401: "locked by a password", 404: "no such file in the share, or no preview"},
+                replies={200: Reply("a small picture of the file (never counts as a download)", BYTES, "image/*")})
+    async def share_preview(token: str, file_id: str) -> Any:
+        """A thumbnail of a shared file, where a plugin made one (the images plugin does for images)."""
+        share = await visits.open(token, Share)
+        file = await service.files.get(owner_identity(share), file_id) if file_id in share.files else None
+        preview = await service.preview(file) if file is not None and not file.temporary else None
+        if preview is None:
+            raise Problem(404, "no preview of this file", reason="not_found")
+        data, content_type = preview
+        return Response(data, 200, {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
+                                    "Content-Security-Policy": "default-src 'none'"}, content_type=content_type)
+
     @bp.route("/s/<token>/zip", methods=["GET", "HEAD"], endpoint="share_zip")
     @documented(public=True, path=TOKEN, errors=GONE | {401: "locked by a password"},
                 replies={200: Reply("every file of the share as one zip; counts one download", BYTES,
