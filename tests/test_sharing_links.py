@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import timedelta
 
 import httpx
 import pytest
+
+from upload_service import owner_key
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what browsers send
@@ -197,3 +200,22 @@ def test_the_zip_holds_every_file_and_counts_once(server):
 @pytest.mark.parametrize("path", ["/s/short", "/s/" + "%0A" * 30, "/s/" + "x" * 400])
 def test_malformed_tokens_are_plain_404s(server, path):
     assert _visitor(server).get(path, headers=JSON).status_code == 404
+
+
+def test_the_sweep_removes_links_long_expired(upload_service_factory):
+    running = upload_service_factory()
+    owner = running.client()
+    file = owner.put("/api/files/old.txt", content=b"old").json()
+    fresh = owner.post("/api/shares", json={"files": [file["id"]], "expires_in": "1d"}).json()
+    stale = owner.post("/api/shares", json={"files": [file["id"]], "expires_in": 1}).json()
+    links = running.service.state("sharing")["links"]
+
+    async def backdate() -> None:  # as if it had expired 31 days ago
+        record = await links.get("share", owner_key("token:tester"), stale["id"])
+        await links.change(record, lambda current: setattr(current, "expires_at",
+                                                           current.expires_at - timedelta(days=31)))
+
+    running.run(backdate())
+    assert running.run(running.service.sweep()) >= 1
+    assert owner.get(f"/api/shares/{stale['id']}").status_code == 404
+    assert owner.get(f"/api/shares/{fresh['id']}").status_code == 200

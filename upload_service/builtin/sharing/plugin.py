@@ -7,12 +7,13 @@ headers, CSP and per-address rate limits of the rest of the service apply to the
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from upload_service import StoredFile, hookimpl, owner_key
 
 from .passwords import Passwords
-from .records import SHARE, Share
+from .records import REQUEST, SHARE, Share, now
 from .request_api import register_request_api
 from .request_pages import register_request_pages
 from .share_api import register_share_api
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from upload_service import UploadService
 
 STATE = "sharing"
+KEEP_EXPIRED = timedelta(days=30)
 
 
 @hookimpl
@@ -39,6 +41,20 @@ def register_routes(blueprint: Any, service: UploadService) -> None:
     register_request_api(blueprint, service, links, passwords)
     register_request_pages(blueprint, service, links, visits)
     register_sharing_ui(blueprint, service, links, passwords)
+
+
+@hookimpl
+async def sweep(service: UploadService) -> int:
+    """Links that expired more than ``KEEP_EXPIRED`` ago go; until then their owner still sees them as expired."""
+    links: LinkStore | None = service.state(STATE).get("links")
+    if links is None:
+        return 0
+    removed = 0
+    before = now() - KEEP_EXPIRED
+    for kind in (SHARE, REQUEST):
+        async for record in links.expired_long_ago(kind, before):
+            removed += await links.remove(record)
+    return removed
 
 
 @hookimpl

@@ -15,7 +15,8 @@ import hmac
 import re
 import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from upload_service import ObjectExists, owner_key
@@ -102,6 +103,19 @@ class LinkStore:
                 break
             after = page[-1].key
         return sorted(records, key=lambda record: (record.created_at, record.id), reverse=True)
+
+    async def expired_long_ago(self, kind: str, before: datetime) -> AsyncIterator[Share | FileRequest]:
+        """Every record of one kind, of every owner, that expired before ``before`` (for the sweep)."""
+        after = None
+        while True:
+            page = await self.service.storage.list(f"{AREAS[kind]}/", start_after=after, limit=LIST_PAGE)
+            for stored in page:
+                record = record_from_metadata(stored.metadata)
+                if record.expires_at is not None and record.expires_at < before:
+                    yield record
+            if len(page) < LIST_PAGE:
+                return
+            after = page[-1].key
 
     async def remove(self, record: Share | FileRequest) -> bool:
         """Revoke: the pointer goes first, so the link stops working even if removing the record fails."""
