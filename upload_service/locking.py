@@ -17,6 +17,7 @@ import fcntl
 import os
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -73,6 +74,27 @@ def check_lock_name(namespace: str, name: str) -> None:
     check_key(name)
     if "/" in name:
         raise ValueError(f"not a lock name: {name!r}")
+
+
+class ExclusiveSections:
+    """Read-modify-write sections by name, exclusive across every worker and instance (``service.exclusive``).
+
+    Sections of one process queue on an in-process lock first, so only sections of different processes meet
+    at the locker, whose waiting is polling (a few tens of milliseconds a turn).
+    """
+
+    def __init__(self, locker: Locker) -> None:
+        self._locker = locker
+        self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, namespace: str, name: str) -> AsyncIterator[None]:
+        key = f"{namespace}:{name}"
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = asyncio.Lock()
+        async with queue, self._locker.hold(namespace, name):
+            yield
 
 
 class LockBusy(Problem):

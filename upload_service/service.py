@@ -38,7 +38,7 @@ from .hookcalls import call_all, notify
 from .identity import Identity
 from .json_body import read_json
 from .lockers import make_locker
-from .locking import Locker
+from .locking import ExclusiveSections, Locker
 from .logs import register_request_ids
 from .metrics import Metrics
 from .multipart import MultipartReader, Part, boundary_of
@@ -113,6 +113,7 @@ class UploadService:
         self.call_registration(self.hook.register_storage_backends, register=self._register_backend)
         self.storage = self._make_storage()
         self._locker = make_locker(self)  # register_lockers runs here, at start-up, like every registration hook
+        self._exclusive = ExclusiveSections(self._locker)
         self.files = FileStore(self.storage)
         self.usage = UsageLedger(self)  # one per service: its in-process queues are shared by all its requests
         self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
@@ -387,6 +388,13 @@ class UploadService:
             if answer is not None:
                 return answer  # type: ignore[no-any-return]
         return None
+
+    def exclusive(self, namespace: str, name: str) -> AbstractAsyncContextManager[None]:
+        """A read-modify-write section no other request enters at once, on any worker or instance (``async
+        with service.exclusive("myplugin", key):``): the locker (``LOCKER``) under an in-process queue. Keep
+        it short: others wait for it, and give up with 423 after a while. ``namespace`` is a short lowercase word
+        of your plugin's, ``name`` a storage-safe segment."""
+        return self._exclusive(namespace, name)
 
     def counter(self, name: str, description: str, labels: tuple[str, ...] = ()) -> Counter:
         """A Prometheus counter of your plugin's on ``/metrics`` (prometheus-client's ``Counter``: ``.inc()``, or

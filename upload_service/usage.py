@@ -16,9 +16,7 @@ what a crash between storing and settling (or deleting and uncounting) left behi
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -86,13 +84,6 @@ class UsageLedger:
 
     def __init__(self, service: UploadService) -> None:
         self.service = service
-        self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    def _queue(self, owner: str) -> asyncio.Lock:
-        queue = self._queues.get(owner)
-        if queue is None:
-            queue = self._queues[owner] = asyncio.Lock()
-        return queue
 
     @staticmethod
     def key(owner: str) -> str:
@@ -100,7 +91,7 @@ class UsageLedger:
 
     async def change(self, owner: str, edit: Callable[[Usage], T]) -> T:
         """Run ``edit`` on the owner's current ledger under its lock and save it; what ``edit`` raises aborts."""
-        async with self._queue(owner), self.service.locker.hold(AREA, owner):
+        async with self.service.exclusive(AREA, owner):
             now = time.time()
             usage = await self._load(owner, now)
             result = edit(usage)

@@ -9,12 +9,10 @@ two instances behind a load balancer never let one download more through than th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
 import secrets
-import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -49,7 +47,6 @@ class LinkStore:
 
     def __init__(self, service: UploadService) -> None:
         self.service = service
-        self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @staticmethod
     def key(kind: str, owner: str, record_id: str) -> str:
@@ -128,7 +125,7 @@ class LinkStore:
         Returns the record as saved and what ``edit`` returned. A record removed meanwhile raises LookupError.
         """
         key = self.key_of(record)
-        async with self._queue(key), self.service.locker.hold(f"{record.kind}-{record.id}"):
+        async with self.service.exclusive(record.kind, record.id):
             current = await self._load(key)
             if current is None or type(current) is not type(record):
                 raise LookupError(key)
@@ -139,10 +136,3 @@ class LinkStore:
     async def _load(self, key: str) -> Share | FileRequest | None:
         stored = await self.service.storage.stat(key)
         return record_from_metadata(stored.metadata) if stored is not None else None
-
-    def _queue(self, key: str) -> asyncio.Lock:
-        """Changes from one worker queue here first, so only changes from other workers meet at the locker."""
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = asyncio.Lock()
-        return queue
