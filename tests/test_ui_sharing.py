@@ -116,13 +116,16 @@ def test_a_file_request_made_on_the_page_takes_a_strangers_upload(contexts, ui_s
     stranger.goto(url)
     expect(stranger.get_by_role("heading", name="Scans for the tax return")).to_be_visible()
     snap(stranger, "sharing-request-page")
+    stranger.get_by_label("Your name").fill("Zoë 王")
+    stranger.get_by_label("A note").fill("the first scan\nof two")
     stranger.set_input_files("#request-files", files=[
-        {"name": "scan-1.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 scan"}])
-    stranger.get_by_label("Your name").fill("Dana")
-    stranger.get_by_role("button", name="Send").click()
-    expect(stranger.get_by_role("heading", name="Thank you: 1 file sent")).to_be_visible()
+        {"name": "scan-1.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 scan" + bytes(300_000)}])
+    row = stranger.locator("#request-queue .upload", has_text="scan-1.pdf")
+    expect(row).to_have_attribute("data-state", "done")
+    expect(row.locator(".upload-percent")).to_have_text("100 %")
     received = {f["filename"]: f for f in dev_client(ui_server).get("/api/files").json()["files"]}
-    assert received["scan-1.pdf"]["metadata"]["uploaded_by"] == "Dana"
+    assert received["scan-1.pdf"]["metadata"]["uploaded_by"] == "Zoë 王"
+    assert received["scan-1.pdf"]["metadata"]["uploader_note"] == "the first scan\nof two"
     page.reload()
     expect(page.locator("#request-rows .link-row", has_text="Scans for the tax return")).to_contain_text(
         "1 of 2 files received")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
+from urllib.parse import unquote
 from typing import TYPE_CHECKING, Any
 
 from quart import Response, render_template, request
@@ -38,10 +39,15 @@ UPLOAD_ERRORS = CLOSED | {
     415: "a file type the service does not accept", 422: "a plugin refused the file", 507: "the storage is full"}
 
 
-def clean_text(value: str | None, limit: int) -> str | None:
-    """An uploader's name or note as display text: no control or format characters, trimmed, cut to ``limit``."""
+def clean_text(value: str | None, limit: int, *, encoded: bool = False) -> str | None:
+    """An uploader's name or note as display text: no control or format characters, trimmed, cut to ``limit``.
+
+    ``encoded``: a header value, percent-decoded first (headers carry only Latin-1, so the upload page sends
+    UTF-8 percent-encoded; a plain value without escapes passes unchanged)."""
     if value is None:
         return None
+    if encoded:
+        value = unquote(value[: limit * 12])
     kept = "".join(char for char in value if char in "\n\t" or unicodedata.category(char)[0] != "C")
     return kept.strip()[:limit] or None
 
@@ -143,8 +149,8 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
     @bp.route("/r/<token>/files/<upload_filename:filename>", methods=["PUT"], endpoint="request_put")
     @documented(public=True, body={"application/octet-stream": BYTES},
                 path={**TOKEN, "filename": Param("the file's name (display only; reduced to a safe basename)")},
-                headers={"X-Uploader-Name": Param("who sends it (shown to the owner)"),
-                         "X-Uploader-Note": Param("a note for the owner")},
+                headers={"X-Uploader-Name": Param("who sends it (shown to the owner; UTF-8, percent-encoded)"),
+                         "X-Uploader-Note": Param("a note for the owner (UTF-8, percent-encoded)")},
                 errors=UPLOAD_ERRORS, replies={201: Reply("the file received", schemas.Received)})
     async def request_put(token: str, filename: str) -> Any:
         """One file as the raw body (``X-Uploader-Name``, ``X-Uploader-Note`` optional)."""
@@ -155,8 +161,8 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
         name = safe_filename(filename)
         await _take_slot(links, file_request)
         try:
-            async with batch(file_request, clean_text(request.headers.get("X-Uploader-Name"), MAX_NAME),
-                             clean_text(request.headers.get("X-Uploader-Note"), MAX_NOTE)) as uploads:
+            async with batch(file_request, clean_text(request.headers.get("X-Uploader-Name"), MAX_NAME, encoded=True),
+                             clean_text(request.headers.get("X-Uploader-Note"), MAX_NOTE, encoded=True)) as uploads:
                 info = uploads.info(name, content_type_for(request.headers.get("Content-Type"), name),
                                     request.content_length)
                 await uploads.add(info, service.request_body(request, limit))

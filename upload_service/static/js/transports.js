@@ -5,7 +5,7 @@
 import { problemError, RequestError, send } from "./http.js";
 
 /** Raw `PUT <files url>/<name>`: the file is the request body, streamed, no encoding overhead. */
-export function rawPutTransport({ filesUrl, csrfToken, temporary = false }) {
+export function rawPutTransport({ filesUrl, csrfToken = "", temporary = false, extraHeaders = () => ({}) }) {
   return {
     name: "put",
     upload(file, { onProgress, signal } = {}) {
@@ -14,7 +14,8 @@ export function rawPutTransport({ filesUrl, csrfToken, temporary = false }) {
         method: "PUT",
         url: `${filesUrl}/${encodeURIComponent(file.name)}${query}`,
         body: file,
-        headers: { "X-CSRF-Token": csrfToken, "Content-Type": file.type || "application/octet-stream" },
+        headers: { "X-CSRF-Token": csrfToken, "Content-Type": file.type || "application/octet-stream",
+          ...extraHeaders() },
         onProgress,
         signal,
       });
