@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
-from urllib.parse import unquote
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from quart import Response, render_template, request
 
