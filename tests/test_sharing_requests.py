@@ -88,3 +88,30 @@ def test_a_password_protected_request_needs_the_password_first(server):
     assert visitor.put(f"{file_request['url']}/files/x.txt", content=b"x").status_code == 401
     assert visitor.post(file_request["url"], json={"password": "open sesame"}, headers=JSON).status_code == 204
     assert visitor.put(f"{file_request['url']}/files/x.txt", content=b"x").status_code == 201
+
+
+def test_the_owners_quota_and_content_policy_apply_to_request_uploads(make_server):
+    server = make_server(user_quota_files="2", allowed_content_types="text/plain")
+    alice = server.client("alice")
+    file_request = _request(alice)
+    visitor = server.client(None)
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200)
+    refused = visitor.put(f"{file_request['url']}/files/notes.txt", content=png)
+    assert refused.status_code == 415, refused.text
+    assert visitor.put(f"{file_request['url']}/files/one.txt", content=b"one").status_code == 201
+    assert alice.put("/api/files/mine.txt", content=b"mine").status_code == 201
+    over = visitor.put(f"{file_request['url']}/files/two.txt", content=b"two")
+    assert over.status_code == 413 and over.json()["limit"] == 2  # the owner's quota, not the visitor's
+    assert alice.get(f"/api/requests/{file_request['id']}").json()["files_received"] == 1  # refused ones uncounted
+
+
+def test_public_link_routes_count_toward_the_per_address_limit_and_carry_the_uis_headers(make_server):
+    server = make_server(rate_limit_per_address="4/minute")
+    alice = server.client("alice")
+    file_request = _request(alice)
+    visitor = server.client(None)
+    page = visitor.get(file_request["url"], headers={"Accept": "text/html"})
+    assert "default-src" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    statuses = [visitor.get(f"/s/{'x' * 32}", headers=JSON).status_code for _ in range(5)]
+    assert statuses[-1] == 429 and 404 in statuses
