@@ -386,7 +386,7 @@ class UploadService:
         """A small picture of ``file`` from the ``file_preview`` hook (bytes and content type), or None."""
         for answer in await call_all(self.hook.file_preview, file=file, service=self):
             if answer is not None:
-                return answer  # type: ignore[no-any-return]
+                return answer
         return None
 
     def exclusive(self, namespace: str, name: str) -> AbstractAsyncContextManager[None]:

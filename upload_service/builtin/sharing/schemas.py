@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
-WHEN = {"format": "date-time"}
+WHEN: JsonDict = {"format": "date-time"}
 EXPIRES_IN = Field(None, description='seconds, or a duration such as "7d"; null: never', union_mode="left_to_right")
 
 

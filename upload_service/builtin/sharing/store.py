@@ -129,9 +129,9 @@ class LinkStore:
             current = await self._load(key)
             if current is None or type(current) is not type(record):
                 raise LookupError(key)
-            result = edit(current)  # type: ignore[arg-type]
+            result = edit(current)
             await self.service.storage.update_metadata(key, current.to_metadata())
-            return current, result  # type: ignore[return-value]
+            return current, result
 
     async def _load(self, key: str) -> Share | FileRequest | None:
         stored = await self.service.storage.stat(key)

@@ -107,7 +107,7 @@ class Visits:
             raise Problem(400, "password: a string", reason="bad_json")
         return value
 
-    def _unlocked(self, record: Share | FileRequest, page_endpoint: str) -> Response:
+    def _unlocked(self, record: Share | FileRequest, page_endpoint: str) -> Any:
         page = self.service.url(page_endpoint, token=record.token)
         response = Response(b"", 204) if wants_json() else redirect(page, 303)
         response.set_cookie(self.unlocks.cookie_name(record), self.unlocks.value(record),

@@ -9,7 +9,7 @@ deflate level 0 (stored blocks: a CRC and a copy), since what people share is mo
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC
 from stat import S_IFREG
 from typing import TYPE_CHECKING, Any
@@ -56,5 +56,5 @@ async def _members(service: UploadService, files: list[StoredFile]) -> AsyncIter
         yield (name, file.created_at, S_IFREG | 0o644, ZIP_64, service.storage.read(file.key))
 
 
-def zipped(service: UploadService, files: list[StoredFile]) -> AsyncIterator[bytes]:
+def zipped(service: UploadService, files: list[StoredFile]) -> AsyncIterable[bytes]:
     return async_stream_zip(_members(service, files), chunk_size=256 * 1024, get_compressobj=_compressor(files))
