@@ -33,7 +33,12 @@ if TYPE_CHECKING:
         content_type_for as content_type_for,
         safe_filename as safe_filename,
     )
-    from .files import StoredFile as StoredFile, UploadInfo as UploadInfo, new_file_id as new_file_id
+    from .files import (
+        StoredFile as StoredFile,
+        TusGrant as TusGrant,
+        UploadInfo as UploadInfo,
+        new_file_id as new_file_id,
+    )
     from .hookspecs import hookimpl as hookimpl
     from .identity import Identity as Identity, owner_key as owner_key
     from .locking import (
@@ -68,6 +73,7 @@ _HOMES = {
     "Identity": "identity",
     "StoredFile": "files",
     "UploadInfo": "files",
+    "TusGrant": "files",
     "StoredObject": "storage",
     # errors
     "Problem": "errors",

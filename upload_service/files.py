@@ -20,7 +20,8 @@ from .randomness import random_bits
 from .storage import Storage, StoredObject
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
 
 log = logging.getLogger("upload_service")
 
@@ -113,6 +114,22 @@ class StoredFile:
 
     def with_metadata(self, metadata: dict[str, Any]) -> StoredFile:
         return replace(self, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class TusGrant:
+    """What a ``register_tus_endpoints`` endpoint lets one request do: upload as ``identity`` (the files and the
+    quota are theirs), within ``scope`` (uploads made under one scope are found only under it), each file
+    starting with ``metadata``, at most ``max_size`` bytes, and, when ``admission`` is given, committed only
+    inside ``async with admission():`` (count the file there; raising refuses it); ``received(file)`` is called
+    with each file made."""
+
+    identity: Identity
+    scope: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    max_size: int | None = None
+    admission: Callable[[], AbstractAsyncContextManager[None]] | None = None
+    received: Callable[[StoredFile], None] | None = None
 
 
 class FileStore:

@@ -82,6 +82,19 @@ def register_lockers(register: Callable[[str, Callable[[UploadService], Any]], N
 
 
 @hookspec
+def register_tus_endpoints(register: Callable[..., None], service: UploadService) -> None:
+    """Mount tus at another path, for uploads made on someone's behalf (the sharing plugin's file requests).
+
+    Called once at start-up by the tus plugin (not at all when it is disabled). ``register(name, path,
+    authorize)``: ``name`` prefixes the endpoint names (``<name>_create``, ``<name>_upload``), ``path`` is a URL
+    rule with variables of its own (``/r/<token>/tus``), and ``async authorize(request, **variables)`` returns
+    the ``upload_service.TusGrant`` the request may upload under, or raises a ``Problem`` (404, 410, ...). It is
+    asked on every request of the endpoint (creation, HEAD, PATCH, DELETE), so a revoked grant stops uploads
+    mid-way. Uploads are never temporary there, and concatenation is not offered.
+    """
+
+
+@hookspec
 def validate_upload(upload: UploadInfo, identity: Identity, service: UploadService) -> None:
     """Refuse an upload before any byte of it is stored.
 

@@ -16,6 +16,7 @@ from .passwords import Passwords
 from .records import REQUEST, SHARE, Share, now
 from .request_api import register_request_api
 from .request_pages import register_request_pages
+from .request_tus import register_request_tus
 from .share_api import register_share_api
 from .share_pages import register_share_pages
 from .store import LinkStore
@@ -30,17 +31,31 @@ STATE = "sharing"
 KEEP_EXPIRED = timedelta(days=30)
 
 
+def _parts(service: UploadService) -> tuple[LinkStore, Passwords, Visits]:
+    """The plugin's objects for this service, made by whichever of its registration hooks runs first."""
+    state = service.state(STATE)
+    if "links" not in state:
+        links, passwords = LinkStore(service), Passwords()
+        state.update(links=links, passwords=passwords,
+                     visits=Visits(service, links, Unlocks(service.secret_key), passwords))
+    return state["links"], state["passwords"], state["visits"]
+
+
 @hookimpl
 def register_routes(blueprint: Any, service: UploadService) -> None:
-    links = LinkStore(service)
-    passwords = Passwords()
-    visits = Visits(service, links, Unlocks(service.secret_key), passwords)
-    service.state(STATE)["links"] = links
+    links, passwords, visits = _parts(service)
     register_share_api(blueprint, service, links, passwords)
     register_share_pages(blueprint, service, links, visits)
     register_request_api(blueprint, service, links, passwords)
     register_request_pages(blueprint, service, links, visits)
     register_sharing_ui(blueprint, service, links, passwords)
+
+
+@hookimpl
+def register_tus_endpoints(register: Any, service: UploadService) -> None:
+    """Resumable uploads into file requests, at ``/r/<token>/tus`` (when the tus plugin is on)."""
+    links, _, visits = _parts(service)
+    register_request_tus(register, service, links, visits)
 
 
 @hookimpl

@@ -56,28 +56,42 @@ def received(file: StoredFile) -> dict[str, Any]:
     return {"filename": file.filename, "size": file.size, "sha256": file.sha256}
 
 
+def size_limit(service: UploadService, file_request: FileRequest) -> int:
+    """The largest file the request takes: ``MAX_UPLOAD_SIZE``, or its own ``max_file_size``."""
+    limit = service.settings.max_upload_size
+    return min(limit, file_request.max_file_size) if file_request.max_file_size else limit
+
+
+def file_metadata(file_request: FileRequest, name: str | None, note: str | None) -> dict[str, Any]:
+    """What each file a request brings carries: the request, and who sent it with their note when given."""
+    metadata: dict[str, Any] = {"request": file_request.id}
+    if name:
+        metadata["uploaded_by"] = name
+    if note:
+        metadata["uploader_note"] = note
+    return metadata
+
+
+def uploader_headers(file_request: FileRequest) -> dict[str, Any]:
+    """``file_metadata`` from the ``X-Uploader-Name`` and ``X-Uploader-Note`` headers (raw PUT and tus)."""
+    return file_metadata(file_request, clean_text(request.headers.get("X-Uploader-Name"), MAX_NAME, encoded=True),
+                         clean_text(request.headers.get("X-Uploader-Note"), MAX_NOTE, encoded=True))
+
+
+def notify_received(service: UploadService, file_request: FileRequest, files: list[StoredFile]) -> None:
+    """Count the files on /metrics and tell plugins (``file_request_received``), without the link's token."""
+    summary = {"id": file_request.id, "owner": file_request.owner_id, "title": file_request.title,
+               "max_files": file_request.max_files}
+    service.counter("request_files", "Files received through file requests").inc(len(files))
+    for file in files:
+        service.notify(service.hook.file_request_received, file_request=summary, file=file)
+
+
 def register_request_pages(bp: Any, service: UploadService, links: LinkStore, visits: Visits) -> None:
     service.stream_bodies("/r/")  # uploads under /r/ stream like those under /api/
-    received_files = service.counter("request_files", "Files received through file requests")
 
-    def size_limit(file_request: FileRequest) -> int:
-        limit = service.settings.max_upload_size
-        return min(limit, file_request.max_file_size) if file_request.max_file_size else limit
-
-    def batch(file_request: FileRequest, name: str | None, note: str | None) -> UploadBatch:
-        metadata = {"request": file_request.id}
-        if name:
-            metadata["uploaded_by"] = name
-        if note:
-            metadata["uploader_note"] = note
+    def batch(file_request: FileRequest, metadata: dict[str, Any]) -> UploadBatch:
         return service.batch(owner_identity(file_request), temporary=False, path="request", metadata=metadata)
-
-    def notify(file_request: FileRequest, files: list[StoredFile]) -> None:
-        summary = {"id": file_request.id, "owner": file_request.owner_id, "title": file_request.title,
-                   "max_files": file_request.max_files}
-        received_files.inc(len(files))
-        for file in files:
-            service.notify(service.hook.file_request_received, file_request=summary, file=file)
 
     @bp.route("/r/<token>", methods=["GET", "HEAD"], endpoint="request_page")
     @documented(public=True, path=TOKEN, errors=CLOSED | {401: "locked by a password"},
@@ -94,7 +108,7 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
         if wants_json():
             return json_response(request_for_visitor(file_request))
         return await render_template("upload_service/request.html", file_request=file_request,
-                                     max_size=size_limit(file_request))
+                                     max_size=size_limit(service, file_request))
 
     @bp.route("/r/<token>", methods=["POST"], endpoint="request_post")
     @documented(public=True, path=TOKEN,
@@ -114,8 +128,8 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                     return Response(body, problem.status, problem.headers, content_type="text/html")
                 raise
         file_request = await visits.open(token, FileRequest, full=409)
-        limit = size_limit(file_request)
-        async with batch(file_request, None, None) as uploads:
+        limit = size_limit(service, file_request)
+        async with batch(file_request, file_metadata(file_request, None, None)) as uploads:
             slots = 0
             try:
                 async for part in service.multipart(request):
@@ -128,7 +142,7 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                     if part.filename == "":
                         continue
                     filename = safe_filename(part.filename)
-                    await _take_slot(links, file_request)
+                    await take_slot(links, file_request)
                     slots += 1
                     info = uploads.info(filename, content_type_for(part.content_type, filename), None)
                     await uploads.add(info, part.chunks(), max_size=limit)
@@ -136,9 +150,9 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                     raise Problem(400, "the request holds no file", reason="no_file")
                 files = await uploads.commit()
             except BaseException:
-                await _give_back(links, file_request, slots)
+                await give_back(links, file_request, slots)
                 raise
-        notify(file_request, files)
+        notify_received(service, file_request, files)
         answer = {"files": [received(file) for file in files]}
         if wants_json():
             return json_response(answer, 201)
@@ -155,26 +169,25 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
     async def request_put(token: str, filename: str) -> Any:
         """One file as the raw body (``X-Uploader-Name``, ``X-Uploader-Note`` optional)."""
         file_request = await visits.open(token, FileRequest, full=409)
-        limit = size_limit(file_request)
+        limit = size_limit(service, file_request)
         if request.content_length is not None and request.content_length > limit:
             raise too_large(limit)
         name = safe_filename(filename)
-        await _take_slot(links, file_request)
+        await take_slot(links, file_request)
         try:
-            async with batch(file_request, clean_text(request.headers.get("X-Uploader-Name"), MAX_NAME, encoded=True),
-                             clean_text(request.headers.get("X-Uploader-Note"), MAX_NOTE, encoded=True)) as uploads:
+            async with batch(file_request, uploader_headers(file_request)) as uploads:
                 info = uploads.info(name, content_type_for(request.headers.get("Content-Type"), name),
                                     request.content_length)
                 await uploads.add(info, service.request_body(request, limit))
                 (file,) = await uploads.commit()
         except BaseException:
-            await _give_back(links, file_request, 1)
+            await give_back(links, file_request, 1)
             raise
-        notify(file_request, [file])
+        notify_received(service, file_request, [file])
         return json_response(received(file), 201)
 
 
-async def _take_slot(links: LinkStore, file_request: FileRequest) -> None:
+async def take_slot(links: LinkStore, file_request: FileRequest) -> None:
     """Count one file against ``max_files`` before its bytes are read: 409 when the request is full."""
     def take(current: FileRequest) -> None:
         if current.expired():
@@ -188,7 +201,7 @@ async def _take_slot(links: LinkStore, file_request: FileRequest) -> None:
         raise Problem(404, "no such link: it never existed or its owner revoked it", reason="not_found") from None
 
 
-async def _give_back(links: LinkStore, file_request: FileRequest, count: int) -> None:
+async def give_back(links: LinkStore, file_request: FileRequest, count: int) -> None:
     """Uncount files that were refused or failed."""
     if not count:
         return

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from upload_service import (
-    Identity,
     ObjectNotFound,
     Problem,
     QuotaExceeded,
     StoredFile,
+    TusGrant,
     UploadInfo,
     UploadRejected,
     too_large,
@@ -36,11 +36,12 @@ if TYPE_CHECKING:
 
 
 class Concatenation:
-    """One final upload ``final_id`` of ``identity`` joining the partials ``part_ids``, in that order."""
+    """One final upload ``final_id`` of ``grant.identity`` joining the partials ``part_ids``, in that order."""
 
-    def __init__(self, uploads: TusUploads, identity: Identity, final_id: str, part_ids: list[str]) -> None:
+    def __init__(self, uploads: TusUploads, grant: TusGrant, final_id: str, part_ids: list[str]) -> None:
         self.uploads = uploads
-        self.identity = identity
+        self.grant = grant
+        self.identity = grant.identity
         self.final_id = final_id
         self.part_ids = part_ids
         self.parts: list[TusUpload] = []
@@ -67,7 +68,7 @@ class Concatenation:
         taken: dict[str, TusUpload] = {}
         try:
             for part_id in sorted(self.part_ids):
-                async with self.uploads.locked(self.identity, part_id) as (part, _):
+                async with self.uploads.locked(self.grant, part_id) as (part, _):
                     if not part.is_partial or not part.complete:
                         raise Problem(400, f"upload {part.id} is not a finished partial upload",
                                       reason="tus_bad_concat")

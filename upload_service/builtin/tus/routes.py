@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Request, Response, request
 
-from upload_service import Identity, Param, Problem, Reply, StoredFile, documented
+from upload_service import Param, Problem, Reply, StartupError, StoredFile, TusGrant, documented
 
 from .operations import TusUploads
 from .protocol import (
@@ -23,6 +25,9 @@ from .state import TusUpload
 
 if TYPE_CHECKING:
     from upload_service import UploadService
+
+Authorize = Callable[..., Awaitable[TusGrant]]  # authorize(request, **path variables) -> the grant
+_PATH_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 UPLOAD_ID = {"upload_id": Param("the tus upload's id (the last segment of its Location)",
                                 {"type": "string", "pattern": f"^{UPLOAD_ID_PATTERN}$"})}
@@ -63,9 +68,43 @@ def _empty(status: int, headers: dict[str, str]) -> Response:
 
 
 def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploads) -> None:
-    """Add ``/api/tus/`` (OPTIONS, POST) and ``/api/tus/<id>`` (OPTIONS, HEAD, PATCH, DELETE) to ``bp``."""
+    """Add ``/api/tus/`` (OPTIONS, POST) and ``/api/tus/<id>`` (OPTIONS, HEAD, PATCH, DELETE) to ``bp``, for
+    the caller's own uploads, and tus at the paths of every ``register_tus_endpoints`` endpoint."""
 
-    def upload_headers(identity: Identity, upload: TusUpload, file: StoredFile | None = None) -> dict[str, str]:
+    async def own(request: Request) -> TusGrant:
+        return TusGrant(await service.require_identity(request))
+
+    mount_tus(bp, service, uploads, name="tus", path="/api/tus", authorize=own, public=False)
+
+    names = ["tus"]
+
+    def register(name: str, path: str, authorize: Authorize) -> None:
+        if not name.isidentifier() or name in names or not path.startswith("/") or path.endswith("/"):
+            raise StartupError(f"a tus endpoint needs a name of its own like 'request_tus' and a path like "
+                               f"'/r/<token>/tus', not {name!r} and {path!r}")
+        names.append(name)
+        mount_tus(bp, service, uploads, name=name, path=path, authorize=authorize, public=True)
+
+    service.call_registration(service.hook.register_tus_endpoints, register=register)
+    prefixes = tuple(f"{service.name}.{name}_" for name in names)
+
+    @bp.after_request
+    async def tus_headers(response: Response) -> Response:
+        """Every tus answer, errors included, says its protocol version and lets browsers read its headers."""
+        if (request.endpoint or "").startswith(prefixes):
+            response.headers.setdefault("Tus-Resumable", TUS_VERSION)
+            response.headers.setdefault("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+        return response
+
+
+def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, name: str, path: str,
+              authorize: Authorize, public: bool) -> None:
+    """tus at ``path`` (``<path>/`` creates, ``<path>/<upload_id>`` is an upload), its endpoints named
+    ``<name>_create``, ``<name>_upload``...; every request is authorized by ``authorize(request, **variables)``,
+    the path's own variables."""
+    variables = {variable: Param("a variable of this endpoint's path") for variable in _PATH_VARIABLE.findall(path)}
+
+    def upload_headers(grant: TusGrant, upload: TusUpload, file: StoredFile | None = None) -> dict[str, str]:
         headers = {"Upload-Offset": str(upload.offset)}
         file_id = file.id if file is not None else upload.file_id
         if not file_id:
@@ -73,51 +112,51 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         else:
             headers["Upload-File-Id"] = file_id
             if upload.info["temporary"]:
-                headers["Upload-Token"] = service.temporary_token(file_id, identity)
+                headers["Upload-Token"] = service.temporary_token(file_id, grant.identity)
         return headers
 
-    async def identify() -> Identity:
+    async def identify(values: dict[str, str]) -> TusGrant:
         check_version(request.headers)
-        return await service.require_identity(request)
+        return await authorize(request, **values)
 
-    @bp.route("/api/tus/", methods=["OPTIONS"], endpoint="tus_options", provide_automatic_options=False)
-    @bp.route("/api/tus/<upload_id>", methods=["OPTIONS"], endpoint="tus_upload_options",
+    @bp.route(f"{path}/", methods=["OPTIONS"], endpoint=f"{name}_options", provide_automatic_options=False)
+    @bp.route(f"{path}/<upload_id>", methods=["OPTIONS"], endpoint=f"{name}_upload_options",
               provide_automatic_options=False)
-    @documented(public=True, path=UPLOAD_ID, replies={204: Reply("Tus-Version, Tus-Extension, Tus-Max-Size, "
-                                                                 "Tus-Checksum-Algorithm headers")})
-    async def options(upload_id: str | None = None) -> Response:
+    @documented(public=True, path={**variables, **UPLOAD_ID},
+                replies={204: Reply("Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm headers")})
+    async def options(upload_id: str | None = None, **_: str) -> Response:
         """Discovery: version, extensions, size limit, checksums (open to anyone, like any OPTIONS)."""
         return _empty(204, {"Tus-Version": TUS_VERSION, "Tus-Extension": ",".join(EXTENSIONS),
                             "Tus-Max-Size": str(service.settings.max_upload_size),
                             "Tus-Checksum-Algorithm": ",".join(CHECKSUMS)})
 
-    @bp.route("/api/tus/", methods=["POST"], endpoint="tus_create")
+    @bp.route(f"{path}/", methods=["POST"], endpoint=f"{name}_create")
     @documented(
-        body=CHUNK, headers=CREATE_HEADERS,
+        public=public, path=variables, body=CHUNK, headers=CREATE_HEADERS,
         errors={**COMMON, 400: "bad Upload-Length, Upload-Defer-Length, Upload-Metadata or Upload-Concat",
                 413: "Upload-Length over MAX_UPLOAD_SIZE", 422: "a plugin refused the upload",
                 460: "creation-with-upload: the body does not match Upload-Checksum", 507: "the storage is full"},
         replies={201: Reply("created", headers={"Location": "the upload's URL", "Upload-Offset": "bytes stored",
                                                 "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
-    async def create() -> Response:
+    async def create(**values: str) -> Response:
         """creation (+ with-upload, defer-length, concatenation)."""
-        identity = await identify()
-        upload, file, took_body = await uploads.create(identity, request)
-        headers = upload_headers(identity, upload, file)
+        grant = await identify(values)
+        upload, file, took_body = await uploads.create(grant, request)
+        headers = upload_headers(grant, upload, file)
         if not took_body and not upload.is_final:
             headers.pop("Upload-Offset")
-        headers["Location"] = service.url("tus_upload", upload_id=upload.id)
+        headers["Location"] = service.url(f"{name}_upload", upload_id=upload.id, **values)
         return _empty(201, headers)
 
-    @bp.route("/api/tus/<upload_id>", methods=["HEAD"], endpoint="tus_upload")
-    @documented(path=UPLOAD_ID, headers=VERSION, errors=FOUND,
+    @bp.route(f"{path}/<upload_id>", methods=["HEAD"], endpoint=f"{name}_upload")
+    @documented(public=public, path={**variables, **UPLOAD_ID}, headers=VERSION, errors=FOUND,
                 replies={200: Reply("Upload-Offset, Upload-Length or Upload-Defer-Length, Upload-Metadata, "
                                     "Upload-Concat, Upload-File-Id")})
-    async def head(upload_id: str) -> Response:
+    async def head(upload_id: str, **values: str) -> Response:
         """Where to resume. Taking the lock asks a stale PATCH to let go first, so the offset is final."""
-        identity = await identify()
-        upload, file = await uploads.current(identity, upload_id)
-        headers = upload_headers(identity, upload, file)
+        grant = await identify(values)
+        upload, file = await uploads.current(grant, upload_id)
+        headers = upload_headers(grant, upload, file)
         headers["Cache-Control"] = "no-store"
         if upload.length is None:
             headers["Upload-Defer-Length"] = "1"
@@ -128,48 +167,40 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
         if upload.is_partial:
             headers["Upload-Concat"] = "partial"
         elif upload.is_final:
-            urls = " ".join(service.url("tus_upload", upload_id=part) for part in upload.info["parts"])
+            urls = " ".join(service.url(f"{name}_upload", upload_id=part, **values) for part in upload.info["parts"])
             headers["Upload-Concat"] = f"final;{urls}"
         return _empty(200, headers)
 
-    @bp.route("/api/tus/<upload_id>", methods=["PATCH"], endpoint="tus_patch")
+    @bp.route(f"{path}/<upload_id>", methods=["PATCH"], endpoint=f"{name}_patch")
     @documented(
-        path=UPLOAD_ID, body=CHUNK, headers=PATCH_HEADERS, errors=PATCH_ERRORS,
+        public=public, path={**variables, **UPLOAD_ID}, body=CHUNK, headers=PATCH_HEADERS, errors=PATCH_ERRORS,
         replies={204: Reply("stored", headers={"Upload-Offset": "the new offset",
                                                "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
-    async def patch(upload_id: str) -> Response:
+    async def patch(upload_id: str, **values: str) -> Response:
         """core: append a chunk at Upload-Offset (checksum: verified before it counts)."""
-        identity = await identify()
-        upload, file = await uploads.append(identity, upload_id, request)
-        return _empty(204, upload_headers(identity, upload, file))
+        grant = await identify(values)
+        upload, file = await uploads.append(grant, upload_id, request)
+        return _empty(204, upload_headers(grant, upload, file))
 
-    @bp.route("/api/tus/<upload_id>", methods=["DELETE"], endpoint="tus_delete")
-    @documented(path=UPLOAD_ID, headers=VERSION, errors=FOUND, replies={204: Reply("terminated")})
-    async def delete(upload_id: str) -> Response:
+    @bp.route(f"{path}/<upload_id>", methods=["DELETE"], endpoint=f"{name}_delete")
+    @documented(public=public, path={**variables, **UPLOAD_ID}, headers=VERSION, errors=FOUND,
+                replies={204: Reply("terminated")})
+    async def delete(upload_id: str, **values: str) -> Response:
         """termination."""
-        identity = await identify()
-        await uploads.terminate(identity, upload_id)
+        grant = await identify(values)
+        await uploads.terminate(grant, upload_id)
         return _empty(204, {})
 
-    @bp.route("/api/tus/<upload_id>", methods=["POST"], endpoint="tus_override")
-    @documented(path=UPLOAD_ID, body=CHUNK, headers=OVERRIDE_HEADERS,
+    @bp.route(f"{path}/<upload_id>", methods=["POST"], endpoint=f"{name}_override")
+    @documented(public=public, path={**variables, **UPLOAD_ID}, body=CHUNK, headers=OVERRIDE_HEADERS,
                 errors={**PATCH_ERRORS, 405: "no X-HTTP-Method-Override: PATCH or DELETE"},
                 replies={204: Reply("as PATCH or DELETE")})
-    async def override(upload_id: str) -> Response:
+    async def override(upload_id: str, **values: str) -> Response:
         """``X-HTTP-Method-Override: PATCH|DELETE`` for clients that can only send POST."""
         method = request.headers.get("X-HTTP-Method-Override", "").upper()
         if method == "PATCH":
-            return await patch(upload_id)
+            return await patch(upload_id, **values)
         if method == "DELETE":
-            return await delete(upload_id)
+            return await delete(upload_id, **values)
         raise Problem(405, "POST an upload URL only with X-HTTP-Method-Override: PATCH or DELETE",
                       reason="method_not_allowed")
-
-    @bp.after_request
-    async def tus_headers(response: Response) -> Response:
-        """Every tus answer, errors included, says its protocol version and lets browsers read its headers."""
-        if (request.endpoint or "").startswith(f"{service.name}.tus_"):
-            response.headers.setdefault("Tus-Resumable", TUS_VERSION)
-            response.headers.setdefault("Access-Control-Expose-Headers", EXPOSED_HEADERS)
-        return response
-
