@@ -15,7 +15,7 @@ from .browser import dev_client, dev_settings, sign_in, snap
 def ui_server(request, tmp_path_factory):
     from .conftest import server_starter
 
-    running = server_starter(request, tmp_path_factory, "local")(**dev_settings())
+    running = server_starter(request, tmp_path_factory, "local")(**dev_settings(ui_tus_threshold="100KiB"))
     yield running
     running.stop()
 
@@ -116,6 +116,8 @@ def test_a_file_request_made_on_the_page_takes_a_strangers_upload(contexts, ui_s
     stranger.goto(url)
     expect(stranger.get_by_role("heading", name="Scans for the tax return")).to_be_visible()
     snap(stranger, "sharing-request-page")
+    tus_requests = []
+    stranger.on("request", lambda sent: tus_requests.append(sent.method) if "/tus/" in sent.url else None)
     stranger.get_by_label("Your name").fill("Zoë 王")
     stranger.get_by_label("A note").fill("the first scan\nof two")
     stranger.set_input_files("#request-files", files=[
@@ -126,6 +128,7 @@ def test_a_file_request_made_on_the_page_takes_a_strangers_upload(contexts, ui_s
     received = {f["filename"]: f for f in dev_client(ui_server).get("/api/files").json()["files"]}
     assert received["scan-1.pdf"]["metadata"]["uploaded_by"] == "Zoë 王"
     assert received["scan-1.pdf"]["metadata"]["uploader_note"] == "the first scan\nof two"
+    assert "POST" in tus_requests and "PATCH" in tus_requests  # over the threshold: resumable, by tus
     page.reload()
     expect(page.locator("#request-rows .link-row", has_text="Scans for the tax return")).to_contain_text(
         "1 of 2 files received")

@@ -76,7 +76,7 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
         """What every page of this blueprint can use, plugin pages included (they extend ``base.html``)."""
         return {"service": service, "url": service.url, "csrf_token": csrf_token(service.name),
                 "asset": assets.url, "htmx": assets.htmx(), "human_size": human_size, "iso": iso,
-                "files_changed": FILES_CHANGED, "ui_parts": service.ui_parts,
+                "files_changed": FILES_CHANGED, "ui_parts": service.ui_parts, "tus_script": assets.tus(),
                 "preview_url": lambda file: preview_url(service, file)}
 
     def resumable() -> dict[str, Any]:

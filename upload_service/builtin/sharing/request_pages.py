@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from quart import Response, render_template, request
+from werkzeug.routing import BuildError
 
 from upload_service import Param, Problem, Reply, content_type_for, documented, json_response, safe_filename, too_large
 
@@ -107,8 +108,13 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
             return await problem_page(problem)
         if wants_json():
             return json_response(request_for_visitor(file_request))
+        try:  # tus for large files, unless the tus plugin is off or the bundle has no tus-js-client
+            tus_url = service.url("request_tus_create", token=token)
+        except BuildError:
+            tus_url = None
         return await render_template("upload_service/request.html", file_request=file_request,
-                                     max_size=size_limit(service, file_request))
+                                     max_size=size_limit(service, file_request), tus_url=tus_url,
+                                     tus_threshold=service.settings.ui_tus_threshold)
 
     @bp.route("/r/<token>", methods=["POST"], endpoint="request_post")
     @documented(public=True, path=TOKEN,

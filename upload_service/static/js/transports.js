@@ -53,8 +53,9 @@ function tusError(error) {
  * is retried, and a file picked again after a reload resumes from the server's offset (the upload URL is kept
  * in localStorage under the file's name, type, size and modification time until the upload completes).
  */
-export function tusTransport({ endpoint, filesUrl, csrfToken, chunkSize = 8 * 1024 * 1024,
-                               retryDelays = [0, 1000, 3000, 5000, 10000] }) {
+export function tusTransport({ endpoint, filesUrl, csrfToken = "", chunkSize = 8 * 1024 * 1024,
+                               retryDelays = [0, 1000, 3000, 5000, 10000], extraHeaders = () => ({}),
+                               describe = null }) {
   return {
     name: "tus",
     upload(file, { onProgress, signal } = {}) {
@@ -68,11 +69,15 @@ export function tusTransport({ endpoint, filesUrl, csrfToken, chunkSize = 8 * 10
           chunkSize,
           retryDelays,
           removeFingerprintOnSuccess: true,
-          headers: { "X-CSRF-Token": csrfToken },
+          headers: { "X-CSRF-Token": csrfToken, ...extraHeaders() },
           metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
           onProgress: (sent, total) => onProgress?.(sent, total),
           onError: (error) => reject(tusError(error)),
           onSuccess: ({ lastResponse }) => {
+            if (describe) {  // an uploader who may not read the file (a file request) describes it from here
+              resolve(describe(file, lastResponse));
+              return;
+            }
             const id = lastResponse.getHeader("Upload-File-Id");
             send({ method: "GET", url: `${filesUrl}/${encodeURIComponent(id)}` }).then(resolve, reject);
           },
