@@ -54,6 +54,9 @@ OVERRIDE_HEADERS = {
 }
 CHUNK = {OFFSET_CONTENT_TYPE: {"type": "string", "format": "binary"}}
 COMMON = {412: "no Tus-Resumable: 1.0.0 header", 423: "another request holds this upload; retry shortly"}
+AUTHORIZE_ERRORS = {401: "the endpoint wants a password or credentials first", 403: "the endpoint refused",
+                    404: "no such endpoint (an unknown or revoked link)", 409: "the endpoint takes no more files",
+                    410: "the endpoint expired"}
 FOUND = {**COMMON, 404: "no such upload, or not the caller's", 410: "the upload expired"}
 PATCH_ERRORS = {**FOUND, 400: "a missing or bad Upload-Offset, Upload-Length or Upload-Checksum",
                 403: "a final (concatenated) upload cannot be patched", 409: "Upload-Offset is not the upload's offset",
@@ -103,6 +106,10 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
     ``<name>_create``, ``<name>_upload``...; every request is authorized by ``authorize(request, **variables)``,
     the path's own variables."""
     variables = {variable: Param("a variable of this endpoint's path") for variable in _PATH_VARIABLE.findall(path)}
+    refusals = AUTHORIZE_ERRORS if public else {}  # what the endpoint's own authorize may answer
+
+    def errors(documented_errors: dict[int, str]) -> dict[int, str]:
+        return {**refusals, **documented_errors}
 
     def upload_headers(grant: TusGrant, upload: TusUpload, file: StoredFile | None = None) -> dict[str, str]:
         headers = {"Upload-Offset": str(upload.offset)}
@@ -133,9 +140,10 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
     @bp.route(f"{path}/", methods=["POST"], endpoint=f"{name}_create")
     @documented(
         public=public, path=variables, body=CHUNK, headers=CREATE_HEADERS,
-        errors={**COMMON, 400: "bad Upload-Length, Upload-Defer-Length, Upload-Metadata or Upload-Concat",
-                413: "Upload-Length over MAX_UPLOAD_SIZE", 422: "a plugin refused the upload",
-                460: "creation-with-upload: the body does not match Upload-Checksum", 507: "the storage is full"},
+        errors=errors({**COMMON, 400: "bad Upload-Length, Upload-Defer-Length, Upload-Metadata or Upload-Concat",
+                       413: "Upload-Length over MAX_UPLOAD_SIZE", 422: "a plugin refused the upload",
+                       460: "creation-with-upload: the body does not match Upload-Checksum",
+                       507: "the storage is full"}),
         replies={201: Reply("created", headers={"Location": "the upload's URL", "Upload-Offset": "bytes stored",
                                                 "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
     async def create(**values: str) -> Response:
@@ -149,7 +157,7 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
         return _empty(201, headers)
 
     @bp.route(f"{path}/<upload_id>", methods=["HEAD"], endpoint=f"{name}_upload")
-    @documented(public=public, path={**variables, **UPLOAD_ID}, headers=VERSION, errors=FOUND,
+    @documented(public=public, path={**variables, **UPLOAD_ID}, headers=VERSION, errors=errors(FOUND),
                 replies={200: Reply("Upload-Offset, Upload-Length or Upload-Defer-Length, Upload-Metadata, "
                                     "Upload-Concat, Upload-File-Id")})
     async def head(upload_id: str, **values: str) -> Response:
@@ -173,7 +181,8 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
 
     @bp.route(f"{path}/<upload_id>", methods=["PATCH"], endpoint=f"{name}_patch")
     @documented(
-        public=public, path={**variables, **UPLOAD_ID}, body=CHUNK, headers=PATCH_HEADERS, errors=PATCH_ERRORS,
+        public=public, path={**variables, **UPLOAD_ID}, body=CHUNK, headers=PATCH_HEADERS,
+        errors=errors(PATCH_ERRORS),
         replies={204: Reply("stored", headers={"Upload-Offset": "the new offset",
                                                "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
     async def patch(upload_id: str, **values: str) -> Response:
@@ -183,7 +192,7 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
         return _empty(204, upload_headers(grant, upload, file))
 
     @bp.route(f"{path}/<upload_id>", methods=["DELETE"], endpoint=f"{name}_delete")
-    @documented(public=public, path={**variables, **UPLOAD_ID}, headers=VERSION, errors=FOUND,
+    @documented(public=public, path={**variables, **UPLOAD_ID}, headers=VERSION, errors=errors(FOUND),
                 replies={204: Reply("terminated")})
     async def delete(upload_id: str, **values: str) -> Response:
         """termination."""
@@ -193,7 +202,7 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
 
     @bp.route(f"{path}/<upload_id>", methods=["POST"], endpoint=f"{name}_override")
     @documented(public=public, path={**variables, **UPLOAD_ID}, body=CHUNK, headers=OVERRIDE_HEADERS,
-                errors={**PATCH_ERRORS, 405: "no X-HTTP-Method-Override: PATCH or DELETE"},
+                errors=errors({**PATCH_ERRORS, 405: "no X-HTTP-Method-Override: PATCH or DELETE"}),
                 replies={204: Reply("as PATCH or DELETE")})
     async def override(upload_id: str, **values: str) -> Response:
         """``X-HTTP-Method-Override: PATCH|DELETE`` for clients that can only send POST."""
