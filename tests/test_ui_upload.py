@@ -149,6 +149,7 @@ def test_refused_uploads_show_the_servers_detail_and_store_nothing(contexts, mak
 def test_an_upload_after_the_session_ended_says_so(contexts, ui_server):
     context = contexts()
     page = sign_in(context.new_page(), ui_server)
+    page.wait_for_load_state("networkidle")  # a panel still loading would set the session cookie again
     context.clear_cookies()
     page.set_input_files("#upload-input", files=[{"name": "late.txt", "mimeType": "text/plain", "buffer": b"late"}])
     error = page.locator("#upload-queue .upload", has_text="late.txt").locator(".upload-error")
