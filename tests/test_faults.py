@@ -348,11 +348,12 @@ def s3_behind_proxy(s3_server, make_server):
     """A service on S3 whose connections to S3 go through a proxy that breaks PUTs (call with its options)."""
     proxies: list[BreakingProxy] = []
 
-    def start(storage_timeout: str = "60s", **options) -> tuple[Server, BreakingProxy]:
+    def start(storage_timeout: str = "60s", max_attempts: int = 5, **options) -> tuple[Server, BreakingProxy]:
         bucket = s3_server.bucket()
         proxy = BreakingProxy(int(s3_server.url.rsplit(":", 1)[1]), method=b"PUT", **options).__enter__()
         proxies.append(proxy)
-        server = make_server(**{**bucket.settings(), "s3_endpoint_url": proxy.url, "storage_timeout": storage_timeout})
+        server = make_server(**{**bucket.settings(), "s3_endpoint_url": proxy.url, "storage_timeout": storage_timeout,
+                                "s3_max_attempts": str(max_attempts)})
         server.backend, server.bucket = "s3", bucket
         return server, proxy
 
@@ -376,7 +377,7 @@ def test_s3_connection_cut_once_mid_write_is_retried_and_the_file_is_whole(s3_be
 @pytest.mark.parametrize("mode", ["cut", "stall"])
 def test_s3_failing_mid_write_is_a_clear_error_and_keeps_nothing(s3_behind_proxy, mode: str) -> None:
     """Every PUT connection breaks (cut: past the client's retries; stall: S3 goes silent past STORAGE_TIMEOUT)."""
-    server, proxy = s3_behind_proxy(after=3 * MiB, mode=mode, times=1000,
+    server, proxy = s3_behind_proxy(after=3 * MiB, mode=mode, times=1000, max_attempts=2,  # no long backoff
                                     storage_timeout="60s" if mode == "cut" else "3s")
     answer = server.client().put("/api/files/doomed.bin", content=os.urandom(12 * MiB))
     expected = (500, "the storage failed") if mode == "cut" else (504, "the storage did not answer in time")

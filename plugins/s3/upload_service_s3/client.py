@@ -27,7 +27,7 @@ CLIENT_CONFIG = Config(
     request_checksum_calculation="when_required",
     response_checksum_validation="when_required",
     s3={"payload_signing_enabled": False},
-    retries={"max_attempts": 5, "mode": "standard"},
+    retries={"max_attempts": 5, "mode": "standard"},  # S3_MAX_ATTEMPTS replaces the 5
     max_pool_connections=32,
     signature_version="s3v4",
 )
@@ -129,7 +129,8 @@ class ClientHolder:
             return self._client
         stack = AsyncExitStack()
         client = await stack.enter_async_context(get_session().create_client(
-            "s3", region_name=self.settings.region, endpoint_url=self.settings.endpoint_url, config=CLIENT_CONFIG,
+            "s3", region_name=self.settings.region, endpoint_url=self.settings.endpoint_url,
+            config=CLIENT_CONFIG.merge(Config(retries={"max_attempts": self.settings.max_attempts, "mode": "standard"})),
         ))
         self._stack, self._client, self._loop = stack, client, loop
         return client

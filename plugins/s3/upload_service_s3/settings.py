@@ -3,7 +3,7 @@ like the core's, or from a host app's ``Settings(plugin_settings={"S3_BUCKET": .
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from upload_service import Duration, parse_duration
@@ -21,6 +21,7 @@ class S3Settings(BaseSettings):
     presigned_downloads: bool = False
     presigned_ttl: Duration = parse_duration("5m")
     staging_timeout: Duration = parse_duration("5m")
+    max_attempts: int = Field(5, ge=1, le=20)  # per S3 request, retries with backoff included (botocore standard)
 
     @field_validator("prefix")
     @classmethod
