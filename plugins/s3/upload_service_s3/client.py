@@ -128,9 +128,10 @@ class ClientHolder:
         if self._client is not None and self._loop is loop:
             return self._client
         stack = AsyncExitStack()
+        retries = Config(retries={"max_attempts": self.settings.max_attempts, "mode": "standard"})
         client = await stack.enter_async_context(get_session().create_client(
             "s3", region_name=self.settings.region, endpoint_url=self.settings.endpoint_url,
-            config=CLIENT_CONFIG.merge(Config(retries={"max_attempts": self.settings.max_attempts, "mode": "standard"})),
+            config=CLIENT_CONFIG.merge(retries),
         ))
         self._stack, self._client, self._loop = stack, client, loop
         return client
