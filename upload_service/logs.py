@@ -142,8 +142,23 @@ def _request_id_from(header: str | None) -> str:
     return random_hex(16)
 
 
-def register_request_ids(bp: Blueprint) -> None:
-    """Give each request of the service's blueprint an id, return it as a header, write one access record."""
+REDACTED = "[redacted]"
+
+
+def logged_path(secret_variables: set[str]) -> str:
+    """The request's path for the access log, with the values of secret URL variables (a share link's token:
+    whoever reads the log could use it) replaced by ``[redacted]``."""
+    path = request.path
+    for name, value in (request.view_args or {}).items():
+        if name in secret_variables and isinstance(value, str) and value:
+            path = path.replace(value, REDACTED)
+    return path
+
+
+def register_request_ids(bp: Blueprint, secret_variables: set[str] | None = None) -> None:
+    """Give each request of the service's blueprint an id, return it as a header, write one access record
+    (``secret_variables``: URL variables whose values never reach the log)."""
+    secrets = secret_variables if secret_variables is not None else set()
 
     @bp.before_request
     async def begin() -> None:
@@ -155,7 +170,8 @@ def register_request_ids(bp: Blueprint) -> None:
         request_id = _REQUEST_ID.get()
         if request_id is not None:
             response.headers[REQUEST_ID_HEADER] = request_id
-        access_log.info("%s %s %s", request.method, request.path, response.status_code, extra={
-            "method": request.method, "path": request.path, "status": response.status_code,
+        path = logged_path(secrets)
+        access_log.info("%s %s %s", request.method, path, response.status_code, extra={
+            "method": request.method, "path": path, "status": response.status_code,
             "duration_ms": round((time.perf_counter() - _STARTED.get()) * 1000, 2)})
         return response

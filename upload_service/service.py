@@ -92,6 +92,7 @@ class UploadService:
         self._notifications: set[asyncio.Task[None]] = set()
         self._plugin_settings: dict[type[BaseSettings], BaseSettings] = {}
         self._streamed_paths: list[str] = []  # beside /api/: where plugins want bodies streamed (stream_bodies)
+        self._secret_url_variables: set[str] = set()  # URL variables the access log redacts (redact_in_logs)
         self.ui_parts: dict[str, list[str]] = {kind: [] for kind in UI_PARTS}  # what plugins add to the UI
         if app is not None:
             self.init_app(app)
@@ -171,7 +172,7 @@ class UploadService:
         bp = Blueprint(self.name, __name__, template_folder=str(templates_dir()),
                        static_folder=str(PACKAGE_DIR / "static"), static_url_path="/static")
         bp.jinja_loader = service_template_loader(templates_dir())  # host templates first, ``default:`` prefix
-        register_request_ids(bp)
+        register_request_ids(bp, self._secret_url_variables)
         register_rate_limits(bp, self)
         register_upload_routes(bp, self)
         register_persist_route(bp, self)
@@ -410,6 +411,11 @@ class UploadService:
         if kind not in UI_PARTS:
             raise ValueError(f"unknown UI part {kind!r}: one of {', '.join(UI_PARTS)}")
         self.ui_parts[kind].append(what)
+
+    def redact_in_logs(self, url_variable: str) -> None:
+        """Keep the values of a URL variable of your routes (``token`` in ``/s/<token>``) out of the access log:
+        they are written as ``[redacted]``. For secrets in paths, which whoever reads the log could use."""
+        self._secret_url_variables.add(url_variable)
 
     def multipart(self, request: Request) -> AsyncIterator[Part]:
         """The parts of a ``multipart/form-data`` body as they stream in: each has ``name``, ``filename`` (None for

@@ -44,6 +44,7 @@ def _parts(service: UploadService) -> tuple[LinkStore, Passwords, Visits]:
 @hookimpl
 def register_routes(blueprint: Any, service: UploadService) -> None:
     links, passwords, visits = _parts(service)
+    service.redact_in_logs("token")  # a link's token in a log line would open the link for its reader
     register_share_api(blueprint, service, links, passwords)
     register_share_pages(blueprint, service, links, visits)
     register_request_api(blueprint, service, links, passwords)
