@@ -109,17 +109,6 @@ class BodyStream:
         return Problem(408, f"no data received for {idle_timeout:g} seconds; the upload was dropped",
                        reason="idle_timeout")
 
-    def closing_send(self, send: Send) -> Send:
-        """``send`` that marks an answer given before the body was read (413, 507, 401) ``Connection: close``,
-        so that the client does not reuse a connection whose request body is still arriving."""
-
-        async def wrapped(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and not self._complete:
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        return wrapped
-
     def draining_send(self, send: Send) -> Send:
         """``send`` that, before an answer given early (413, 507, 401...), reads and drops the rest of the body.
 
