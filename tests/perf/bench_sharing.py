@@ -11,50 +11,23 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import subprocess
-import time
 import zipfile
 from pathlib import Path
 
 import httpx
 
-from tests.perf.harness import AUTH, curl, machine, make_file, measure, service, workdir
-from tests.servers import TOKENS, free_port
-
-NGINX_CONF = """
-user root;
-worker_processes 1;
-error_log {dir}/error.log;
-pid {dir}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    sendfile on;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-"""
+from tests.perf.harness import AUTH, curl, machine, make_file, measure, nginx, service, workdir
+from tests.servers import TOKENS
 
 
 def bench_nginx(base: Path, big: Path, repeat: int):
-    if not shutil.which("nginx"):
-        print("| nginx static GET | not installed (apt-get install nginx) | | | |")
-        return None
-    folder = base / "nginx"
-    folder.mkdir(parents=True)
-    port = free_port()
-    (folder / "nginx.conf").write_text(NGINX_CONF.format(dir=folder, port=port, root=big.parent))
-    process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-g", "daemon off;"])
-    try:
-        time.sleep(0.5)
-        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout
-        worker = int(children.split()[0])
+    with nginx(base / "nginx", big.parent, "sendfile on;") as running:
+        if running is None:
+            print("| nginx static GET | not installed (apt-get install nginx) | | | |")
+            return None
+        port, worker = running
         return measure("nginx static GET", worker, big.stat().st_size, repeat,
                        lambda: curl([f"http://127.0.0.1:{port}/{big.name}"]))
-    finally:
-        process.terminate()
 
 
 def bench_downloads(base: Path, big: Path, repeat: int) -> dict:

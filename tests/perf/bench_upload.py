@@ -12,53 +12,24 @@ import asyncio
 import base64
 import json
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-from tests.perf.harness import AUTH, clear_uploads, curl, machine, make_file, measure, service, workdir
+from tests.perf.harness import AUTH, clear_uploads, curl, machine, make_file, measure, nginx, service, workdir
 from tests.perf.load import put_load
-from tests.servers import TOKENS, free_port
-
-NGINX_CONF = """
-user root;
-worker_processes 1;
-error_log {dir}/error.log;
-pid {dir}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/client_temp;
-    server {{
-        listen 127.0.0.1:{port};
-        root {dir}/root;
-        client_max_body_size 0;
-        location / {{ dav_methods PUT; create_full_put_path on; }}
-    }}
-}}
-"""
+from tests.servers import TOKENS
 
 
 def bench_nginx(base: Path, big: Path, repeat: int):
-    if not shutil.which("nginx"):
-        print("| nginx WebDAV PUT | not installed (apt-get install nginx) | | |")
-        return None
     folder = base / "nginx"
     (folder / "root").mkdir(parents=True)
-    (folder / "client_temp").mkdir()
-    port = free_port()
-    (folder / "nginx.conf").write_text(NGINX_CONF.format(dir=folder, port=port))
-    process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-g", "daemon off;"])
-    try:
-        time.sleep(0.5)
-        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout
-        worker = int(children.split()[0])
+    with nginx(folder, folder / "root", "location / { dav_methods PUT; create_full_put_path on; }") as running:
+        if running is None:
+            print("| nginx WebDAV PUT | not installed (apt-get install nginx) | | |")
+            return None
+        port, worker = running
         return measure("nginx WebDAV PUT", worker, big.stat().st_size, repeat,
                        lambda: curl(["-T", str(big), f"http://127.0.0.1:{port}/big.bin"]),
                        after=lambda: (folder / "root" / "big.bin").unlink(missing_ok=True))
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def bench_json(base: Path, size: int, repeat: int) -> None:

@@ -122,6 +122,46 @@ def service(workdir: Path, **settings: str):
         server.stop()
 
 
+NGINX_CONF = """
+user root;
+worker_processes 1;
+error_log {dir}/error.log;
+pid {dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_temp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        client_max_body_size 0;
+        {location}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx(folder: Path, root: Path, location: str = ""):
+    """nginx serving ``root`` on a free port with one worker: yields (port, the worker's pid), or None when
+    nginx is not installed (the peer a user would put in front of, or instead of, the service)."""
+    if not shutil.which("nginx"):
+        yield None
+        return
+    from tests.servers import free_port
+
+    (folder / "client_temp").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (folder / "nginx.conf").write_text(NGINX_CONF.format(dir=folder, port=port, root=root, location=location))
+    process = subprocess.Popen(["nginx", "-c", str(folder / "nginx.conf"), "-g", "daemon off;"])
+    try:
+        time.sleep(0.5)
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout
+        yield port, int(children.split()[0])
+    finally:
+        process.terminate()
+
+
 def clear_uploads(upload_dir: Path) -> None:
     objects = upload_dir / "objects"
     if objects.exists():

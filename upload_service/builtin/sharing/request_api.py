@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 
-from upload_service import Param, Problem, Reply, documented, json_response, new_file_id
+from upload_service import Param, Reply, documented, json_response, new_file_id
 
 from . import inputs, schemas
 from .descriptions import request_for_owner
@@ -44,12 +44,6 @@ async def new_request(service: UploadService, links: LinkStore, passwords: Passw
 
 
 def register_request_api(bp: Any, service: UploadService, links: LinkStore, passwords: Passwords) -> None:
-    async def own_request(identity: Identity, request_id: str) -> FileRequest:
-        file_request = await links.get(REQUEST, identity.owner_key, request_id)
-        if not isinstance(file_request, FileRequest):
-            raise Problem(404, "no such file request", reason="not_found")
-        return file_request
-
     @bp.route("/api/requests", methods=["POST"], endpoint="create_request")
     @documented(body={"application/json": schemas.RequestCreate},
                 errors={400: "a malformed field", 415: "the body is not application/json"},
@@ -76,12 +70,13 @@ def register_request_api(bp: Any, service: UploadService, links: LinkStore, pass
     async def request_info(request_id: str) -> Any:
         """One of the caller's file requests."""
         identity = await service.require_identity(request)
-        return json_response(request_for_owner(service, await own_request(identity, request_id)))
+        return json_response(request_for_owner(service, await links.own(FileRequest, identity.owner_key, request_id)))
 
     @bp.route("/api/requests/<request_id>", methods=["DELETE"], endpoint="revoke_request")
     @documented(path=REQUEST_ID, errors={404: "no such request, or not the caller's"},
                 replies={204: Reply("closed; the files it brought stay")})
     async def revoke_request(request_id: str) -> Any:
         """Close a file request: its link answers 404 from now on; the files it brought stay."""
-        await links.remove(await own_request(await service.require_identity(request), request_id))
+        identity = await service.require_identity(request)
+        await links.remove(await links.own(FileRequest, identity.owner_key, request_id))
         return Response(b"", 204)

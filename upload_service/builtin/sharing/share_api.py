@@ -51,12 +51,6 @@ async def new_share(service: UploadService, links: LinkStore, passwords: Passwor
 
 
 def register_share_api(bp: Any, service: UploadService, links: LinkStore, passwords: Passwords) -> None:
-    async def own_share(identity: Identity, share_id: str) -> Share:
-        share = await links.get(SHARE, identity.owner_key, share_id)
-        if not isinstance(share, Share):
-            raise Problem(404, "no such share", reason="not_found")
-        return share
-
     @bp.route("/api/shares", methods=["POST"], endpoint="create_share")
     @documented(body={"application/json": schemas.ShareCreate},
                 errors={400: "a malformed field, or a file named twice", 404: "a file that is not the caller's",
@@ -84,14 +78,14 @@ def register_share_api(bp: Any, service: UploadService, links: LinkStore, passwo
                 replies={200: Reply("the share link", schemas.Share)})
     async def share_info(share_id: str) -> Any:
         """One of the caller's share links."""
-        share = await own_share(await service.require_identity(request), share_id)
+        share = await links.own(Share, (await service.require_identity(request)).owner_key, share_id)
         return json_response(share_for_owner(service, share, await shared_files(service, share)))
 
     @bp.route("/api/shares/<share_id>", methods=["DELETE"], endpoint="revoke_share")
     @documented(path=SHARE_ID, errors={404: "no such share, or not the caller's"}, replies={204: Reply("revoked")})
     async def revoke_share(share_id: str) -> Any:
         """Revoke a share link: it answers 404 from now on, like a link that never existed."""
-        share = await own_share(await service.require_identity(request), share_id)
+        share = await links.own(Share, (await service.require_identity(request)).owner_key, share_id)
         await links.remove(share)
         return Response(b"", 204)
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from upload_service import ObjectExists, owner_key
+from upload_service import ObjectExists, Problem, owner_key
 
 from .records import REQUEST, SHARE, FileRequest, Share, record_from_metadata
 
@@ -88,6 +88,13 @@ class LinkStore:
         if not ID_FORM.fullmatch(record_id):
             return None
         return await self._load(self.key(kind, owner, record_id))
+
+    async def own(self, kind: type[R], owner: str, record_id: str) -> R:
+        """One of the caller's records of this kind, or 404 (another's looks like one that does not exist)."""
+        record = await self.get(kind.kind, owner, record_id)
+        if not isinstance(record, kind):
+            raise Problem(404, f"no such {'share' if kind is Share else 'file request'}", reason="not_found")
+        return record
 
     async def owned(self, kind: str, owner: str) -> list[Share | FileRequest]:
         """Every record of one kind of an owner, newest first."""

@@ -53,14 +53,15 @@ def register_sharing_ui(bp: Any, service: UploadService, links: LinkStore, passw
         identity = await service.require_identity(request)
         return await share_rows(identity.owner_key)
 
+    async def revoke(kind: type[Share] | type[FileRequest], record_id: str) -> Response:
+        """Revoke one of the caller's links; the empty answer replaces its row."""
+        identity = await service.require_identity(request)
+        await links.remove(await links.own(kind, identity.owner_key, record_id))
+        return Response("", 200, content_type="text/html")
+
     @bp.route("/ui/shares/<share_id>", methods=["DELETE"], endpoint="ui_revoke_share")
     async def ui_revoke_share(share_id: str) -> Any:
-        identity = await service.require_identity(request)
-        share = await links.get(SHARE, identity.owner_key, share_id)
-        if not isinstance(share, Share):
-            raise Problem(404, "no such share", reason="not_found")
-        await links.remove(share)
-        return Response("", 200, content_type="text/html")
+        return await revoke(Share, share_id)
 
     @bp.route("/ui/requests", methods=["GET"], endpoint="ui_requests")
     async def ui_requests() -> Any:
@@ -75,9 +76,4 @@ def register_sharing_ui(bp: Any, service: UploadService, links: LinkStore, passw
 
     @bp.route("/ui/requests/<request_id>", methods=["DELETE"], endpoint="ui_revoke_request")
     async def ui_revoke_request(request_id: str) -> Any:
-        identity = await service.require_identity(request)
-        file_request = await links.get(REQUEST, identity.owner_key, request_id)
-        if not isinstance(file_request, FileRequest):
-            raise Problem(404, "no such file request", reason="not_found")
-        await links.remove(file_request)
-        return Response("", 200, content_type="text/html")
+        return await revoke(FileRequest, request_id)
