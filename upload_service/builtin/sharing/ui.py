@@ -3,7 +3,7 @@ Shares and Requests panels (htmx fragments); the share dialog itself talks to th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from quart import Response, render_template, request
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .passwords import Passwords
     from .store import LinkStore
 
+R = TypeVar("R", Share, FileRequest)
 FORM_FIELDS = ("title", "expires_in", "password", "max_files", "max_file_size")
 
 
@@ -53,7 +54,7 @@ def register_sharing_ui(bp: Any, service: UploadService, links: LinkStore, passw
         identity = await service.require_identity(request)
         return await share_rows(identity.owner_key)
 
-    async def revoke(kind: type[Share] | type[FileRequest], record_id: str) -> Response:
+    async def revoke(kind: type[R], record_id: str) -> Response:
         """Revoke one of the caller's links; the empty answer replaces its row."""
         identity = await service.require_identity(request)
         await links.remove(await links.own(kind, identity.owner_key, record_id))
