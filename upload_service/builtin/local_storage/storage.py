@@ -1,49 +1,109 @@
-"""``LocalStorage``: the ``Storage`` protocol on one folder (the layout is in ``layout``)."""
+"""``LocalStorage``: the ``Storage`` protocol on one folder (the layout is in ``layout``, the index in ``index``)."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from upload_service.storage import ObjectExists, ObjectNotFound, StoredObject
 
 from .durable import fsync_dir, rename_into, storage_error
+from .index import ObjectIndex, expiry_of
 from .layout import DATA, Layout, read_meta, write_meta
 from .object_writer import LocalObjectWriter
 from .owner import OwnerLock
 from .reading import read_range
+from .reindex import heal, rebuild
 from .resumable import LocalResumableUploads
 from .sweep import sweep_leftovers
 from .threads import IOThreads
+
+log = logging.getLogger("upload_service.local_storage")
+
+
+class IndexedLayout(Layout):
+    """The layout whose commits (``place``, for new objects and finished tus uploads alike) keep the index."""
+
+    index: ObjectIndex
+
+    def place(self, folder: Path, key: str) -> None:
+        with self.index.changing(key):
+            super().place(folder, key)
 
 
 class LocalStorage:
     """Objects as directories under ``root/objects``, safe with several workers on one folder.
 
     Blocking work runs in the storage's own threads, which ``open`` starts and ``close`` ends; between them the
-    storage holds its owner lock, which keeps its staging folders from any worker's sweep.
+    storage holds its owner lock, which keeps its staging folders from any worker's sweep. Listings, expired
+    objects and totals come from the index (``index``) once it is complete, and from the disk until then.
     """
 
     name = "local"
 
     def __init__(self, root: Path) -> None:
-        self.layout = Layout(root)
+        self.layout = IndexedLayout(root)
+        self.index = self.layout.index = ObjectIndex(self.layout)
         self.threads = IOThreads()
         self.resumable = LocalResumableUploads(self.layout, self.threads)
         self.owner = OwnerLock(self.layout)
+        self._stop = threading.Event()
+        self._rebuild: Future[int | None] | None = None
 
     async def open(self) -> None:
         self.threads.open()
-        await self.threads.run(self.owner.acquire)
+        self._stop.clear()
+        await self.threads.run(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self.owner.acquire()
+        self.index.open()
+        heal(self.index)
+        self._rebuild_if_needed()
+
+    def _rebuild_if_needed(self) -> None:
+        """Rebuild in the background when the index is new, incomplete or dirty (``list`` reads the disk
+        meanwhile); another process already rebuilding is left to it."""
+        if self._rebuild is not None and not self._rebuild.done():
+            return
+        with self.index.connection() as db:
+            state = self.index.state(db)
+        if not state.get("complete") or state.get("dirty"):
+            self._rebuild = self.threads.pool.submit(self._rebuild_quietly)
+
+    def _rebuild_quietly(self) -> int | None:
+        try:
+            return rebuild(self.index, self._stop, wait=False)
+        except Exception:
+            log.exception("rebuilding the index failed; listings read the disk until a rebuild succeeds")
+            return None
 
     async def close(self) -> None:
+        self._stop.set()
         if self.threads.is_open:
-            await self.threads.run(self.owner.release)
+            await self.threads.run(self._close_sync)
         await self.threads.close()
+
+    def _close_sync(self) -> None:
+        if self._rebuild is not None:
+            self._rebuild.result()
+        self.index.close()
+        self.owner.release()
+
+    async def reindex(self) -> int:
+        """Rebuild the index from the disk now (waiting for a rebuild another process runs); how many objects."""
+        count = None
+        while count is None:
+            count = await self.threads.run(rebuild, self.index)
+        return count
 
     def writer(self) -> LocalObjectWriter:
         return LocalObjectWriter(self)
@@ -57,10 +117,20 @@ class LocalStorage:
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         return read_range(self.layout.object_dir(key) / DATA, key, start, end)
 
+    def _delete_sync(self, key: str) -> bool:
+        with self.index.changing(key):
+            return self.layout.remove(self.layout.object_dir(key))
+
     async def delete(self, key: str) -> bool:
-        return await self.threads.run(self.layout.remove, self.layout.object_dir(key))
+        return await self.threads.run(self._delete_sync, key)
 
     def _list_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
+        if self.index.usable():
+            return self.index.list(prefix, start_after, limit)
+        return self._walk_sync(prefix, start_after, limit)
+
+    def _walk_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
+        """The listing from the disk itself (every key of the prefix, sorted): while the index is being built."""
         keys = sorted(self.layout.keys_under(self.layout.prefix_dir(prefix), prefix[:-1]))
         if start_after is not None:
             keys = [key for key in keys if key > start_after]
@@ -77,17 +147,44 @@ class LocalStorage:
                    limit: int | None = None) -> list[StoredObject]:
         return await self.threads.run(self._list_sync, prefix, start_after, limit)
 
+    async def list_expired(self, prefix: str, before: datetime, *, start_after: str | None = None,
+                           limit: int | None = None) -> list[StoredObject]:
+        return await self.threads.run(self._expired_sync, prefix, before.timestamp(), start_after, limit)
+
+    def _expired_sync(self, prefix: str, before: float, start_after: str | None,
+                      limit: int | None) -> list[StoredObject]:
+        if self.index.usable():
+            return self.index.list_expired(prefix, before, start_after, limit)
+        found = []
+        for stored in self._walk_sync(prefix, start_after, None):
+            expiry = expiry_of(stored.metadata)
+            if expiry is not None and expiry <= before:
+                found.append(stored)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    async def totals(self, prefix: str) -> tuple[int, int]:
+        return await self.threads.run(self._totals_sync, prefix)
+
+    def _totals_sync(self, prefix: str) -> tuple[int, int]:
+        if self.index.usable():
+            return self.index.totals(prefix)
+        found = self._walk_sync(prefix, None, None)
+        return len(found), sum(stored.size for stored in found)
+
     def _move_sync(self, src: str, dst: str) -> None:
         target = self.layout.object_dir(dst)
-        try:
-            rename_into(self.layout.object_dir(src), target)
-        except (FileNotFoundError, NotADirectoryError) as error:
-            raise ObjectNotFound(src) from error
-        except OSError as error:
-            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise ObjectExists(dst) from error
-            raise storage_error(error) from error
-        fsync_dir(target.parent)
+        with self.index.changing(src, dst):
+            try:
+                rename_into(self.layout.object_dir(src), target)
+            except (FileNotFoundError, NotADirectoryError) as error:
+                raise ObjectNotFound(src) from error
+            except OSError as error:
+                if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise ObjectExists(dst) from error
+                raise storage_error(error) from error
+            fsync_dir(target.parent)
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
         await self.threads.run(self._move_sync, src, dst)
@@ -103,19 +200,27 @@ class LocalStorage:
         if stored is None:
             raise ObjectNotFound(key)
         updated = replace(stored, metadata=metadata)
-        try:
-            write_meta(self.layout.object_dir(key), updated)
-        except FileNotFoundError as error:
-            raise ObjectNotFound(key) from error
-        except OSError as error:
-            raise storage_error(error) from error
+        with self.index.changing(key):
+            try:
+                write_meta(self.layout.object_dir(key), updated)
+            except FileNotFoundError as error:
+                raise ObjectNotFound(key) from error
+            except OSError as error:
+                raise storage_error(error) from error
         return updated
 
     async def update_metadata(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         return await self.threads.run(self._update_sync, key, metadata)
 
     async def sweep_staging(self) -> int:
-        return await self.threads.run(sweep_leftovers, self.layout)
+        return await self.threads.run(self._sweep_sync)
+
+    def _sweep_sync(self) -> int:
+        """What dead writers left: staging folders, and index notes of changes they did not settle."""
+        removed = sweep_leftovers(self.layout)
+        heal(self.index)
+        self._rebuild_if_needed()
+        return removed
 
     def _check_sync(self) -> None:
         probe = self.layout.staging / f"ready-{secrets.token_hex(8)}"

@@ -1,0 +1,353 @@
+"""``ObjectIndex``: an SQLite file in ``UPLOAD_DIR/.index`` that lists the objects on disk, so a listing, the
+sweep of expired uploads and an owner's totals cost the same at a thousand files as at a million.
+
+The objects on disk stay the truth; the index is a cache of their ``meta.json`` that anyone may delete (it is
+rebuilt, see ``reindex``). Keeping it true takes one rule, followed by every change of an object:
+
+1. ``intend(key)`` notes the key in ``pending`` (with the storage's owner name) before the disk changes;
+2. the disk changes (a commit's rename, a delete, a move, new metadata);
+3. ``settle(key)`` reads the key's ``meta.json`` *inside* the index's write transaction and writes what it
+   finds (a row, or none), then drops the pending note.
+
+Writes to one index are serialised by SQLite, and each ``settle`` reads the disk while it holds the write lock, so
+whatever order changes of one key from several workers take, the last ``settle`` writes the last state. A
+process that dies between 2 and 3 leaves its pending note, which ``heal`` settles once its owner's lock is free
+(at the next start or sweep). A power loss may lose the newest notes too (WAL writes are not fsynced): storages
+register in ``writers`` durably, with the machine's boot id, so a start that finds a writer of an earlier boot
+that never closed reconciles the whole index instead.
+
+Blocking: call it in the storage's threads. Each thread has its own connection; writes of one process go through
+one leader at a time, which takes every write queued meanwhile into its transaction (a group commit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from upload_service.storage import StoredObject, check_prefix
+
+from .layout import Layout, read_meta
+
+log = logging.getLogger("upload_service.local_storage")
+
+SCHEMA = 1  # an index of another version is deleted and rebuilt: no migrations
+FOLDER = ".index"
+FILE = "objects.sqlite3"
+BUSY_TIMEOUT_MS = 30_000
+PENDING_GRACE = 60.0  # a pending note older than this is settled by the sweep even if its writer lives
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT PRIMARY KEY, area TEXT NOT NULL, owner TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at REAL, metadata TEXT NOT NULL, generation INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_expiry ON objects (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS pending (key TEXT NOT NULL, writer TEXT NOT NULL, at REAL NOT NULL,
+                                    PRIMARY KEY (key, writer)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS writers (name TEXT PRIMARY KEY, boot TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
+"""
+_COLUMNS = "key, size, sha256, created_at, metadata"
+
+
+def boot_id() -> str:
+    """This boot of the machine (Linux), or "" where unknown: a writer of another boot may have lost notes."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def expiry_of(metadata: dict[str, Any]) -> float | None:
+    """The object's expiry as seconds since the epoch: the metadata's ``expires_at`` (ISO 8601), if any."""
+    value = metadata.get("expires_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """The keys under ``prefix`` are those in [prefix, end): '/' sorts just below '0', so end is the prefix with its
+    final '/' turned into '0'."""
+    return prefix, prefix[:-1] + "0"
+
+
+def _row(stored: StoredObject, generation: int) -> tuple[Any, ...]:
+    parts = stored.key.split("/")
+    return (stored.key, parts[0], parts[1] if len(parts) > 2 else "", stored.size, stored.sha256,
+            stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode(),
+            generation)
+
+
+def _stored(row: tuple[Any, ...]) -> StoredObject:
+    key, size, sha256, created_at, metadata = row
+    return StoredObject(key=key, size=size, sha256=sha256, created_at=datetime.fromisoformat(created_at),
+                        metadata=msgspec.json.decode(metadata))
+
+
+class _Write:
+    """One queued write: ``work(connection)`` runs in the leader's transaction."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], Any]) -> None:
+        self.work = work
+        self.done = False
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+
+class ObjectIndex:
+    """The index of one ``UPLOAD_DIR``, as one storage (one process's ``LocalStorage``) uses it."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.folder = layout.root / FOLDER
+        self.path = self.folder / FILE
+        self.writer = layout.owner
+        self.boot = boot_id()
+        self._local = threading.local()
+        self._epoch = 0  # bumped when the file was replaced: every thread reconnects
+        self.inode: int | None = None
+        self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Write] = []
+        self.fault: Callable[[str], None] | None = None  # tests: called between a change and its settle
+
+    # -- the file ---------------------------------------------------------------------------------------
+
+    def locked(self) -> contextlib.AbstractContextManager[bool]:
+        """The flock held while the file is checked and made (short)."""
+        return self._flock("lock", wait=True)
+
+    def rebuilding(self, *, wait: bool) -> contextlib.AbstractContextManager[bool]:
+        """The flock one rebuild holds at a time (long: the file's own lock stays free for starting storages)."""
+        return self._flock("rebuild.lock", wait=wait)
+
+    @contextlib.contextmanager
+    def _flock(self, name: str, *, wait: bool) -> Iterator[bool]:
+        """An flock on ``.index/<name>``; yields whether it was taken (always, when ``wait``)."""
+        self.folder.mkdir(exist_ok=True)
+        fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def open(self) -> None:
+        """Make the file if it is missing or of another schema (under the lock), and register this writer."""
+        with self.locked():
+            if self._schema_on_disk() != SCHEMA:
+                self._recreate()
+            self.inode = os.stat(self.path).st_ino
+            self._epoch += 1
+        with self.connection() as db:
+            db.execute("PRAGMA synchronous = FULL")  # this note must survive a power loss (see the module's doc)
+            with db:
+                db.execute("INSERT OR REPLACE INTO writers VALUES (?, ?, ?)", (self.writer, self.boot, time.time()))
+            db.execute("PRAGMA synchronous = NORMAL")
+
+    def close(self) -> None:
+        """Unregister (a clean stop leaves nothing to reconcile) and close this thread's connection."""
+        with contextlib.suppress(sqlite3.Error, FileNotFoundError):
+            self.write(lambda db: db.execute("DELETE FROM writers WHERE name = ?", (self.writer,)))
+
+    def _schema_on_disk(self) -> int | None:
+        if not self.path.exists():
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)) as db:
+                row = db.execute("SELECT value FROM state WHERE name = 'schema'").fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def _recreate(self) -> None:
+        """A fresh, empty, incomplete index (the stale WAL of a deleted file must not be replayed into it)."""
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        with contextlib.closing(self._connect()) as db, db:
+            db.executescript(_SCHEMA_SQL)
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
+                           [("schema", SCHEMA), ("complete", 0), ("dirty", 0), ("generation", 0)])
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL commits survive a crash of the process; see heal
+        return db
+
+    def _replaced(self) -> bool:
+        """Whether the file is no longer the one this storage opened (deleted, or rebuilt by someone)."""
+        try:
+            return os.stat(self.path).st_ino != self.inode
+        except FileNotFoundError:
+            return True
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection to the current file (reopened after the file was replaced)."""
+        if self._replaced():
+            self.open()
+        local = self._local
+        if getattr(local, "epoch", None) != self._epoch:
+            if getattr(local, "db", None) is not None:
+                local.db.close()
+            local.db, local.epoch = self._connect(), self._epoch
+        yield local.db
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def state(self, db: sqlite3.Connection) -> dict[str, Any]:
+        return dict(db.execute("SELECT name, value FROM state").fetchall())
+
+    def usable(self) -> bool:
+        """Whether the index lists every object (built at least once since made); else callers read the disk."""
+        with self.connection() as db:
+            row = db.execute("SELECT value FROM state WHERE name = 'complete'").fetchone()
+        return bool(row and row[0])
+
+    # -- writes -----------------------------------------------------------------------------------------
+
+    def write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work`` in a write transaction, batched with the writes other threads queued meanwhile."""
+        item = _Write(work)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._write_lock:
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run(batch)
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _run(self, batch: list[_Write]) -> None:
+        try:
+            with self.connection() as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for item in batch:
+                        db.execute("SAVEPOINT one")
+                        try:
+                            item.result = item.work(db)
+                            db.execute("RELEASE one")
+                        except Exception as error:
+                            db.execute("ROLLBACK TO one")
+                            db.execute("RELEASE one")
+                            item.error = error
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except Exception as error:
+            for item in batch:
+                item.error = item.error or error
+        finally:
+            for item in batch:
+                item.done = True
+
+    def intend(self, *keys: str) -> None:
+        """Note that ``keys`` are about to change on disk (step 1 of the module's rule)."""
+        now = time.time()
+        self.write(lambda db: db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)",
+                                             [(key, self.writer, now) for key in keys]))
+
+    def settle(self, *keys: str) -> None:
+        """Write what the disk now holds under ``keys`` and drop this writer's notes of them (step 3)."""
+        if self.fault is not None:
+            self.fault("settle")
+
+        def work(db: sqlite3.Connection) -> None:
+            self.record(db, keys)
+            db.executemany("DELETE FROM pending WHERE key = ? AND writer = ?", [(key, self.writer) for key in keys])
+
+        self.write(work)
+
+    def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> None:
+        """Inside a write transaction: make the rows of ``keys`` say what their ``meta.json`` says now."""
+        generation = db.execute("SELECT value FROM state WHERE name = 'generation'").fetchone()[0]
+        for key in keys:
+            try:
+                stored = read_meta(self.layout.object_dir(key), key)
+            except (ValueError, KeyError):
+                log.warning("%s has an unreadable meta.json: left out of the index", key)
+                stored = None
+            if stored is None:
+                db.execute("DELETE FROM objects WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(stored, generation))
+
+    @contextlib.contextmanager
+    def changing(self, *keys: str) -> Iterator[None]:
+        """Around one change of ``keys`` on disk: ``intend`` before, ``settle`` after, even if the change failed
+        (a refused commit leaves the key as it was, and settling says so). A failed settle is logged: the note
+        stays, and the sweep settles it."""
+        self.intend(*keys)
+        try:
+            yield
+        finally:
+            try:
+                self.settle(*keys)
+            except Exception:
+                log.exception("could not update the index for %s; the next sweep will", ", ".join(keys))
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def list(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
+        """Keyset pagination: one range scan of the primary key, whatever the number of objects before it."""
+        low, high = prefix_range(check_prefix(prefix))
+        query = f"SELECT {_COLUMNS} FROM objects WHERE key >= ? AND key > ? AND key < ? ORDER BY key"
+        args: list[Any] = [low, start_after or "", high]
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
+        with self.connection() as db:
+            return [_stored(row) for row in db.execute(query, args)]
+
+    def list_expired(self, prefix: str, before: float, start_after: str | None,
+                     limit: int | None) -> list[StoredObject]:
+        """Objects under ``prefix`` whose expiry is at or before ``before``, in key order (the expiry's index)."""
+        low, high = prefix_range(check_prefix(prefix))
+        query = (f"SELECT {_COLUMNS} FROM objects WHERE expires_at <= ? AND key >= ? AND key > ? AND key < ? "
+                 "ORDER BY key")
+        args: list[Any] = [before, low, start_after or "", high]
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
+        with self.connection() as db:
+            return [_stored(row) for row in db.execute(query, args)]
+
+    def totals(self, prefix: str) -> tuple[int, int]:
+        """How many objects are under ``prefix`` and their bytes."""
+        low, high = prefix_range(check_prefix(prefix))
+        with self.connection() as db:
+            count, size = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE key >= ? AND key < ?",
+                                     (low, high)).fetchone()
+        return count, size
+
+    def count(self) -> int:
+        with self.connection() as db:
+            return int(db.execute("SELECT count(*) FROM objects").fetchone()[0])

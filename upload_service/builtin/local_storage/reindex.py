@@ -1,0 +1,110 @@
+"""Bringing the index back to the disk's truth: ``rebuild`` (every object, under the rebuild lock) and ``heal``
+(only the keys that writers which died were changing).
+
+``rebuild`` works in place while the service serves: it starts a new generation, walks ``objects/``, and
+records each key it finds, in batches, re-reading its ``meta.json`` inside the write transaction (``record``), so
+a change that a live writer settles meanwhile is never overwritten with an older state; every row the walk and
+the live writers did not touch in this generation is of an object that is gone, and goes. Blocking: call both
+in the storage's threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .index import PENDING_GRACE, ObjectIndex
+from .layout import META
+from .owner import held
+
+log = logging.getLogger("upload_service.local_storage")
+
+BATCH = 500  # keys per write transaction: short enough that live writers wait a few milliseconds at most
+
+
+def walk(objects: Path, key: str = "") -> Iterator[str]:
+    """Every object's key under ``objects`` (a folder with a ``meta.json``), lazily: a million keys are never in
+    memory at once."""
+    try:
+        entries = os.scandir(objects)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with entries:
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            child = f"{key}/{entry.name}" if key else entry.name
+            if os.path.exists(os.path.join(entry.path, META)):
+                yield child
+            else:
+                yield from walk(Path(entry.path), child)
+
+
+def rebuild(index: ObjectIndex, stop: threading.Event | None = None, *, wait: bool = True) -> int | None:
+    """Make the index list exactly the objects on disk; return how many, or None when another process is
+    rebuilding (and ``wait`` is False) or ``stop`` was set midway (the index stays as usable as it was)."""
+    with index.rebuilding(wait=wait) as taken:
+        if not taken:
+            return None
+        started = time.monotonic()
+        generation = index.write(_next_generation)
+        inode = index.inode  # the file the generation was started in
+        batch: list[str] = []
+        for key in walk(index.layout.objects):
+            batch.append(key)
+            if len(batch) >= BATCH:
+                if stop is not None and stop.is_set():
+                    return None
+                keys, batch = batch, []
+                index.write(lambda db, keys=keys: index.record(db, keys))
+        if batch:
+            index.write(lambda db: index.record(db, batch))
+        count = index.write(lambda db: _finish(db, generation) if index.inode == inode else None)
+        if count is None:  # the file was deleted meanwhile and made anew: that one needs its own rebuild
+            return None
+        log.info("rebuilt the index of %s: %d objects in %.1f s", index.layout.root, count, time.monotonic() - started)
+        return count
+
+
+def _next_generation(db: sqlite3.Connection) -> int:
+    generation = int(db.execute("SELECT value FROM state WHERE name = 'generation'").fetchone()[0]) + 1
+    db.execute("UPDATE state SET value = ? WHERE name = 'generation'", (generation,))
+    return generation
+
+
+def _finish(db: sqlite3.Connection, generation: int) -> int:
+    db.execute("DELETE FROM objects WHERE generation < ?", (generation,))
+    db.executemany("UPDATE state SET value = ? WHERE name = ?", [(1, "complete"), (0, "dirty")])
+    return int(db.execute("SELECT count(*) FROM objects").fetchone()[0])
+
+
+def heal(index: ObjectIndex) -> int:
+    """Settle the pending notes of writers that died (their owner lock is free) and notes older than
+    ``PENDING_GRACE``; mark the index dirty (for a rebuild) when a writer of another boot never closed.
+    Return how many keys were settled."""
+    with index.connection() as db:
+        writers = dict(db.execute("SELECT name, boot FROM writers").fetchall())
+        notes = db.execute("SELECT key, writer, at FROM pending").fetchall()
+    names = (set(writers) | {writer for _, writer, _ in notes}) - {index.writer}
+    dead = {name for name in names if not held(index.layout.owners / name)}
+    lost = any(not writers[name] or writers[name] != index.boot for name in dead if name in writers)
+    now = time.time()
+    stale = [(key, writer) for key, writer, at in notes if writer in dead or now - at > PENDING_GRACE]
+
+    def work(db: sqlite3.Connection) -> None:
+        index.record(db, sorted({key for key, _ in stale}))
+        db.executemany("DELETE FROM pending WHERE key = ? AND writer = ?", stale)
+        db.executemany("DELETE FROM writers WHERE name = ?", [(name,) for name in dead])
+        if lost:
+            db.execute("UPDATE state SET value = 1 WHERE name = 'dirty'")
+
+    if stale or dead:
+        index.write(work)
+    if lost:
+        log.warning("a storage of an earlier boot of this machine did not close: the index will be rebuilt")
+    return len(stale)
