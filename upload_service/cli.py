@@ -1,4 +1,4 @@
-"""The ``upload-service`` command: serve (default), ``plugins`` and ``cleanup``."""
+"""The ``upload-service`` command: serve (default), ``plugins``, ``cleanup`` and ``reindex``."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ APP_PATH = "upload_service.app:create_app()"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upload-service", description="Self-hosted upload service.")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "plugins", "cleanup"],
-                        help="serve (default), list the loaded plugins as JSON, or run one cleanup sweep")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "plugins", "cleanup", "reindex"],
+                        help="serve (default), list the loaded plugins as JSON, run one cleanup sweep, or rebuild "
+                             "the storage's index from the stored objects")
     parser.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="worker processes (WORKERS, default 1)")
@@ -116,6 +117,18 @@ async def _check(service, *, sweep: bool) -> int:
         await service.stop()
 
 
+async def _reindex(service) -> int:
+    """Rebuild the storage's index (the local storage's SQLite file) from its objects; how many it lists."""
+    reindex = getattr(service.storage, "reindex", None)
+    if reindex is None:
+        raise StartupError(f"storage {service.storage.name!r} keeps no index to rebuild")
+    try:
+        await service.preflight()
+        return int(await reindex())
+    finally:
+        await service.stop()
+
+
 def event_loop(choice: str) -> str:
     """Hypercorn's worker class: uvloop when installed (its transports copy each received byte fewer times,
     which large uploads feel), else the standard asyncio loop."""
@@ -172,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .plugins import describe_plugins
 
             print(json.dumps(describe_plugins(service.pm), indent=2))
+            return 0
+        if args.command == "reindex":
+            print(json.dumps({"objects": asyncio.run(_reindex(service))}))
             return 0
         removed = asyncio.run(_check(service, sweep=args.command == "cleanup"))
         if args.command == "cleanup":

@@ -171,6 +171,27 @@ class FileStore:
                 return
             after = batch[-1].key
 
+    async def expired_temporary(self, now: datetime | None = None) -> AsyncIterator[StoredFile]:
+        """Every temporary file of every owner that expired by ``now``: from the backend's ``list_expired`` when it
+        has one (an index), else by reading them all."""
+        now = now or datetime.now(UTC)
+        finder = getattr(self.storage, "list_expired", None)
+        if finder is None:
+            async for file in self.all_temporary():
+                if file.expired(now):
+                    yield file
+            return
+        after = None
+        while True:
+            batch = await finder(f"{TEMPORARY}/", now, start_after=after, limit=500)
+            for stored in batch:
+                file = StoredFile.from_stored(stored)
+                if file.expired(now):
+                    yield file
+            if len(batch) < 500:
+                return
+            after = batch[-1].key
+
     async def delete(self, file: StoredFile) -> bool:
         return await self.storage.delete(file.key)
 

@@ -157,6 +157,18 @@ class Storage(Protocol):
     #     served with the type and disposition ``upload_service.download_presentation(filename, content_type,
     #     read_head)`` gives (``content_type`` is the stored type, never to be served as it is). When it returns a URL,
     #     ``GET /api/files/<id>/content`` answers 302 to it instead of streaming; None streams as usual.
+    #
+    # async def list_expired(self, prefix: str, before: datetime, *, start_after: str | None = None,
+    #                        limit: int | None = None) -> list[StoredObject]
+    #     As ``list``, only the objects whose metadata's ``expires_at`` (ISO 8601) is at or before ``before``: a
+    #     backend that indexes expiry answers the cleanup sweep without reading every temporary upload.
+    #
+    # async def totals(self, prefix: str) -> tuple[int, int]
+    #     How many objects are under ``prefix`` and their bytes (recounting an owner's usage), without listing them.
+    #
+    # async def reindex(self) -> int
+    #     Rebuild whatever index the backend keeps beside its objects from the objects themselves; return how many
+    #     objects it holds (``upload-service reindex``).
 
 
 # -- uploads in progress (tus) ---------------------------------------------------------------------------

@@ -33,8 +33,8 @@ async def sweep(service) -> int:
     locks = await service.locker.sweep()  # not uploads: logged, not counted
     if locks:
         log.debug("cleanup removed %d lock files nobody held", locks)
-    async for file in service.files.all_temporary():
-        if file.expired() and await service.files.delete(file):
+    async for file in service.files.expired_temporary():
+        if await service.files.delete(file):
             removed += 1
             await service.notify_deleted(file)
     return removed

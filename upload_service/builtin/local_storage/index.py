@@ -16,7 +16,7 @@ process that dies between 2 and 3 leaves its pending note, which ``heal`` settle
 register in ``writers`` durably, with the machine's boot id, so a start that finds a writer of an earlier boot
 that never closed reconciles the whole index instead.
 
-Blocking: call it in the storage's threads. Each thread has its own connection; writes of one process go through
+Blocking: call it in the storage's threads. Connections come from a small pool; writes of one process go through
 one leader at a time, which takes every write queued meanwhile into its transaction (a group commit).
 """
 
@@ -46,6 +46,7 @@ SCHEMA = 1  # an index of another version is deleted and rebuilt: no migrations
 FOLDER = ".index"
 FILE = "objects.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
+POOL = 4  # connections kept open for reuse
 PENDING_GRACE = 60.0  # a pending note older than this is settled by the sweep even if its writer lives
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS pending (key TEXT NOT NULL, writer TEXT NOT NULL, at 
 CREATE TABLE IF NOT EXISTS writers (name TEXT PRIMARY KEY, boot TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
 """
 _COLUMNS = "key, size, sha256, created_at, metadata"
+Objects = list[StoredObject]  # (``list`` is a method's name in the class below)
 
 
 def boot_id() -> str:
@@ -121,7 +123,8 @@ class ObjectIndex:
         self.path = self.folder / FILE
         self.writer = layout.owner
         self.boot = boot_id()
-        self._local = threading.local()
+        self._pool: list[tuple[sqlite3.Connection, int]] = []
+        self._pool_lock = threading.Lock()
         self._epoch = 0  # bumped when the file was replaced: every thread reconnects
         self.inode: int | None = None
         self._write_lock = threading.Lock()
@@ -168,9 +171,13 @@ class ObjectIndex:
             db.execute("PRAGMA synchronous = NORMAL")
 
     def close(self) -> None:
-        """Unregister (a clean stop leaves nothing to reconcile) and close this thread's connection."""
+        """Unregister (a clean stop leaves nothing to reconcile) and close the connections."""
         with contextlib.suppress(sqlite3.Error, FileNotFoundError):
             self.write(lambda db: db.execute("DELETE FROM writers WHERE name = ?", (self.writer,)))
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for db, _ in pool:
+            db.close()
 
     def _schema_on_disk(self) -> int | None:
         if not self.path.exists():
@@ -192,7 +199,8 @@ class ObjectIndex:
                            [("schema", SCHEMA), ("complete", 0), ("dirty", 0), ("generation", 0)])
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                             check_same_thread=False)  # pooled: used by one thread at a time
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # WAL commits survive a crash of the process; see heal
@@ -207,15 +215,26 @@ class ObjectIndex:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection to the current file (reopened after the file was replaced)."""
+        """A connection to the current file (the file is reopened once replaced), from a small pool: one per
+        thread would hold three descriptors in each of the storage's threads."""
         if self._replaced():
             self.open()
-        local = self._local
-        if getattr(local, "epoch", None) != self._epoch:
-            if getattr(local, "db", None) is not None:
-                local.db.close()
-            local.db, local.epoch = self._connect(), self._epoch
-        yield local.db
+        with self._pool_lock:
+            taken = self._pool.pop() if self._pool else None
+            epoch = self._epoch
+        if taken is None or taken[1] != epoch:
+            if taken is not None:
+                taken[0].close()
+            taken = (self._connect(), epoch)
+        try:
+            yield taken[0]
+        finally:
+            with self._pool_lock:
+                keep = taken[1] == self._epoch and len(self._pool) < POOL
+                if keep:
+                    self._pool.append(taken)
+            if not keep:
+                taken[0].close()
 
     # -- state ------------------------------------------------------------------------------------------
 
@@ -298,7 +317,8 @@ class ObjectIndex:
             if stored is None:
                 db.execute("DELETE FROM objects WHERE key = ?", (key,))
             else:
-                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(stored, generation))
+                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           _row(stored, generation))
 
     @contextlib.contextmanager
     def changing(self, *keys: str) -> Iterator[None]:
@@ -328,7 +348,7 @@ class ObjectIndex:
             return [_stored(row) for row in db.execute(query, args)]
 
     def list_expired(self, prefix: str, before: float, start_after: str | None,
-                     limit: int | None) -> list[StoredObject]:
+                     limit: int | None) -> Objects:
         """Objects under ``prefix`` whose expiry is at or before ``before``, in key order (the expiry's index)."""
         low, high = prefix_range(check_prefix(prefix))
         query = (f"SELECT {_COLUMNS} FROM objects WHERE expires_at <= ? AND key >= ? AND key > ? AND key < ? "

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from .index import PENDING_GRACE, ObjectIndex
@@ -61,11 +62,17 @@ def rebuild(index: ObjectIndex, stop: threading.Event | None = None, *, wait: bo
                 if stop is not None and stop.is_set():
                     return None
                 keys, batch = batch, []
-                index.write(lambda db, keys=keys: index.record(db, keys))
+                index.write(partial(index.record, keys=keys))
         if batch:
-            index.write(lambda db: index.record(db, batch))
-        count = index.write(lambda db: _finish(db, generation) if index.inode == inode else None)
-        if count is None:  # the file was deleted meanwhile and made anew: that one needs its own rebuild
+            index.write(partial(index.record, keys=batch))
+
+        def finish(db: sqlite3.Connection) -> int | None:
+            if index.inode != inode:  # the file was deleted meanwhile and made anew: that one needs its own rebuild
+                return None
+            return _finish(db, generation)
+
+        count: int | None = index.write(finish)
+        if count is None:
             return None
         log.info("rebuilt the index of %s: %d objects in %.1f s", index.layout.root, count, time.monotonic() - started)
         return count

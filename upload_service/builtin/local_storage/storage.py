@@ -27,6 +27,7 @@ from .sweep import sweep_leftovers
 from .threads import IOThreads
 
 log = logging.getLogger("upload_service.local_storage")
+Objects = list[StoredObject]  # (``list`` is a method's name in the class below)
 
 
 class IndexedLayout(Layout):
@@ -148,11 +149,11 @@ class LocalStorage:
         return await self.threads.run(self._list_sync, prefix, start_after, limit)
 
     async def list_expired(self, prefix: str, before: datetime, *, start_after: str | None = None,
-                           limit: int | None = None) -> list[StoredObject]:
+                           limit: int | None = None) -> Objects:
         return await self.threads.run(self._expired_sync, prefix, before.timestamp(), start_after, limit)
 
     def _expired_sync(self, prefix: str, before: float, start_after: str | None,
-                      limit: int | None) -> list[StoredObject]:
+                      limit: int | None) -> Objects:
         if self.index.usable():
             return self.index.list_expired(prefix, before, start_after, limit)
         found = []

@@ -1,0 +1,241 @@
+"""The local storage's index: listings, expiry and totals from SQLite, and the disk still the truth.
+
+The index may be deleted or left behind by a crash at any point; these tests do both and check that listings
+come back right: after a restart, a sweep, or ``upload-service reindex``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from upload_service.builtin.local_storage import LocalStorage
+from upload_service.builtin.local_storage.index import SCHEMA
+
+from .faults import wait_for
+
+
+@pytest.fixture
+async def storage(tmp_path):
+    opened = LocalStorage(tmp_path)
+    await opened.open()
+    await until_indexed(opened)
+    yield opened
+    await opened.close()
+
+
+async def until_indexed(storage: LocalStorage) -> None:
+    """Wait for the background rebuild a fresh index starts."""
+    for _ in range(500):
+        if await storage.threads.run(storage.index.usable):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the index was not built")
+
+
+async def put(storage: LocalStorage, key: str, data: bytes = b"x", metadata: dict | None = None) -> None:
+    async with storage.writer() as writer:
+        await writer.write(data)
+        await writer.commit(key, metadata or {})
+
+
+async def keys(storage: LocalStorage, prefix: str, **options) -> list[str]:
+    return [stored.key for stored in await storage.list(prefix, **options)]
+
+
+def on_disk(storage: LocalStorage, prefix: str) -> list[str]:
+    return [stored.key for stored in storage._walk_sync(prefix, None, None)]
+
+
+def indexed(storage: LocalStorage) -> list[str]:
+    with sqlite3.connect(storage.index.path) as db:
+        return [key for (key,) in db.execute("SELECT key FROM objects ORDER BY key")]
+
+
+async def test_every_change_reaches_the_index(storage):
+    for name in ("b", "a", "c"):
+        await put(storage, f"files/o/{name}", name.encode() * 3, {"n": name})
+    await put(storage, "temp/o/t", b"tt")
+    await storage.move("temp/o/t", "files/o/t", {"moved": True})
+    await storage.delete("files/o/b")
+    await storage.update_metadata("files/o/a", {"n": "A"})
+    assert indexed(storage) == ["files/o/a", "files/o/c", "files/o/t"]
+    listed = await storage.list("files/o/")
+    assert [(s.key, s.metadata, s.size) for s in listed] == [
+        ("files/o/a", {"n": "A"}, 3), ("files/o/c", {"n": "c"}, 3), ("files/o/t", {"moved": True}, 2)]
+    assert listed == [await storage.stat(s.key) for s in listed]
+    assert await keys(storage, "files/o/", start_after="files/o/a", limit=1) == ["files/o/c"]
+    assert await storage.totals("files/o/") == (3, 8)
+
+
+async def test_a_refused_commit_leaves_the_standing_row(storage):
+    await put(storage, "usage/o", b"", {"v": 1})
+    with pytest.raises(Exception, match="usage/o"):
+        await put(storage, "usage/o", b"", {"v": 2})
+    assert [s.metadata for s in await storage.list("usage/")] == [{"v": 1}]
+    with sqlite3.connect(storage.index.path) as db:
+        assert db.execute("SELECT count(*) FROM pending").fetchone() == (0,)
+
+
+async def test_expired_objects_come_from_the_expiry_index(storage):
+    now = datetime.now(UTC)
+    for name, delta in (("old", -60), ("older", -3600), ("new", 3600)):
+        await put(storage, f"temp/o/{name}", metadata={"expires_at": (now + timedelta(seconds=delta)).isoformat()})
+    await put(storage, "files/o/kept", metadata={"expires_at": None})
+    assert [s.key for s in await storage.list_expired("temp/", now)] == ["temp/o/old", "temp/o/older"]
+    assert [s.key for s in await storage.list_expired("temp/", now, start_after="temp/o/old")] == ["temp/o/older"]
+    with sqlite3.connect(storage.index.path) as db:
+        plan = " ".join(row[-1] for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT key FROM objects WHERE expires_at <= ? AND key >= ? AND key < ?",
+            (now.timestamp(), "temp/", "temp0")))
+    assert "objects_expiry" in plan or "PRIMARY KEY" in plan, plan
+
+
+async def test_a_deleted_index_is_made_again_and_reindex_fills_it(storage, tmp_path):
+    for number in range(5):
+        await put(storage, f"files/o/{number}")
+    for path in storage.index.folder.glob("objects.sqlite3*"):
+        path.unlink()
+    assert await keys(storage, "files/o/") == [f"files/o/{n}" for n in range(5)]  # the disk, meanwhile
+    assert await storage.reindex() == 5
+    assert indexed(storage) == [f"files/o/{n}" for n in range(5)]
+    await put(storage, "files/o/5")
+    assert await keys(storage, "files/o/", start_after="files/o/3") == ["files/o/4", "files/o/5"]
+
+
+async def test_an_index_of_another_schema_is_rebuilt_on_start(tmp_path):
+    first = LocalStorage(tmp_path)
+    await first.open()
+    await put(first, "files/o/a")
+    await first.close()
+    with sqlite3.connect(first.index.path) as db:
+        db.execute("UPDATE state SET value = ? WHERE name = 'schema'", (SCHEMA - 1,))
+        db.execute("DELETE FROM objects")
+    second = LocalStorage(tmp_path)
+    await second.open()
+    try:
+        await until_indexed(second)
+        assert indexed(second) == ["files/o/a"]
+    finally:
+        await second.close()
+
+
+async def test_a_writer_of_an_earlier_boot_that_never_closed_makes_a_rebuild(tmp_path):
+    first = LocalStorage(tmp_path)
+    await first.open()
+    await until_indexed(first)
+    await put(first, "files/o/a")
+    await first.threads.run(first.owner.release)  # as if the machine lost power: its writer row stays
+    with sqlite3.connect(first.index.path) as db:
+        db.execute("UPDATE writers SET boot = 'an-earlier-boot'")
+        db.execute("DELETE FROM objects")  # what a power loss may take from an unsynced WAL
+    second = LocalStorage(tmp_path)
+    await second.open()
+    try:
+        await until_indexed(second)
+        assert wait_for(lambda: indexed(second) == ["files/o/a"])
+    finally:
+        await second.close()
+        await first.threads.close()
+
+
+async def test_two_workers_see_each_others_changes_during_a_rebuild(tmp_path):
+    one, two = LocalStorage(tmp_path), LocalStorage(tmp_path)
+    await one.open()
+    await two.open()
+    try:
+        await asyncio.gather(*(put(one if n % 2 else two, f"files/o/{n:03d}") for n in range(200)))
+        rebuild = asyncio.ensure_future(one.reindex())
+        await asyncio.gather(*(two.delete(f"files/o/{n:03d}") for n in range(0, 200, 3)),
+                             *(put(two, f"files/o/new{n}") for n in range(20)))
+        await rebuild
+        expected = on_disk(one, "files/o/")
+        assert len(expected) == 200 - 67 + 20
+        assert await keys(one, "files/o/") == await keys(two, "files/o/") == expected == indexed(one)
+    finally:
+        await one.close()
+        await two.close()
+
+
+CRASH = textwrap.dedent("""
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from upload_service.builtin.local_storage import LocalStorage
+
+    async def main():
+        storage = LocalStorage(Path(sys.argv[1]))
+        await storage.open()
+        storage.index.fault = lambda where: os.kill(os.getpid(), signal.SIGKILL)  # after the rename, before settle
+        async with storage.writer() as writer:
+            await writer.write(b"survives")
+            await writer.commit("files/o/crashed", {})
+
+    asyncio.run(main())
+""")
+
+
+def crash_between_commit_and_index(root: Path) -> None:
+    process = subprocess.run([sys.executable, "-c", CRASH, str(root)], capture_output=True, text=True)
+    assert process.returncode == -9, process.stderr
+    assert (root / "objects" / "files" / "o" / "crashed" / "data").read_bytes() == b"survives"
+
+
+@pytest.mark.process
+async def test_a_crash_between_commit_and_index_heals_at_the_next_sweep(storage, tmp_path):
+    crash_between_commit_and_index(tmp_path)
+    assert await keys(storage, "files/o/") == []  # committed, not yet in the index
+    await storage.sweep_staging()
+    assert await keys(storage, "files/o/") == ["files/o/crashed"]
+
+
+@pytest.mark.process
+async def test_a_crash_between_commit_and_index_heals_at_the_next_start(tmp_path):
+    first = LocalStorage(tmp_path)
+    await first.open()
+    await until_indexed(first)
+    await first.close()
+    crash_between_commit_and_index(tmp_path)
+    restarted = LocalStorage(tmp_path)
+    await restarted.open()
+    try:
+        assert await keys(restarted, "files/o/") == ["files/o/crashed"]
+    finally:
+        await restarted.close()
+
+
+@pytest.mark.local_storage
+@pytest.mark.process
+def test_reindex_restores_listings_of_a_running_service_whose_index_was_deleted(make_server):
+    server = make_server(workers="2")
+    clients = [server.client() for _ in range(4)]
+    ids = {clients[n % 4].put(f"/api/files/f{n}.txt", content=b"%d" % n).json()["id"] for n in range(30)}
+
+    def listed() -> set[str]:
+        found, cursor = [], None
+        while True:
+            page = server.client().get("/api/files", params={"limit": 7, **({"cursor": cursor} if cursor else {})})
+            found += [file["id"] for file in page.json()["files"]]
+            if not (cursor := page.json()["next_cursor"]):
+                assert len(found) == len(set(found))
+                return set(found)
+
+    assert listed() == ids  # pages through both workers
+    for path in (server.upload_dir / ".index").glob("objects.sqlite3*"):
+        path.unlink()
+    assert listed() == ids  # from the disk until the index is back
+    result = subprocess.run([sys.executable, "-m", "upload_service.cli", "reindex"], env=server.env,
+                            capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == {"objects": 30}
+    assert listed() == ids
+    ids.add(clients[0].put("/api/files/after.txt", content=b"after").json()["id"])
+    assert listed() == ids
+    with sqlite3.connect(server.upload_dir / ".index" / "objects.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM objects WHERE area = 'files'").fetchone() == (31,)
