@@ -89,6 +89,17 @@ def prefix_range(prefix: str) -> tuple[str, str]:
     return prefix, prefix[:-1] + "0"
 
 
+_RANGE = "key > ? AND key < ?"
+
+
+def key_range(prefix: str, start_after: str | None) -> tuple[str, str]:
+    """The bounds of ``_RANGE`` for a page: one lower bound, so that SQLite seeks to it (given both ``>= prefix``
+    and ``> start_after`` it seeks to the first and scans every key between). Keys are longer than their
+    prefix, so ``> prefix`` loses none."""
+    low, high = prefix_range(check_prefix(prefix))
+    return max(low, start_after or ""), high
+
+
 def _row(stored: StoredObject, generation: int) -> tuple[Any, ...]:
     parts = stored.key.split("/")
     return (stored.key, parts[0], parts[1] if len(parts) > 2 else "", stored.size, stored.sha256,
@@ -338,9 +349,8 @@ class ObjectIndex:
 
     def list(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
         """Keyset pagination: one range scan of the primary key, whatever the number of objects before it."""
-        low, high = prefix_range(check_prefix(prefix))
-        query = f"SELECT {_COLUMNS} FROM objects WHERE key >= ? AND key > ? AND key < ? ORDER BY key"
-        args: list[Any] = [low, start_after or "", high]
+        query = f"SELECT {_COLUMNS} FROM objects WHERE {_RANGE} ORDER BY key"
+        args: list[Any] = [*key_range(prefix, start_after)]
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
@@ -350,10 +360,11 @@ class ObjectIndex:
     def list_expired(self, prefix: str, before: float, start_after: str | None,
                      limit: int | None) -> Objects:
         """Objects under ``prefix`` whose expiry is at or before ``before``, in key order (the expiry's index)."""
-        low, high = prefix_range(check_prefix(prefix))
-        query = (f"SELECT {_COLUMNS} FROM objects WHERE expires_at <= ? AND key >= ? AND key > ? AND key < ? "
+        # the expiry's index, always: without statistics SQLite may prefer scanning the key range of every
+        # temporary upload, and the expired ones are few (the sweep takes them away)
+        query = (f"SELECT {_COLUMNS} FROM objects INDEXED BY objects_expiry WHERE expires_at <= ? AND {_RANGE} "
                  "ORDER BY key")
-        args: list[Any] = [before, low, start_after or "", high]
+        args: list[Any] = [before, *key_range(prefix, start_after)]
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
