@@ -308,6 +308,43 @@ class StorageContract(BackendFixtures):
             after = page[-1].key
         assert pages == [keys[:2], keys[2:4], keys[4:]]
 
+    async def test_list_expired_lists_what_expired_by_a_moment(self, storage: Storage) -> None:
+        """Optional (``list_expired``): as ``list``, only objects whose metadata's ``expires_at`` is past."""
+        finder = getattr(storage, "list_expired", None)
+        if finder is None:
+            pytest.skip("no list_expired: the sweep reads every temporary upload")
+        base, now = f"temp/{owner()}", datetime.now(UTC)
+        expiries = {"a": now - timedelta(hours=1), "b": now - timedelta(seconds=1), "c": now + timedelta(hours=1),
+                    "d": None}
+        for name, expiry in expiries.items():
+            await put(storage, f"{base}/{name}", b"", {"expires_at": expiry and expiry.isoformat()})
+        await put(storage, f"{base}/e", b"", {})
+
+        async def names(**options: Any) -> list[str]:
+            return [stored.key.rsplit("/", 1)[1] for stored in await finder(f"{base}/", now, **options)]
+
+        assert await names() == ["a", "b"]
+        assert await names(start_after=f"{base}/a") == ["b"]
+        assert await names(limit=1) == ["a"]
+        await storage.update_metadata(f"{base}/c", {"expires_at": (now - timedelta(minutes=1)).isoformat()})
+        await storage.delete(f"{base}/a")
+        assert await names() == ["b", "c"]
+        assert (await finder(f"{base}/", now))[0] == await storage.stat(f"{base}/b")
+
+    async def test_totals_count_the_objects_and_bytes_under_a_prefix(self, storage: Storage) -> None:
+        """Optional (``totals``): what an owner's usage is recounted from."""
+        totals = getattr(storage, "totals", None)
+        if totals is None:
+            pytest.skip("no totals: usage is recounted by listing")
+        base = f"files/{owner()}"
+        await put(storage, f"{base}/a", b"12345")
+        await put(storage, f"{base}/b", b"")
+        await put(storage, f"{base}0/c", b"not under the prefix")
+        assert await totals(f"{base}/") == (2, 5)
+        await storage.move(f"{base}/a", f"temp/{base[6:]}/a")
+        assert await totals(f"{base}/") == (1, 0)
+        assert await totals(f"temp/{base[6:]}/") == (1, 5)
+
     # -- moving and metadata ------------------------------------------------------------------------
 
     async def test_move_renames_and_keeps_the_bytes(self, storage: Storage) -> None:
