@@ -4,9 +4,10 @@ One job per module: ``storage`` (``LocalStorage``, the ``Storage`` protocol), ``
 streamed into staging and renamed into place), ``buffered`` and ``disk_lane`` (writing a file behind the network,
 off the event loop), ``writeback`` (asking the disk to start early), ``layout`` (the folders and each object's
 ``meta.json``), ``durable`` (fsync, atomic renames, disk errors in the core's terms), ``owner`` (the lock that marks
-an open storage's staging folders as in use), ``sweep`` (what dead writers left), ``reading``, ``threads`` (the
-storage's thread pool, started by ``open``) and ``resumable`` (tus uploads in progress). This module registers the
-backend.
+an open storage's staging folders as in use), ``sweep`` (what dead writers left), ``index`` (the SQLite index that
+listings, the expiry sweep and usage totals read) and ``reindex`` (rebuilding and healing it from the disk),
+``reading``, ``threads`` (the storage's thread pool, started by ``open``) and ``resumable`` (tus uploads in
+progress). This module registers the backend.
 """
 
 from __future__ import annotations
