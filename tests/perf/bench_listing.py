@@ -87,9 +87,11 @@ def seed(upload_dir: Path, size: int, processes: int = 2) -> tuple[list[str], fl
     return sorted(ids), time.perf_counter() - started
 
 
-def reindex(server_env: dict[str, str]) -> tuple[int, float]:
+def reindex(upload_dir: Path) -> tuple[int, float]:
+    """``upload-service reindex`` before the server starts (a start would build the index in the background)."""
+    env = {**os.environ, "UPLOAD_DIR": str(upload_dir), "SECRET_KEY": SECRET, "LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "upload_service.cli", "reindex"], env=server_env,
+    result = subprocess.run([sys.executable, "-m", "upload_service.cli", "reindex"], env=env,
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)["objects"], time.perf_counter() - started
 
@@ -131,10 +133,10 @@ def one_size(base: Path, size: int, requests: int) -> dict[str, float]:
     upload_dir = root / "uploads"
     ids, seeded = seed(upload_dir, size)
     print(f"  seeded {size:,} files (+{max(size // 10, 100):,} temporary) in {seeded:.1f} s", flush=True)
+    objects, rebuilt = reindex(upload_dir)
+    print(f"  reindex: {objects:,} objects in {rebuilt:.1f} s", flush=True)
     # the server's own sweep is off (it would run at its start): the one measured here removes the expired uploads
     with service(root, upload_dir=str(upload_dir), secret_key=SECRET, disabled_plugins="cleanup") as server:
-        objects, rebuilt = reindex(server.env)
-        print(f"  reindex: {objects:,} objects in {rebuilt:.1f} s", flush=True)
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client:
             first = median_ms(client, {"limit": "20"}, requests, 20)
             deep = median_ms(client, {"limit": "20", "cursor": ids[len(ids) // 2]}, requests, 20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import secrets
@@ -100,8 +101,11 @@ class LocalStorage:
         self.owner.release()
 
     async def reindex(self) -> int:
-        """Rebuild the index from the disk now (waiting for a rebuild another process runs); how many objects."""
-        count = None
+        """Rebuild the index from the disk now (waiting for a rebuild another process runs); how many objects.
+        A rebuild still running in the background (``open`` starts one for a new index) is waited for instead of
+        run twice: it corrects every row, as a new one would."""
+        running = self._rebuild if self._rebuild is not None and not self._rebuild.done() else None
+        count = await asyncio.wrap_future(running) if running is not None else None
         while count is None:
             count = await self.threads.run(rebuild, self.index)
         return count
