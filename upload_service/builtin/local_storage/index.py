@@ -100,11 +100,11 @@ def key_range(prefix: str, start_after: str | None) -> tuple[str, str]:
     return max(low, start_after or ""), high
 
 
-def _row(stored: StoredObject, generation: int) -> tuple[Any, ...]:
+def _row(stored: StoredObject) -> tuple[Any, ...]:
+    """An object's row but its generation (the current one, read by the insert itself)."""
     parts = stored.key.split("/")
     return (stored.key, parts[0], parts[1] if len(parts) > 2 else "", stored.size, stored.sha256,
-            stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode(),
-            generation)
+            stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode())
 
 
 def _stored(row: tuple[Any, ...]) -> StoredObject:
@@ -139,6 +139,7 @@ class ObjectIndex:
         self._epoch = 0  # bumped when the file was replaced: every thread reconnects
         self.inode: int | None = None
         self._write_lock = threading.Lock()
+        self._writer: tuple[sqlite3.Connection, int] | None = None
         self._queue_lock = threading.Lock()
         self._queue: list[_Write] = []
         self.fault: Callable[[str], None] | None = None  # tests: called between a change and its settle
@@ -187,6 +188,10 @@ class ObjectIndex:
             self.write(lambda db: db.execute("DELETE FROM writers WHERE name = ?", (self.writer,)))
         with self._pool_lock:
             pool, self._pool = self._pool, []
+        with self._write_lock:
+            if self._writer is not None:
+                pool.append(self._writer)
+                self._writer = None
         for db, _ in pool:
             db.close()
 
@@ -223,6 +228,17 @@ class ObjectIndex:
             return os.stat(self.path).st_ino != self.inode
         except FileNotFoundError:
             return True
+
+    def _writing(self) -> sqlite3.Connection:
+        """The one connection writes use (under ``_write_lock``): taking one from the pool for each write made
+        and closed connections all the time once more threads wrote at once than the pool keeps."""
+        if self._replaced():
+            self.open()
+        if self._writer is None or self._writer[1] != self._epoch:
+            if self._writer is not None:
+                self._writer[0].close()
+            self._writer = (self._connect(), self._epoch)
+        return self._writer[0]
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -275,35 +291,47 @@ class ObjectIndex:
         return item.result
 
     def _run(self, batch: list[_Write]) -> None:
+        """One transaction for the whole batch; should one write in it fail, each runs again alone, so only its
+        own caller gets the error (each ``execute`` hands the GIL to the other threads and back, so a savepoint
+        around every write cost more than the write)."""
         try:
-            with self.connection() as db:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    for item in batch:
-                        db.execute("SAVEPOINT one")
-                        try:
-                            item.result = item.work(db)
-                            db.execute("RELEASE one")
-                        except Exception as error:
-                            db.execute("ROLLBACK TO one")
-                            db.execute("RELEASE one")
-                            item.error = error
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
+            try:
+                self._transaction(batch)
+            except Exception:
+                if len(batch) == 1:
                     raise
+                for item in batch:
+                    try:
+                        self._transaction([item])
+                    except Exception as error:
+                        item.error = error
         except Exception as error:
             for item in batch:
-                item.error = item.error or error
+                item.error = error
         finally:
             for item in batch:
                 item.done = True
 
+    def _transaction(self, batch: list[_Write]) -> None:
+        db = self._writing()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for item in batch:
+                item.result = item.work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def intend(self, *keys: str) -> None:
         """Note that ``keys`` are about to change on disk (step 1 of the module's rule)."""
         now = time.time()
-        self.write(lambda db: db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)",
-                                             [(key, self.writer, now) for key in keys]))
+
+        def work(db: sqlite3.Connection) -> None:
+            for key in keys:
+                db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)", (key, self.writer, now))
+
+        self.write(work)
 
     def settle(self, *keys: str) -> None:
         """Write what the disk now holds under ``keys`` and drop this writer's notes of them (step 3)."""
@@ -312,13 +340,13 @@ class ObjectIndex:
 
         def work(db: sqlite3.Connection) -> None:
             self.record(db, keys)
-            db.executemany("DELETE FROM pending WHERE key = ? AND writer = ?", [(key, self.writer) for key in keys])
+            for key in keys:
+                db.execute("DELETE FROM pending WHERE key = ? AND writer = ?", (key, self.writer))
 
         self.write(work)
 
     def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> None:
         """Inside a write transaction: make the rows of ``keys`` say what their ``meta.json`` says now."""
-        generation = db.execute("SELECT value FROM state WHERE name = 'generation'").fetchone()[0]
         for key in keys:
             try:
                 stored = read_meta(self.layout.object_dir(key), key)
@@ -328,8 +356,8 @@ class ObjectIndex:
             if stored is None:
                 db.execute("DELETE FROM objects WHERE key = ?", (key,))
             else:
-                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           _row(stored, generation))
+                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                           "(SELECT value FROM state WHERE name = 'generation'))", _row(stored))
 
     @contextlib.contextmanager
     def changing(self, *keys: str) -> Iterator[None]:
