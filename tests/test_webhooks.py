@@ -111,7 +111,7 @@ def test_a_failing_receiver_is_retried_with_growing_delays(upload_service_factor
         for number, gap in enumerate(gaps):  # 0.1, 0.2, 0.4, 0.8 s
             assert gap >= 0.1 * 2**number * 0.9, gaps
         lag = flaky.deliveries[0].at - flaky.attempts[0]
-        assert lag < 1.5 + 1.0, lag  # the sum of the delays, plus the slack of a busy machine
+        assert lag < 1.5 + 3.0, lag  # the sum of the delays, plus the slack of a busy machine
         assert metric(running, "failed") == 4 and metric(running, "delivered") == 1
     finally:
         flaky.stop()
@@ -182,7 +182,7 @@ def test_uploads_are_answered_while_the_receiver_hangs(upload_service_factory, r
     assert receiver.hanging.wait(5)
     started = time.monotonic()
     second = upload(running, "second.txt")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # well under the 5 s the delivery may still hang
     assert not receiver.deliveries  # the receiver still holds the first one
     receiver.release.set()
     assert wait_for(lambda: second["id"] in {d["id"] for d in receiver.of_type("file.persisted")})
@@ -208,3 +208,21 @@ def test_misconfigured_it_refuses_to_start(tmp_path: Path, settings: dict[str, s
     service = next(ext for ext in app.extensions.values() if isinstance(ext, UploadService))
     with pytest.raises(StartupError, match=re.escape(message)):
         asyncio.run(service.preflight())
+
+
+def test_instances_sharing_storage_deliver_each_event_once(tmp_path: Path) -> None:
+    flaky = Receiver(SECRET, fail_first=15)  # the first attempts fail: both instances then retry the same entries
+    first = start_service(tmp_path, **webhooks(flaky.url))
+    second = start_service(tmp_path, **webhooks(flaky.url))
+    try:
+        uploaded = [upload(running, f"{n}.txt")["id"] for n in range(10) for running in (first, second)]
+        assert wait_for(lambda: len(flaky.deliveries) >= len(uploaded))
+        assert wait_for(lambda: not objects(first, "webhooks/"))
+        ids = [delivery.headers["webhook-id"] for delivery in flaky.deliveries]
+        assert sorted(d["id"] for d in flaky.of_type("file.persisted")) == sorted(uploaded)
+        assert len(ids) == len(set(ids)), "an entry is claimed by one instance at a time"
+        assert metric(first, "delivered") > 0 and metric(second, "delivered") > 0  # both took part
+    finally:
+        first.stop()
+        second.stop()
+        flaky.stop()

@@ -95,7 +95,8 @@ class Outbox:
                 await asyncio.gather(*self.running.values(), return_exceptions=True)
 
     async def send_due(self) -> float | None:
-        """Start sending every due entry not already being sent; return when the next one falls due."""
+        """Start sending the due entries not already being sent, oldest first and a bounded number at once (a
+        backlog of days makes no task per entry); return when the next one falls due."""
         now, soonest = time.time(), None
         async for stored in self._listing(OUTBOX):
             entry_id = stored.key.removeprefix(OUTBOX)
@@ -103,6 +104,8 @@ class Outbox:
             if due is None or entry_id in self.running:
                 continue
             if due <= now:
+                if len(self.running) >= 2 * CONCURRENCY:
+                    return None  # enough under way; each that ends wakes the loop for the next
                 task = asyncio.create_task(self._send_in_slot(stored.key))
                 self.running[entry_id] = task
                 task.add_done_callback(functools.partial(self._done, entry_id))
