@@ -226,3 +226,22 @@ def test_instances_sharing_storage_deliver_each_event_once(tmp_path: Path) -> No
         first.stop()
         second.stop()
         flaky.stop()
+
+
+def test_a_delivery_cut_by_a_stop_is_sent_at_once_after_the_restart(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.release.clear()
+    running = start_service(tmp_path, **webhooks(receiver.url, WEBHOOK_TIMEOUT="5s"))
+    try:
+        file = upload(running)
+        assert receiver.hanging.wait(5)
+    finally:
+        running.stop()  # cancels the hanging delivery, which gives its claim back
+    receiver.release.set()
+    again = start_service(tmp_path, **webhooks(receiver.url, WEBHOOK_TIMEOUT="5s"))
+    try:
+        restarted = time.monotonic()
+        assert wait_for(lambda: receiver.of_type("file.persisted"), timeout=20)
+        assert time.monotonic() - restarted < 4, "not held back by the stopped instance's claim (10 s)"
+        assert [d["id"] for d in receiver.of_type("file.persisted")] == [file["id"]]
+    finally:
+        again.stop()

@@ -28,7 +28,7 @@ class Receiver:
     attempts: list[float] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # signatures that did not verify
-    release: threading.Event = field(default_factory=threading.Event)  # cleared: requests hang until set
+    release: threading.Event = field(default_factory=threading.Event)  # cleared: requests hang, then fail (503)
     hanging: threading.Event = field(default_factory=threading.Event)  # a request is waiting for release
 
     def __post_init__(self) -> None:
@@ -39,10 +39,12 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.attempts.append(time.time())
-                if not receiver.release.is_set():
+                if receiver.release.is_set():
+                    status = receiver.take(body, {name.lower(): value for name, value in self.headers.items()})
+                else:  # a hung request is never taken, even once released: its sender may be gone
                     receiver.hanging.set()
                     receiver.release.wait(10)
-                status = receiver.take(body, {name.lower(): value for name, value in self.headers.items()})
+                    status = 503
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

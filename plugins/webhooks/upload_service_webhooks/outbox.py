@@ -34,6 +34,7 @@ log = logging.getLogger("upload_service.webhooks")
 OUTBOX, DEAD = "webhooks/outbox/", "webhooks/dead/"
 PAGE = 500
 CONCURRENCY = 32
+LEASE_MARGIN = 5.0  # seconds a claim outlives its attempts' timeout: then a crashed sender's entry is sent again
 
 
 def event_body(event_type: str, data: dict[str, Any]) -> bytes:
@@ -142,9 +143,20 @@ class Outbox:
         if claimed is None:
             return {}
         state, due = claimed
-        body = b"".join([chunk async for chunk in self.storage.read(key)])
-        errors = await asyncio.gather(*(self._post(self.endpoints[url], state["id"], body) for url in due))
+        try:
+            body = b"".join([chunk async for chunk in self.storage.read(key)])
+            errors = await asyncio.gather(*(self._post(self.endpoints[url], state["id"], body) for url in due))
+        except asyncio.CancelledError:  # the service stops: the next start sends it at once, not after the lease
+            with contextlib.suppress(Exception):
+                await self._unclaim(key)
+            raise
         return await self._record(key, dict(zip(due, errors, strict=True)))
+
+    async def _unclaim(self, key: str) -> None:
+        async with self.service.exclusive("webhooks", key.rsplit("/", 1)[1]):
+            stored = await self.storage.stat(key)
+            if stored is not None:
+                await self.storage.update_metadata(key, {**stored.metadata, "claimed_until": 0})
 
     async def _claim(self, key: str) -> tuple[dict[str, Any], list[str]] | None:
         async with self.service.exclusive("webhooks", key.rsplit("/", 1)[1]):
@@ -157,7 +169,7 @@ class Outbox:
                    if not endpoint["dead"] and endpoint["next"] <= now and url in self.endpoints]
             if not due:
                 return None
-            state["claimed_until"] = now + self.settings.timeout + 30
+            state["claimed_until"] = now + self.settings.timeout + LEASE_MARGIN
             await self.storage.update_metadata(key, state)
             return state, due
 
