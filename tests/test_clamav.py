@@ -18,7 +18,7 @@ import pytest
 
 from .clamd_server import EICAR, EICAR_SIGNATURE, MARKER, MARKER_SIGNATURE, ClamdServer
 from .conftest import stored_files
-from .servers import Server, free_port, start_server
+from .servers import Server, free_port, start_in_process, start_server
 from .test_constant_memory import _peak_mib
 from .test_operations import samples
 from .tus import create, patch
@@ -250,5 +250,16 @@ def test_listed_by_the_plugins_command_and_blocked_by_disabled_plugins(tmp_path:
     try:
         answer = server.client("alice").put("/api/files/eicar.com", content=EICAR)
         assert answer.status_code == 201 and answer.json()["metadata"] == {}
+    finally:
+        server.stop()
+
+
+def test_a_host_app_passes_the_settings_as_plugin_settings(clamd: ClamdServer, tmp_path: Path) -> None:
+    """In-process, as a host app: ``Settings(plugin_settings={"CLAMD_URL": ..., "CLAMAV_FAIL": ...})``."""
+    server = start_in_process(tmp_path, clamd_url=clamd.tcp_url, clamav_timeout="30s")
+    try:
+        client = server.client("alice")
+        assert client.put("/api/files/fine.txt", content=b"fine").json()["metadata"] == {"clamav": "clean"}
+        assert_malware(client.put("/api/files/eicar.txt", content=EICAR))
     finally:
         server.stop()
