@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from contextlib import aclosing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ class Scanner:
         """Refuse an infected file (422, reason ``malware``); without a verdict, refuse (503, or 413 past
         clamd's ``StreamMaxLength``) when failing closed, keep it and warn when failing open."""
         try:
-            async with asyncio.timeout(self.settings.timeout), aclosing(service.storage.read(file.key)) as chunks:
+            async with asyncio.timeout(self.settings.timeout), _reading(service, file.key) as chunks:
                 signature = await self.clamd.instream(chunks)
         except (ClamdError, TimeoutError) as error:
             return self._no_verdict(file, error)
@@ -60,6 +61,18 @@ class Scanner:
                                  "nothing was kept", status=413, reason="scan_too_large")
         raise UploadRejected("the malware scanner is unavailable; nothing was kept, try again later", status=503,
                              reason="scan_unavailable")
+
+
+@asynccontextmanager
+async def _reading(service: Any, key: str) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The stored bytes, closed when the scan stops early (a verdict, a timeout): the storage may hold a handle."""
+    chunks = service.storage.read(key)
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _settings(service: Any) -> ClamavSettings:
