@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from upload_service_clamav.clamd import Clamd
+
 from .clamd_server import EICAR, EICAR_SIGNATURE, MARKER, MARKER_SIGNATURE, ClamdServer
 from .conftest import stored_files
 from .servers import Server, free_port, start_in_process, start_server
@@ -222,11 +224,25 @@ def _start_cli(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:3310", "unix://relative/clamd.ctl", "tcp://:3310",
-                                 "tcp://127.0.0.1:notaport"])
-def test_a_malformed_clamd_url_refuses_to_start(tmp_path: Path, url: str) -> None:
-    result = _start_cli(tmp_path, clamd_url=url)
-    assert result.returncode == 2 and f"CLAMD_URL={url!r} is not a clamd address" in result.stderr, result.stderr
+def test_a_malformed_clamd_url_refuses_to_start(tmp_path: Path) -> None:
+    result = _start_cli(tmp_path, clamd_url="http://127.0.0.1:3310")
+    assert result.returncode == 2, result.stderr
+    assert "CLAMD_URL='http://127.0.0.1:3310' is not a clamd address: use unix:///path" in result.stderr
+
+
+@pytest.mark.parametrize(("url", "why"), [("unix://relative/clamd.ctl", "three slashes"),
+                                          ("tcp://:3310", "tcp://host:port"),
+                                          ("tcp://127.0.0.1:notaport", "from 1 to 65535"),
+                                          ("tcp://127.0.0.1:3310/path", "tcp://host:port")])
+def test_what_is_wrong_with_a_clamd_url_is_said(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        Clamd.from_url(url)
+
+
+def test_clamd_urls_that_are_accepted() -> None:
+    assert Clamd.from_url("unix:///run/clamav/clamd.ctl") == Clamd(path="/run/clamav/clamd.ctl")
+    assert Clamd.from_url("tcp://127.0.0.1:3310") == Clamd(host="127.0.0.1", port=3310)
+    assert Clamd.from_url("tcp://clamav") == Clamd(host="clamav", port=3310)
 
 
 def test_a_bad_fail_setting_refuses_to_start(tmp_path: Path, clamd: ClamdServer) -> None:
