@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -105,3 +109,21 @@ def sign_in(browser: httpx.Client, service_url: str, login: str, name: str = "te
     first = start_sign_in(browser, service_url, name)
     back = submit_forms(browser, browser.get(first.headers["location"]), login)
     return browser.get(back.headers["location"])
+
+
+def tokens_for(provider: OpenIDProvider, client: Client, login: str, scope: str = "openid email groups api",
+               redirect_uri: str = "http://127.0.0.1/login/test/authorized") -> dict:
+    """What the provider's token endpoint gives ``client`` after ``login`` signs in: the test as an OAuth client
+    of its own (a CLI that got an access token for the upload API), PKCE and all."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        answer = browser.get(f"{provider.issuer}/auth", params={
+            "response_type": "code", "client_id": client.client_id, "redirect_uri": redirect_uri, "scope": scope,
+            "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256"})
+        back = submit_forms(browser, answer, login)
+        code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+        answer = browser.post(f"{provider.issuer}/token", auth=(client.client_id, client.client_secret), data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri, "code_verifier": verifier})
+    answer.raise_for_status()
+    return answer.json()
