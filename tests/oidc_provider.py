@@ -23,6 +23,8 @@ SCRIPT = ROOT / "tests" / "oidc" / "provider.mjs"
 API_AUDIENCE = "https://uploads.test/api"
 ACCOUNTS = {"ada": {"email": "ada@example.org", "groups": ["admins", "staff"]},
             "bob": {"email": "bob@elsewhere.test", "groups": ["staff"]}}
+NATIVE_CLIENT = {"redirect_uris": ["http://127.0.0.1/login/test/authorized"], "application_type": "native",
+                 "token_endpoint_auth_method": "client_secret_basic"}
 FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 
 
@@ -30,6 +32,10 @@ FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 class Client:
     client_id: str
     client_secret: str
+
+    def metadata(self) -> dict:
+        """As a static client of the provider: a native one, whose loopback redirect URI is good on any port."""
+        return {"client_id": self.client_id, "client_secret": self.client_secret, **NATIVE_CLIENT}
 
 
 @dataclass
@@ -40,7 +46,8 @@ class OpenIDProvider:
     log_path: Path
 
     @classmethod
-    def start(cls, log_dir: Path, port: int | None = None, key_id: str = "key-1") -> OpenIDProvider:
+    def start(cls, log_dir: Path, port: int | None = None, key_id: str = "key-1",
+              clients: tuple[Client, ...] = ()) -> OpenIDProvider:
         node = shutil.which("node")
         if node is None or not (ROOT / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError("node and oidc-provider are needed: run scripts/build-assets (npm ci) first")
@@ -48,7 +55,7 @@ class OpenIDProvider:
         port = port or free_port()
         log_path = log_dir / f"oidc-provider-{port}-{key_id}.log"
         env = {"PATH": "/usr/bin:/bin", "PORT": str(port), "KEY_ID": key_id, "API_AUDIENCE": API_AUDIENCE,
-               "ACCOUNTS": json.dumps(ACCOUNTS)}
+               "ACCOUNTS": json.dumps(ACCOUNTS), "CLIENTS": json.dumps([client.metadata() for client in clients])}
         process = subprocess.Popen([node, str(SCRIPT)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                                    stderr=log_path.open("wb"), text=True)
         assert process.stdout is not None
@@ -65,8 +72,7 @@ class OpenIDProvider:
     def register(self, path: str = "/login/test/authorized") -> Client:
         """A client of its own for one service under test (dynamic registration). A native client: its loopback
         redirect URI ``http://127.0.0.1<path>`` is good on any port (RFC 8252), so it is made before the service."""
-        metadata = {"redirect_uris": [f"http://127.0.0.1{path}"], "application_type": "native",
-                    "token_endpoint_auth_method": "client_secret_basic"}
+        metadata = {**NATIVE_CLIENT, "redirect_uris": [f"http://127.0.0.1{path}"]}
         answer = httpx.post(f"{self.issuer}/reg", json=metadata, timeout=10)
         answer.raise_for_status()
         return Client(answer.json()["client_id"], answer.json()["client_secret"])

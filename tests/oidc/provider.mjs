@@ -4,7 +4,7 @@
 // afresh at each start (a restart with another KEY_ID is a key rotation). Clients register themselves (dynamic
 // registration, open), one per service under test, with their own redirect URI. Accounts: any login name the
 // devInteractions form gets becomes the subject; ACCOUNTS (JSON {login: {email, groups}}) gives them claims.
-// Access tokens are JWTs (RFC 9068) for the resource API_AUDIENCE. Prints "ready <issuer>" once listening.
+// CLIENTS (JSON list of client metadata) are static clients. Access tokens are JWTs (RFC 9068) for the resource API_AUDIENCE. Prints "ready <issuer>" once listening.
 import { generateKeyPairSync } from 'node:crypto';
 import Provider from 'oidc-provider';
 
@@ -27,6 +27,7 @@ function claimsOf(login) {
 }
 
 const provider = new Provider(issuer, {
+  clients: JSON.parse(process.env.CLIENTS || '[]'), // static clients survive a restart (dynamic ones do not)
   jwks: { keys: [signingKey] },
   cookies: { keys: ['test-cookie-key-0123456789'] },
   conformIdTokenClaims: false, // the requested claims go into the ID token too
