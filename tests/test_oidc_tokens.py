@@ -3,6 +3,7 @@ provider's JWKS stands in as a key set already fetched), and its settings at sta
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -106,3 +107,15 @@ def test_a_configured_provider_gets_a_button_without_being_contacted():
     provider = service.auth_provider("oidc:corp")
     assert (provider.login_url, provider.title) == ("/login/corp", "Corp SSO")
     assert "/login/corp/authorized" in service.endpoints().values()
+
+
+async def test_without_providers_the_plugin_is_inert_and_says_so_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="upload_service.oidc")
+    app = create_app(Settings(secret_key="test-secret-key-0123456789", upload_dir=str(tmp_path)))
+
+    async with app.test_app():
+        lines = [record.getMessage() for record in caplog.records if record.name == "upload_service.oidc"]
+        rules = app.extensions["upload_service"].endpoints().values()
+
+    assert len(lines) == 1 and lines[0].startswith("OpenID Connect sign-in is off: set OIDC_PROVIDERS")
+    assert not [rule for rule in rules if rule.startswith("/login/") and rule != "/login/authorized"]
