@@ -56,3 +56,33 @@ def test_down_at_start_up_then_up_then_its_keys_rotate(make_server, tmp_path):
 def signed_in_identity_id(server, browser) -> str | None:
     identity = signed_in_identity(server, browser)
     return identity["id"] if identity else None
+
+
+async def test_unknown_key_ids_fetch_the_jwks_at_most_once_per_interval(openid_provider):
+    from upload_service_oidc.config import ProviderConfig
+    from upload_service_oidc.issuer import Issuer
+
+    def issuer(interval: float) -> tuple[Issuer, list[int]]:
+        config = ProviderConfig(name="test", issuer=openid_provider.issuer, client_id="x", client_secret="",
+                                scopes="openid", title="", allowed=(), bearer=True, audience="x",
+                                jwks_refresh_interval=interval)
+        counted, fetches = Issuer(config), []
+        fetch = counted._fetch_keys
+
+        async def counting_fetch():
+            fetches.append(1)
+            return await fetch()
+
+        counted._fetch_keys = counting_fetch  # type: ignore[method-assign]
+        return counted, fetches
+
+    patient, fetches = issuer(30)
+    assert [key.kid for key in (await patient.keys("key-1")).keys] == ["key-1"]
+    for forged in range(20):  # a stream of tokens naming keys nobody has
+        await patient.keys(f"forged-{forged}")
+    assert len(fetches) == 1
+
+    eager, fetches = issuer(0)
+    await eager.keys("key-1")
+    await eager.keys("forged")
+    assert len(fetches) == 2  # with no interval, an unknown kid is looked up at once
