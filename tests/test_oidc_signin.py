@@ -32,6 +32,10 @@ def browser_for(server) -> httpx.Client:
     return server.client(None, follow_redirects=False)
 
 
+def session_cookie(browser: httpx.Client) -> str:
+    return [cookie.value for cookie in browser.cookies.jar if cookie.name == "upload_service_session"][-1]
+
+
 def upload_as_signed_in(server, browser: httpx.Client, name: str) -> dict:
     csrf = csrf_from(browser.get("/").text)
     answer = browser.put(f"/api/files/{name}", content=b"hello", headers={"X-CSRF-Token": csrf})
@@ -144,3 +148,16 @@ def test_bearer_tokens_of_someone_allowed_keeps_out_are_403(service, openid_prov
     for login, status in (("ada", 200), ("bob", 403)):
         token = tokens_for(openid_provider, server.oidc_client, login)["access_token"]
         assert api.get("/api/files", headers={"Authorization": f"Bearer {token}"}).status_code == status
+
+
+def test_changing_allowed_ends_the_sessions_started_under_other_rules(service):
+    before = service()
+    browser = browser_for(before)
+    oidc_sign_in(browser, before.url, "bob")
+    assert browser.get("/api/files").status_code == 200
+    after = service(allowed="groups=admins")  # the same secret key and provider name: the operator changed a rule
+
+    cookie = {"Cookie": f"upload_service_session={session_cookie(browser)}"}
+
+    assert after.client(None).get("/api/files", headers=cookie).status_code == 401
+    assert before.client(None).get("/api/files", headers=cookie).status_code == 200

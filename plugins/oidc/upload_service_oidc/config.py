@@ -8,6 +8,7 @@ names are lower-case letters and digits: they appear in URLs (``/login/<name>``)
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,12 @@ class ProviderConfig:
     @property
     def env_prefix(self) -> str:
         return f"OIDC_{self.name.upper()}_"
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the issuer and the access rules; a session started under others (the operator changed them) ends."""
+        rules = ",".join(sorted(f"{rule.claim}={rule.value}" for rule in self.allowed))
+        return hashlib.sha256(f"{self.issuer}|{rules}".encode()).hexdigest()[:16]
 
     def admits(self, claims: dict[str, Any]) -> bool:
         """No ``_ALLOWED`` rules: anyone the provider signs in. Otherwise any one rule that holds lets in."""

@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from quart import Request
+from quart import Request, session
 
 from upload_service import Identity, Problem, bearer_token
 
@@ -61,10 +61,25 @@ class OIDCProvider:
         self.login_url = f"{service.url_prefix}/login/{config.name}"
         self.issuer = Issuer(config)
 
+    @property
+    def _rules_key(self) -> str:
+        return self.service.session_key(f"oidc_{self.config.name}_rules")
+
+    def start_session(self, identity: Identity) -> None:
+        """Sign in, remembering under which issuer and ``_ALLOWED`` rules, so changing them ends older sessions."""
+        self.service.sign_in(identity)
+        session[self._rules_key] = self.config.fingerprint
+
+    def _session_identity(self) -> Identity | None:
+        identity = self.service.signed_in(provider=self.name)
+        if identity is not None and session.get(self._rules_key) != self.config.fingerprint:
+            return None
+        return identity
+
     async def authenticate(self, request: Request) -> Identity | None:
         token = bearer_token(request)
         if token is None:
-            return self.service.signed_in(provider=self.name)
+            return self._session_identity()
         if not self.config.bearer or _token_issuer(token) != self.config.issuer:
             return None
         try:

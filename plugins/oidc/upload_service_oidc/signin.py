@@ -117,7 +117,7 @@ class SignInFlow:
             identity = await self.finish(self.pending.take(request.args.get("state", "")))
         except SignInFailed as failed:
             return await self.failure(failed.status, failed.message)
-        self.service.sign_in(identity)
+        self.provider.start_session(identity)
         return redirect(self.service.url("index"))
 
     async def failure(self, status: int, message: str) -> tuple[str, int]:
