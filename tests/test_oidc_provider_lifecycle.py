@@ -6,6 +6,8 @@ one port; its client is static, so it survives the restarts.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -53,20 +55,24 @@ def test_down_at_start_up_then_up_then_its_keys_rotate(make_server, tmp_path):
         provider.stop()
 
 
+def config_for(issuer: str, interval: float):
+    """A provider's configuration, for the plugin's key cache alone."""
+    from upload_service_oidc.config import ProviderConfig
+
+    return ProviderConfig(name="test", issuer=issuer, client_id="x", client_secret="", scopes="openid", title="",
+                          allowed=(), bearer=True, audience="x", jwks_refresh_interval=interval)
+
+
 def signed_in_identity_id(server, browser) -> str | None:
     identity = signed_in_identity(server, browser)
     return identity["id"] if identity else None
 
 
 async def test_unknown_key_ids_fetch_the_jwks_at_most_once_per_interval(openid_provider):
-    from upload_service_oidc.config import ProviderConfig
     from upload_service_oidc.issuer import Issuer
 
     def issuer(interval: float) -> tuple[Issuer, list[int]]:
-        config = ProviderConfig(name="test", issuer=openid_provider.issuer, client_id="x", client_secret="",
-                                scopes="openid", title="", allowed=(), bearer=True, audience="x",
-                                jwks_refresh_interval=interval)
-        counted, fetches = Issuer(config), []
+        counted, fetches = Issuer(config_for(openid_provider.issuer, interval)), []
         fetch = counted._fetch_keys
 
         async def counting_fetch():
@@ -86,3 +92,20 @@ async def test_unknown_key_ids_fetch_the_jwks_at_most_once_per_interval(openid_p
     await eager.keys("key-1")
     await eager.keys("forged")
     assert len(fetches) == 2  # with no interval, an unknown kid is looked up at once
+
+
+async def test_a_jwks_that_cannot_be_fetched_again_keeps_the_cached_keys_and_counts_as_a_try(openid_provider):
+    from dataclasses import replace
+
+    from upload_service_oidc.issuer import Issuer
+
+    issuer = Issuer(config_for(openid_provider.issuer, 30))
+    await issuer.keys("key-1")
+    issuer._metadata = replace(await issuer.metadata(), jwks_uri=f"http://127.0.0.1:{free_port()}/jwks")  # now down
+    issuer._keys_fetched -= 60  # the interval has passed
+
+    assert [key.kid for key in (await issuer.keys("rotated")).keys] == ["key-1"]  # the try failed: the cached keys
+    started = time.monotonic()
+    for forged in range(20):
+        await issuer.keys(f"forged-{forged}")
+    assert time.monotonic() - started < 1  # no further tries within the interval, though the last one failed

@@ -98,8 +98,13 @@ class Issuer:
             stale = self._keys is None or (kid is not None and not _has_kid(self._keys, kid))
             may_fetch = self._keys is None or time.monotonic() - self._keys_fetched >= self.config.jwks_refresh_interval
             if stale and may_fetch:
-                self._keys = await self._fetch_keys()
-                self._keys_fetched = time.monotonic()
+                self._keys_fetched = time.monotonic()  # a failed try counts too: forged kids never hammer a provider
+                try:
+                    self._keys = await self._fetch_keys()
+                except IssuerUnavailable as error:
+                    if self._keys is None:
+                        raise
+                    log.warning("OpenID Connect provider %s: keeping the cached keys: %s", self.config.name, error)
         assert self._keys is not None
         return self._keys
 
