@@ -24,6 +24,7 @@ import redis
 from . import servers
 from .faults import wait_for
 from .github_double import GitHubDouble
+from .oidc_provider import OpenIDProvider
 from .redis_server import RedisServer
 from .s3 import S3Server
 from .servers import Server, start_in_process, start_server
@@ -40,7 +41,8 @@ MARKERS = {
     "fast": "the fast tier (set by the tier rule): unit tests and tests on in-process servers",
     "slow": "the rest of the full suite (set by the tier rule, or by hand for other subprocesses and tools)",
 }
-SUBPROCESS_FIXTURES = {"s3_server", "redis_server", "browser"}  # servers with no in-process stand-in here
+# servers with no in-process stand-in here
+SUBPROCESS_FIXTURES = {"s3_server", "redis_server", "browser", "openid_provider"}
 SLOW_MARKERS = ("slow", "process", "browser", "load")
 
 
@@ -122,6 +124,14 @@ def storage_backend(request: pytest.FixtureRequest) -> str:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One real Redis for the session; tests keep apart by key prefix or by the upload ids they make."""
     running = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def openid_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIDProvider]:
+    """One real OpenID Provider (oidc-provider under node) for the session; each service registers its own client."""
+    running = OpenIDProvider.start(tmp_path_factory.mktemp("oidc"))
     yield running
     running.stop()
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
 NEEDS_PROCESS = "mark the test @pytest.mark.process to give it a server process of its own"
 # first-party plugins: their settings go in Settings(plugin_settings)
-PLUGIN_PREFIXES = ("S3_", "REDIS_", "IMAGES_", "CLAMAV_", "CLAMD_")
+PLUGIN_PREFIXES = ("S3_", "REDIS_", "IMAGES_", "CLAMAV_", "CLAMD_", "OIDC_")
 STARTUP_ENVIRONMENT = ("AWS_",)  # boto's credentials, read from the environment when the S3 client is made
 _environment_lock = threading.Lock()
 
