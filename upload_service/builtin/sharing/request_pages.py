@@ -23,7 +23,7 @@ from . import schemas
 from .descriptions import owner_identity, request_for_visitor
 from .records import FileRequest
 from .share_pages import BYTES, TOKEN
-from .visits import problem_page, wants_json
+from .visits import not_found, problem_page, refuse_if_closed, wants_json
 
 if TYPE_CHECKING:
     from upload_service import StoredFile, UploadBatch, UploadService
@@ -196,15 +196,12 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
 async def take_slot(links: LinkStore, file_request: FileRequest) -> None:
     """Count one file against ``max_files`` before its bytes are read: 409 when the request is full."""
     def take(current: FileRequest) -> None:
-        if current.expired():
-            raise Problem(410, "this link has expired", reason="expired")
-        if current.used_up:
-            raise Problem(409, "this request has all the files it asked for", reason="request_full")
+        refuse_if_closed(current, full=409)
         current.files_received += 1
     try:
         await links.change(file_request, take)
     except LookupError:
-        raise Problem(404, "no such link: it never existed or its owner revoked it", reason="not_found") from None
+        raise not_found() from None
 
 
 async def give_back(links: LinkStore, file_request: FileRequest, count: int) -> None:

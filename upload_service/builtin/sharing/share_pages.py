@@ -18,7 +18,7 @@ from upload_service import Param, Problem, Reply, documented, json_response
 from . import schemas
 from .descriptions import owner_identity, share_for_visitor, shared_files
 from .records import Share
-from .visits import problem_page, wants_json
+from .visits import not_found, problem_page, refuse_if_closed, wants_json
 from .zipping import zip_name, zipped
 
 if TYPE_CHECKING:
@@ -39,13 +39,12 @@ def register_share_pages(bp: Any, service: UploadService, links: LinkStore, visi
     async def take_download(share: Share, files: list[StoredFile], kind: str) -> None:
         """Count one download, or refuse with 410 when the limit was reached meanwhile (on any instance)."""
         def count(current: Share) -> None:
-            if current.expired() or current.used_up:
-                raise Problem(410, "this link has reached its limit", reason="used_up")
+            refuse_if_closed(current)
             current.downloads += 1
         try:
             counted, _ = await links.change(share, count)
         except LookupError:
-            raise Problem(404, "no such link: it never existed or its owner revoked it", reason="not_found") from None
+            raise not_found() from None
         downloads.labels(kind).inc()
         service.notify(service.hook.share_downloaded, share=_summary(counted), files=files)
 

@@ -29,6 +29,19 @@ MAX_FORM = 8192
 NOT_FOUND = "no such link: it never existed or its owner revoked it"
 
 
+def refuse_if_closed(record: Share | FileRequest, full: int = 410) -> None:
+    """410 for an expired link; ``full`` (410, or 409 for an upload to a full request) for one at its limit."""
+    if record.expired():
+        raise Problem(410, "this link has expired", reason="expired")
+    if record.used_up:
+        raise Problem(full, "this link has reached its limit", reason="used_up")
+
+
+def not_found() -> Problem:
+    """Unknown, malformed and revoked tokens all get this one answer."""
+    return Problem(404, NOT_FOUND, reason="not_found")
+
+
 def wants_json() -> bool:
     """JSON unless the client names ``text/html`` itself (browsers do; curl's ``*/*`` and scripts get JSON)."""
     named = {value.lower(): quality for value, quality in request.accept_mimetypes}
@@ -59,11 +72,8 @@ class Visits:
         ``full``: the status for a link that reached its limit (410; an upload to a full request gets 409)."""
         record = await self.links.find(token)
         if not isinstance(record, kind):
-            raise Problem(404, NOT_FOUND, reason="not_found")
-        if record.expired():
-            raise Problem(410, "this link has expired", reason="expired")
-        if record.used_up:
-            raise Problem(full, "this link has reached its limit", reason="used_up")
+            raise not_found()
+        refuse_if_closed(record, full)
         if unlocked and not self.unlocks.unlocked(record, request.cookies):
             raise Problem(401, "this link needs its password: POST it as {\"password\": ...} or with the form",
                           reason="password_required")
