@@ -1,6 +1,6 @@
 """Shared fixtures: every end-to-end test talks HTTP to a real Hypercorn server on 127.0.0.1.
 
-The storage suites (``STORAGE_SUITES``) run twice, on local disk and on S3 (moto's server mode on
+The storage suites (``STORAGE_SUITES``) run twice, on local disk and on S3 (SeaweedFS on
 127.0.0.1): ``make_server`` and ``server`` give each test a service on the backend of its parameter. That
 service runs inside the test process (``tests.servers.start_in_process``) unless the test is marked ``process``:
 then it is ``upload-service`` run as a subprocess.
@@ -138,8 +138,8 @@ def openid_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenID
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """One moto S3 server for the session; every service gets its own bucket on it."""
-    running = S3Server.start(tmp_path_factory.mktemp("moto"))
+    """One SeaweedFS S3 server for the session; every service gets its own bucket on it."""
+    running = S3Server.start(tmp_path_factory.mktemp("seaweedfs"))
     yield running
     running.stop()
 

@@ -1,4 +1,4 @@
-"""The S3 backend end to end: services on moto's S3 server over real HTTP, checked from the outside.
+"""The S3 backend end to end: services on SeaweedFS's S3 gateway over real HTTP, checked from the outside.
 
 The shared API suites already run on S3 (see ``conftest.STORAGE_SUITES``); these tests cover what only a
 remote object store has: multipart streaming in bounded memory, aborted multipart uploads, several
