@@ -254,7 +254,7 @@ def test_unset_it_is_inert_and_says_which_setting_turns_it_on(start) -> None:
     server = start(log_level="INFO")
     answer = server.client("alice").put("/api/files/eicar.com", content=EICAR)
     assert answer.status_code == 201 and answer.json()["metadata"] == {}
-    assert server.log().count("clamav plugin inactive: set CLAMD_URL") == 1
+    assert server.log().count("plugin clamav: inactive: set CLAMD_URL") == 1
 
 
 def test_listed_by_the_plugins_command_and_blocked_by_disabled_plugins(tmp_path: Path, clamd: ClamdServer) -> None:

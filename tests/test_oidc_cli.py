@@ -23,8 +23,28 @@ def run_cli(tmp_path, *args: str, **settings: str) -> subprocess.CompletedProces
 def test_the_plugin_is_listed_with_its_hooks(tmp_path):
     plugins = {entry["name"]: entry for entry in json.loads(run_cli(tmp_path, "plugins").stdout)}
 
-    assert plugins["oidc"]["hooks"] == ["register_auth_providers", "register_routes", "startup"]
+    assert plugins["oidc"]["hooks"] == ["plugin_status", "register_auth_providers", "register_routes", "startup"]
     assert plugins["oidc"]["version"] == "0.1.0"
+    # every installed integration says it is inactive, and which setting turns it on
+    assert plugins["oidc"]["status"].startswith("inactive: set OIDC_PROVIDERS")
+    assert plugins["clamav"]["status"].startswith("inactive: set CLAMD_URL")
+    assert plugins["webhooks"]["status"].startswith("inactive: no endpoint configured (set WEBHOOK_URLS")
+    assert "status" not in plugins["local_storage"]
+
+
+@pytest.mark.process
+def test_the_plugins_command_says_what_a_configured_or_misconfigured_plugin_does(tmp_path):
+    configured = run_cli(tmp_path, "plugins", OIDC_PROVIDERS="corp,lab", OIDC_CORP_ISSUER="https://id.example.org",
+                         OIDC_CORP_CLIENT_ID="uploads", OIDC_LAB_ISSUER="https://lab.example.org",
+                         OIDC_LAB_CLIENT_ID="uploads", CLAMD_URL="tcp://127.0.0.1:3310")
+    broken = run_cli(tmp_path, "plugins", CLAMD_URL="ftp://clamd")
+
+    statuses = {entry["name"]: entry.get("status") for entry in json.loads(configured.stdout)}
+    assert statuses["oidc"] == "sign-in with corp, lab"
+    assert statuses["clamav"] == "scanning uploads with clamd at tcp://127.0.0.1:3310 (CLAMAV_FAIL=closed)"
+    statuses = {entry["name"]: entry.get("status") for entry in json.loads(broken.stdout)}
+    assert broken.returncode == 0, broken.stderr
+    assert statuses["clamav"].startswith("misconfigured: CLAMD_URL='ftp://clamd' is not a clamd address")
 
 
 @pytest.mark.process

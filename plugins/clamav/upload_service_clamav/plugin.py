@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,11 +81,19 @@ def _settings(service: Any) -> ClamavSettings:
         raise StartupError(f"clamav plugin: {error}") from None
 
 
-@functools.cache
-def _say_inactive() -> None:
-    """Once per process: the CLI's preflight and its worker run ``startup`` in the same process."""
-    log.info("clamav plugin inactive: set CLAMD_URL (unix:///run/clamav/clamd.ctl or tcp://host:3310) "
-             "to scan uploads")
+def _clamd(settings: ClamavSettings) -> Clamd:
+    try:
+        return Clamd.from_url(settings.clamd_url or "")
+    except ValueError as error:
+        raise StartupError(f"CLAMD_URL={settings.clamd_url!r} is not a clamd address: {error}") from None
+
+
+@hookimpl
+def plugin_status(service: Any) -> str:
+    settings = _settings(service)
+    if not settings.clamd_url:
+        return "inactive: set CLAMD_URL (unix:///run/clamav/clamd.ctl or tcp://host:3310) to scan uploads"
+    return f"scanning uploads with clamd at {_clamd(settings)} (CLAMAV_FAIL={settings.fail})"
 
 
 @hookimpl
@@ -95,12 +102,8 @@ async def startup(service: Any) -> None:
     (it may start after the service; uploads meanwhile follow ``CLAMAV_FAIL``)."""
     settings = _settings(service)
     if not settings.clamd_url:
-        _say_inactive()
         return
-    try:
-        clamd = Clamd.from_url(settings.clamd_url)
-    except ValueError as error:
-        raise StartupError(f"CLAMD_URL={settings.clamd_url!r} is not a clamd address: {error}") from None
+    clamd = _clamd(settings)
     if settings.timeout <= 0:
         raise StartupError("CLAMAV_TIMEOUT must be longer than 0 seconds")
     service.state("clamav")["scanner"] = Scanner(

@@ -25,11 +25,17 @@ def _configs(service) -> list[ProviderConfig]:
 
 
 @hookimpl
+def plugin_status(service) -> str:
+    configs = _configs(service)
+    if not configs:
+        return "inactive: set OIDC_PROVIDERS (and OIDC_<NAME>_ISSUER, _CLIENT_ID, ...) to sign in with OpenID Connect"
+    return "sign-in with " + ", ".join(config.name for config in configs)
+
+
+@hookimpl
 def startup(service) -> None:
     configs = _configs(service)
     if not configs:
-        log.info("OpenID Connect sign-in is off: set OIDC_PROVIDERS (and OIDC_<NAME>_ISSUER, _CLIENT_ID, ...) "
-                 "to turn it on")
         return
     for config in configs:
         log.info("OpenID Connect provider %s: issuer %s%s (discovered at its first use)", config.name, config.issuer,

@@ -26,14 +26,16 @@ def make_outbox(service: Any) -> Outbox | None:
 
 
 @hookimpl
+def plugin_status(service: Any) -> str:
+    endpoints = endpoints_from(service.plugin_settings(WebhookSettings))
+    if not endpoints:
+        return "inactive: no endpoint configured (set WEBHOOK_URLS or WEBHOOK_ENDPOINTS, and WEBHOOK_SECRET)"
+    return "delivering to " + ", ".join(endpoint.label for endpoint in endpoints)
+
+
+@hookimpl
 async def startup(service: Any) -> None:
-    outbox = make_outbox(service)
-    service.state("webhooks")["outbox"] = outbox
-    if outbox is None:
-        log.info("webhooks: inactive, no endpoint configured (set WEBHOOK_URLS or WEBHOOK_ENDPOINTS, and "
-                 "WEBHOOK_SECRET)")
-    else:
-        log.info("webhooks: delivering to %s", ", ".join(e.label for e in outbox.endpoints.values()))
+    service.state("webhooks")["outbox"] = make_outbox(service)
 
 
 @hookimpl
