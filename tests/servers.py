@@ -98,8 +98,8 @@ _forkserver: Any = None
 
 
 class ForkedProcess:
-    """``upload-service`` in a child of multiprocessing's fork server, which imported the modules ``_preloaded`` names once, with
-    what tests use of a ``Popen`` (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``, ``returncode``).
+    """``upload-service`` in a child of multiprocessing's fork server, which imported what ``_preloaded`` names
+    once, with what tests use of a ``Popen`` (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``, ``returncode``).
 
     The child takes the server's environment, working directory and log file, then runs the command's
     ``main``: settings, plugins and the app are read and built there, as in a fresh process (the modules are
