@@ -34,6 +34,7 @@ log = logging.getLogger("upload_service.webhooks")
 OUTBOX, DEAD = "webhooks/outbox/", "webhooks/dead/"
 PAGE = 500
 CONCURRENCY = 32
+STOP_WAIT = 2.0  # seconds a stop gives cut deliveries to give their claims back (else their leases lapse)
 LEASE_MARGIN = 5.0  # seconds a claim outlives its attempts' timeout: then a crashed sender's entry is sent again
 
 
@@ -90,10 +91,11 @@ class Outbox:
                     delay = self.settings.poll_interval if due is None else max(0.0, due - time.time())
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), min(delay, self.settings.poll_interval))
-            finally:
+            finally:  # a stop waits for no receiver and no lock: what is cut is sent again (at least once)
                 for task in self.running.values():
                     task.cancel()
-                await asyncio.gather(*self.running.values(), return_exceptions=True)
+                if self.running:
+                    await asyncio.wait(list(self.running.values()), timeout=STOP_WAIT)
 
     async def send_due(self) -> float | None:
         """Start sending the due entries not already being sent, oldest first and a bounded number at once (a
@@ -148,7 +150,8 @@ class Outbox:
             errors = await asyncio.gather(*(self._post(self.endpoints[url], state["id"], body) for url in due))
         except asyncio.CancelledError:  # the service stops: the next start sends it at once, not after the lease
             with contextlib.suppress(Exception):
-                await self._unclaim(key)
+                async with asyncio.timeout(STOP_WAIT):
+                    await self._unclaim(key)
             raise
         return await self._record(key, dict(zip(due, errors, strict=True)))
 
