@@ -2,7 +2,7 @@
 
 Everything listens on 127.0.0.1 on free ports. nginx is the Debian binary with a config written here from the
 same directives as ``deploy/nginx.conf`` (round robin, no request buffering, body size, timeouts, forwarded
-headers, an Idempotency-Key on every request); it also names the instance that answered in ``X-Upstream`` so
+headers, an Idempotency-Key on every PUT and DELETE); it also names the instance that answered in ``X-Upstream`` so
 tests can see where requests went.
 """
 
@@ -36,8 +36,13 @@ http {{
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
+    map $request_method $retried_key {{
+        PUT     $request_id;
+        DELETE  $request_id;
+        default "";
+    }}
     map $http_idempotency_key $idempotency_key {{
-        ""      $request_id;
+        ""      $retried_key;
         default $http_idempotency_key;
     }}
     upstream upload_service {{
