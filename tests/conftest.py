@@ -200,7 +200,14 @@ def stored_files(server: Server | Path, area: str = "") -> list:
     if isinstance(server, Server) and server.bucket is not None:
         return server.bucket.records(area)
     upload_dir = server.upload_dir if isinstance(server, Server) else server
-    return sorted((upload_dir / "objects" / area).rglob("data"))
+    return object_files(upload_dir / "objects" / area)
+
+
+def object_files(folder: Path) -> list[Path]:
+    """The files of the local storage's objects below ``folder``: one file each (``data`` in an object's folder,
+    in the layout before single-file objects)."""
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and path.name != "meta.json" and not path.name.startswith("."))
 
 
 def staging_entries(server: Server | Path) -> list:

@@ -11,8 +11,9 @@ from typing import Any
 
 from upload_service.storage import ObjectExists, ObjectNotFound, StoredObject
 
-from .durable import fsync_dir, rename_into, storage_error
-from .layout import DATA, Layout, read_meta, write_meta
+from .durable import rename_into, storage_error
+from .group_commit import Durability
+from .layout import Layout
 from .object_writer import LocalObjectWriter
 from .owner import OwnerLock
 from .reading import read_range
@@ -22,16 +23,18 @@ from .threads import IOThreads
 
 
 class LocalStorage:
-    """Objects as directories under ``root/objects``, safe with several workers on one folder.
+    """Objects as files under ``root/objects``, safe with several workers on one folder.
 
     Blocking work runs in the storage's own threads, which ``open`` starts and ``close`` ends; between them the
-    storage holds its owner lock, which keeps its staging folders from any worker's sweep.
+    storage holds its owner lock, which keeps its staging files from any worker's sweep. ``durability``
+    (``DURABILITY``): ``full`` flushes every change to disk before it returns, ``relaxed`` leaves that to the
+    kernel (see ``group_commit``).
     """
 
     name = "local"
 
-    def __init__(self, root: Path) -> None:
-        self.layout = Layout(root)
+    def __init__(self, root: Path, durability: Durability = "full") -> None:
+        self.layout = Layout(root, durability)
         self.threads = IOThreads()
         self.resumable = LocalResumableUploads(self.layout, self.threads)
         self.owner = OwnerLock(self.layout)
@@ -49,16 +52,16 @@ class LocalStorage:
         return LocalObjectWriter(self)
 
     def _load(self, key: str) -> StoredObject | None:
-        return read_meta(self.layout.object_dir(key), key)
+        return self.layout.read_record(self.layout.object_path(key), key)
 
     async def stat(self, key: str) -> StoredObject | None:
         return await self.threads.run(self._load, key)
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        return read_range(self.layout.object_dir(key) / DATA, key, start, end)
+        return read_range(self.layout.object_path(key), key, start, end)
 
     async def delete(self, key: str) -> bool:
-        return await self.threads.run(self.layout.remove, self.layout.object_dir(key))
+        return await self.threads.run(self.layout.remove, self.layout.object_path(key))
 
     def _list_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
         keys = sorted(self.layout.keys_under(self.layout.prefix_dir(prefix), prefix[:-1]))
@@ -78,16 +81,16 @@ class LocalStorage:
         return await self.threads.run(self._list_sync, prefix, start_after, limit)
 
     def _move_sync(self, src: str, dst: str) -> None:
-        target = self.layout.object_dir(dst)
+        target = self.layout.object_path(dst)
         try:
-            rename_into(self.layout.object_dir(src), target)
+            rename_into(self.layout.object_path(src), target)
         except (FileNotFoundError, NotADirectoryError) as error:
             raise ObjectNotFound(src) from error
         except OSError as error:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise ObjectExists(dst) from error
             raise storage_error(error) from error
-        fsync_dir(target.parent)
+        self.layout.flush.folder(target.parent)
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
         await self.threads.run(self._move_sync, src, dst)
@@ -104,7 +107,7 @@ class LocalStorage:
             raise ObjectNotFound(key)
         updated = replace(stored, metadata=metadata)
         try:
-            write_meta(self.layout.object_dir(key), updated)
+            self.layout.write_record(self.layout.object_path(key), updated)
         except FileNotFoundError as error:
             raise ObjectNotFound(key) from error
         except OSError as error:
