@@ -42,6 +42,27 @@ class TestLocalStorage(StorageContract, ResumableStorageContract):
         await other.close()
 
 
+class TestLocalStorageInFolders(TestLocalStorage):
+    """Where the file system keeps no user xattrs: each object a folder of ``data`` and ``meta.json``, as before
+    single-file objects, in ``DURABILITY=relaxed`` (the other mode of the class above)."""
+
+    @pytest.fixture
+    async def storage(self, tmp_path):
+        storage = LocalStorage(tmp_path, "relaxed")
+        storage.layout.xattrs = False
+        await storage.open()
+        yield storage
+        await storage.close()
+
+    @pytest.fixture
+    async def second_worker(self, storage: LocalStorage):
+        other = LocalStorage(storage.layout.root, "relaxed")
+        other.layout.xattrs = False
+        await other.open()
+        yield other
+        await other.close()
+
+
 class TestS3Storage(StorageContract, ResumableStorageContract):
     large = 9 * MiB  # past the first multipart part (8 MiB)
 

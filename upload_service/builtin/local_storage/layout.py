@@ -59,9 +59,9 @@ class Layout:
         self.owners = self.root / ".owners"
         self.records = self.root / ".records"
         self.owner = random_hex(8)  # this storage's name: its staging folders start with it
-        self.flush: GroupCommit | WriteBack = flusher(durability)
         for folder in (self.objects, self.staging, self.trash, self.resumable, self.owners, self.records):
             folder.mkdir(parents=True, exist_ok=True)
+        self.flush: GroupCommit | WriteBack = flusher(durability, self.objects)
         self.xattrs = _keeps_xattrs(self.staging)
 
     def object_path(self, key: str) -> Path:
@@ -99,25 +99,25 @@ class Layout:
         """Give the complete, still hidden staged object its record and flush it (``fd``: its bytes, open)."""
         if self.xattrs:
             self._set_record(fd, stored)
-            self.flush.file(fd)
+            self.flush.data(fd)
         else:
-            self.flush.file(fd)
-            write_json(staging / META, _record(stored), self.flush.file, fresh=True)
+            self.flush.data(fd)
+            write_json(staging / META, _record(stored), self.flush.data, fresh=True)
 
     def place(self, staging: Path, key: str) -> None:
         """Rename a sealed staging file (or folder) into place as ``key``: the atomic commit."""
         target = self.object_path(key)
         try:
             rename_into(staging, target)
-            self.flush.folder(target.parent)
+            self.flush.commit(target.parent)
         except OSError as error:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise ObjectExists(key) from error
             raise storage_error(error) from error
 
     def remove(self, path: Path) -> bool:
-        """Take an object (or an upload's folder) away at once; False if it was not there. A file is unlinked; a
-        folder is renamed into ``.trash`` first, then deleted."""
+        """Take an object (or an upload's folder) away at once, flushed; False if it was not there. A file is
+        unlinked; a folder is renamed into ``.trash`` first, then deleted."""
         record = self._record_file(path)
         try:
             os.unlink(path)
@@ -125,6 +125,7 @@ class Layout:
             return self._remove_folder(path)
         except (FileNotFoundError, NotADirectoryError):
             return False
+        self.flush.commit(path.parent)
         if record is not None:
             record.unlink(missing_ok=True)
         return True
@@ -135,6 +136,7 @@ class Layout:
             os.rename(folder, doomed)
         except (FileNotFoundError, NotADirectoryError):
             return False
+        self.flush.commit(folder.parent)
         shutil.rmtree(doomed, ignore_errors=True)
         return True
 
@@ -187,14 +189,15 @@ class Layout:
         """Replace the record of the object at ``path`` atomically, and flush it (``FileNotFoundError`` if gone)."""
         fd = os.open(path, os.O_RDONLY)
         try:
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
-                write_json(path / META, _record(stored), self.flush.file)
-                return
-            old = self._record_file(fd)
-            self._set_record(fd, stored)
-            self.flush.file(fd)
+            folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+            old = None if folder else self._record_file(fd)
+            if folder:
+                write_json(path / META, _record(stored), self.flush.data)
+            else:
+                self._set_record(fd, stored)
         finally:
             os.close(fd)
+        self.flush.commit(path if folder else path.parent)
         if old is not None:
             old.unlink(missing_ok=True)
 
@@ -208,8 +211,8 @@ class Layout:
                 if error.errno not in TOO_LARGE:
                     raise
         name = f"{random_hex(16)}.json"
-        write_json(self.records / name, _record(stored), self.flush.file, fresh=True)
-        self.flush.folder(self.records)
+        write_json(self.records / name, _record(stored), self.flush.data, fresh=True)
+        self.flush.commit(self.records)
         os.setxattr(fd, ATTRIBUTE, msgspec.json.encode({"record": name}))
 
     def _record_file(self, target: int | Path) -> Path | None:
@@ -227,6 +230,8 @@ class Layout:
 
 def _keeps_xattrs(folder: Path) -> bool:
     """Whether the file system of ``folder`` keeps user xattrs (tmpfs before Linux 6.6, some mounts do not)."""
+    if not hasattr(os, "setxattr"):  # not Linux
+        return False
     probe = folder / f"xattr-probe-{random_hex(8)}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)

@@ -73,13 +73,10 @@ class LocalObjectWriter(WriterBase):
         self._finished = True
 
     def _close_written(self) -> None:
-        """Sync (under ``full``) and close the written file, in the disk lane after the last write: the bulk of a
-        large file's flush, done before commit, where only its record is left to flush."""
+        """Write out (``DURABILITY``) and close the written file, in the disk lane after the last write: the bulk of
+        a large file's flush, done before commit."""
         try:
-            if self._storage.layout.flush.durable:
-                os.fdatasync(self._fd)  # type: ignore[arg-type]
-        except OSError as error:
-            raise storage_error(error) from error
+            self._storage.layout.flush.data(self._fd)  # type: ignore[arg-type]
         finally:
             self._close()
         self._closed = True

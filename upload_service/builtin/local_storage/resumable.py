@@ -102,7 +102,8 @@ class LocalResumableUploads(ResumableBase[ResumableUpload]):
                   "committing": committing}
         path = self.layout.upload_dir(upload.id) / RECORD
         if durable:
-            write_json(path, record, self.layout.flush.file)
+            write_json(path, record, self.layout.flush.data)
+            self.layout.flush.commit(path.parent)
             return
         tmp = path.with_name(f".record.{random_hex(6)}.tmp")
         tmp.write_text(json.dumps(record, separators=(",", ":")), encoding="utf-8")
@@ -279,4 +280,4 @@ class LocalResumableObject(StagedUpload):
         self._uploads.save(ResumableUpload(self.upload.id, self.size, self.upload.info, key), durable=True)
         data = self._uploads.data(self.upload.id)
         os.unlink(data)
-        self._uploads.layout.flush.folder(data.parent)
+        self._uploads.layout.flush.commit(data.parent)

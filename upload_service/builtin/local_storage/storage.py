@@ -90,7 +90,7 @@ class LocalStorage:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise ObjectExists(dst) from error
             raise storage_error(error) from error
-        self.layout.flush.folder(target.parent)
+        self.layout.flush.commit(target.parent)
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
         await self.threads.run(self._move_sync, src, dst)
