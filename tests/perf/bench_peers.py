@@ -86,6 +86,15 @@ class Sample:
 
 
 Samples = dict[str, list[Sample]]
+
+
+@dataclass
+class Section:
+    """One section's figures: each contender's samples, and why a contender has none (or stopped)."""
+
+    samples: Samples
+    why_not: dict[str, str]
+
 Starter = Callable[[Path], AbstractContextManager[Peer | None]]
 Run = Callable[[str, Peer], Sample]
 
@@ -271,27 +280,31 @@ def tus_upload(big: Path) -> Run:
 
 # --- rounds and tables ---
 
-def rounds(title: str, contenders: list[Contender], repeat: int, base: Path) -> Samples:
+def rounds(title: str, contenders: list[Contender], repeat: int, base: Path) -> Section:
     """Each contender once per round, in turn, fresh in an empty folder; the folder removed and the disk synced
-    before the next, so nobody's write-back is left for the one after to pay."""
+    before the next, so nobody's write-back is left for the one after to pay. One that is not installed, or fails,
+    is left out of the later rounds, with the reason, so a long run still gives the others' figures."""
     samples: Samples = {contender.name: [] for contender in contenders}
-    missing: set[str] = set()
+    why_not: dict[str, str] = {}
     for turn in range(repeat):
         print(f"\n{title}, round {turn + 1} of {repeat}:", flush=True)
         for number, contender in enumerate(contenders):
-            if contender.name in missing:
+            if contender.name in why_not:
                 continue
             folder = base / f"round-{turn}-{number}"
             try:
                 with contender.start(folder) as peer:
                     if peer is None:
-                        missing.add(contender.name)
+                        why_not[contender.name] = MISSING.get(contender.name, "not installed")
                         continue
                     samples[contender.name].append(contender.run(contender.name, peer))
+            except Exception as error:  # reported in the table; the other contenders go on
+                why_not[contender.name] = f"failed in round {turn + 1}: {str(error)[:200]}"
+                print(f"| {contender.name} | {why_not[contender.name]} |", flush=True)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
                 os.sync()
-    return samples
+    return Section(samples, why_not)
 
 
 def median(samples: list[Sample], pick: Callable[[Sample], float | None] = lambda sample: sample.value) -> float | None:
@@ -304,13 +317,14 @@ def ratio(samples: Samples, over: str, under: str) -> float | None:
     return top / bottom if top is not None and bottom else None
 
 
-def table(samples: Samples, unit: str, cpu_unit: str, against: list[str]) -> None:
+def table(section: Section, unit: str, cpu_unit: str, against: list[str]) -> None:
+    samples = section.samples
     columns = [unit, "p99" if unit == "requests/s" else "server peak RSS", f"server CPU ({cpu_unit})",
                *(f"x {name.split(',')[0].split(' (')[0]}" for name in against)]
     print("\n| contender | " + " | ".join(columns) + " |\n|" + " --- |" * (len(columns) + 1))
     for name, runs in samples.items():
         if not runs:
-            print(f"| {name} | {MISSING.get(name, 'missing')} |" + " |" * (len(columns) - 1))
+            print(f"| {name} | {section.why_not.get(name, 'no figures')} |" + " |" * (len(columns) - 1))
             continue
         value, cpu = median(runs), median(runs, lambda sample: sample.cpu)
         second = median(runs, lambda sample: sample.p99_ms) if unit == "requests/s" else median(
@@ -378,7 +392,7 @@ def header(args: argparse.Namespace, base: Path, copyparty_version: str | None) 
             f"PATCHes, tuspy); medians of {args.repeat} interleaved rounds{durability_note()}")
 
 
-def results(small: Samples | None, raw: Samples | None, tus: Samples | None, args: argparse.Namespace) -> None:
+def results(small: Section | None, raw: Section | None, tus: Section | None, args: argparse.Namespace) -> None:
     if small is not None:
         print(f"\n10 KiB PUTs, concurrency {CONCURRENCY}, one worker:")
         table(small, "requests/s", "ms per request", [COPYPARTY, NGINX])
@@ -390,15 +404,16 @@ def results(small: Samples | None, raw: Samples | None, tus: Samples | None, arg
         table(tus, "MB/s", "s", [TUS_NODE])
     lines: list[tuple[str, float | None, float]] = []
     if small is not None:
-        lines += [("10 KiB PUTs: relaxed / copyparty", ratio(small, RELAXED, COPYPARTY), 1.0),
-                  ("10 KiB PUTs: full / copyparty", ratio(small, FULL, COPYPARTY), 0.6)]
+        lines += [("10 KiB PUTs: relaxed / copyparty", ratio(small.samples, RELAXED, COPYPARTY), 1.0),
+                  ("10 KiB PUTs: full / copyparty", ratio(small.samples, FULL, COPYPARTY), 0.6)]
     if raw is not None:
-        lines += [("raw PUT: relaxed / nginx", ratio(raw, RELAXED, NGINX), 0.9),
-                  ("raw PUT: full / dd conv=fdatasync", ratio(raw, FULL, DD), 0.8)]
-        lines += [(f"peak RSS, raw PUT, {name}", max((sample.rss or 0 for sample in raw[name]), default=None), 80)
-                  for name in (FULL, RELAXED)]
+        lines += [("raw PUT: relaxed / nginx", ratio(raw.samples, RELAXED, NGINX), 0.9),
+                  ("raw PUT: full / dd conv=fdatasync", ratio(raw.samples, FULL, DD), 0.8)]
+        for name in (FULL, RELAXED):  # the highest of the rounds
+            peaks = [sample.rss for sample in raw.samples[name] if sample.rss is not None]
+            lines.append((f"peak RSS, raw PUT, {name}", max(peaks) if peaks else None, 80))
     if tus is not None:
-        lines.append(("tus: relaxed / Node.js tus server", ratio(tus, RELAXED, TUS_NODE), 1.0))
+        lines.append(("tus: relaxed / Node.js tus server", ratio(tus.samples, RELAXED, TUS_NODE), 1.0))
     if lines:
         targets(lines)
 
