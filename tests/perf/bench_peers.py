@@ -95,6 +95,7 @@ class Section:
     samples: Samples
     why_not: dict[str, str]
 
+
 Starter = Callable[[Path], AbstractContextManager[Peer | None]]
 Run = Callable[[str, Peer], Sample]
 
@@ -147,11 +148,11 @@ def copyparty(python: str) -> Starter:
         port = free_port()
         # one volume everyone may write to; plain HTTP (no TLS detection, no certificate made); no access log,
         # as nginx and the service run here; its config and salts in the folder, not in ~/.config
-        process = subprocess.Popen(
-            [python, "-m", "copyparty", "-i", "127.0.0.1", "-p", str(port), "-v", f"{root}::w", "--put-ck", "sha256",
-             "-q", "--http-only", "--no-crt"],
-            env={**os.environ, "XDG_CONFIG_HOME": str(folder / "config")},
-            stdout=(folder / "copyparty.log").open("wb"), stderr=subprocess.STDOUT)
+        with (folder / "copyparty.log").open("wb") as log:
+            process = subprocess.Popen(
+                [python, "-m", "copyparty", "-i", "127.0.0.1", "-p", str(port), "-v", f"{root}::w", "--put-ck",
+                 "sha256", "-q", "--http-only", "--no-crt"],
+                env={**os.environ, "XDG_CONFIG_HOME": str(folder / "config")}, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_until_up(f"http://127.0.0.1:{port}/", process)
             answer = httpx.put(f"http://127.0.0.1:{port}/check.bin", content=BODY)
@@ -183,8 +184,9 @@ def tus_node(folder: Path) -> Iterator[Peer | None]:
         return
     folder.mkdir(parents=True)
     port = free_port()
-    process = subprocess.Popen(["node", str(NODE_TUS), str(port), str(folder / "files")], cwd=ROOT,
-                               stdout=(folder / "node.log").open("wb"), stderr=subprocess.STDOUT)
+    with (folder / "node.log").open("wb") as log:
+        process = subprocess.Popen(["node", str(NODE_TUS), str(port), str(folder / "files")], cwd=ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/files/", process)
         yield Peer(folder, port, process.pid, tus_path="/files/")
@@ -287,7 +289,7 @@ def rounds(title: str, contenders: list[Contender], repeat: int, base: Path) -> 
     samples: Samples = {contender.name: [] for contender in contenders}
     why_not: dict[str, str] = {}
     for turn in range(repeat):
-        print(f"\n{title}, round {turn + 1} of {repeat}:", flush=True)
+        print(f"\n{title}, round {turn + 1} of {repeat} (load average {os.getloadavg()[0]:.1f}):", flush=True)
         for number, contender in enumerate(contenders):
             if contender.name in why_not:
                 continue
