@@ -11,8 +11,6 @@ import logging
 from upload_service import hookimpl
 
 from .config import ProviderConfig, read_providers
-from .provider import OIDCProvider
-from .signin import SignInFlow
 
 log = logging.getLogger("upload_service.oidc")
 
@@ -47,12 +45,21 @@ def startup(service) -> None:
 
 @hookimpl
 def register_auth_providers(register, service) -> None:
+    if not _configs(service):
+        return  # the JOSE and HTTP libraries are imported only when a provider is configured: ~10 MiB inert
+    from .provider import OIDCProvider
+
     for config in _configs(service):
         register(OIDCProvider(service, config))
 
 
 @hookimpl
 def register_routes(blueprint, service) -> None:
+    if not _configs(service):
+        return
+    from .provider import OIDCProvider
+    from .signin import SignInFlow
+
     for config in _configs(service):
         provider = service.auth_provider(f"oidc:{config.name}")
         if isinstance(provider, OIDCProvider):
