@@ -11,7 +11,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN if [ -x scripts/build-assets ]; then scripts/build-assets; fi \
+RUN if [ -x scripts/build-assets ]; then scripts/build-assets --omit=dev; fi \
  && rm -rf node_modules
 
 # 2. The wheel, installed with the locked dependencies into /opt/venv.

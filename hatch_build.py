@@ -51,7 +51,9 @@ def bundle(root: Path, npm: str, node: str) -> None:
         for name in NPM_FILES:
             if (root / name).is_file():
                 shutil.copy2(root / name, Path(scratch) / name)
-        _run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], Path(scratch))
+        # --omit=dev: the devDependencies are for tests and benchmarks (oidc-provider, the Node.js tus server),
+        # no part of the wheel
+        _run([npm, "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], Path(scratch))
         _run([node, str(root / "scripts" / "bundle-assets.mjs"), "--node-modules", str(Path(scratch) / "node_modules")],
              root)
 

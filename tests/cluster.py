@@ -2,7 +2,8 @@
 
 Everything listens on 127.0.0.1 on free ports. nginx is the Debian binary with a config written here from the
 same directives as ``deploy/nginx.conf`` (round robin, no request buffering, body size, timeouts, forwarded
-headers); it also names the instance that answered in ``X-Upstream`` so tests can see where requests went.
+headers, an Idempotency-Key on every PUT and DELETE); it also names the instance that answered in ``X-Upstream`` so
+tests can see where requests went.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ http {{
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
+    map $request_method $retried_key {{
+        PUT     $request_id;
+        DELETE  $request_id;
+        default "";
+    }}
+    map $http_idempotency_key $idempotency_key {{
+        ""      $retried_key;
+        default $http_idempotency_key;
+    }}
     upstream upload_service {{
 {servers}
         keepalive 64;
@@ -47,6 +57,8 @@ http {{
         proxy_buffering off;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
+        proxy_next_upstream error timeout;
+        proxy_set_header Idempotency-Key $idempotency_key;
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;

@@ -1,6 +1,6 @@
 """Shared fixtures: every end-to-end test talks HTTP to a real Hypercorn server on 127.0.0.1.
 
-The storage suites (``STORAGE_SUITES``) run twice, on local disk and on S3 (moto's server mode on
+The storage suites (``STORAGE_SUITES``) run twice, on local disk and on S3 (SeaweedFS on
 127.0.0.1): ``make_server`` and ``server`` give each test a service on the backend of its parameter. That
 service runs inside the test process (``tests.servers.start_in_process``) unless the test is marked ``process``:
 then it is ``upload-service`` run as a subprocess.
@@ -24,6 +24,7 @@ import redis
 from . import servers
 from .faults import wait_for
 from .github_double import GitHubDouble
+from .oidc_provider import OpenIDProvider
 from .redis_server import RedisServer
 from .s3 import S3Server
 from .servers import Server, start_in_process, start_server
@@ -40,7 +41,8 @@ MARKERS = {
     "fast": "the fast tier (set by the tier rule): unit tests and tests on in-process servers",
     "slow": "the rest of the full suite (set by the tier rule, or by hand for other subprocesses and tools)",
 }
-SUBPROCESS_FIXTURES = {"s3_server", "redis_server", "browser"}  # servers with no in-process stand-in here
+# servers with no in-process stand-in here
+SUBPROCESS_FIXTURES = {"s3_server", "redis_server", "browser", "openid_provider"}
 SLOW_MARKERS = ("slow", "process", "browser", "load")
 
 
@@ -127,9 +129,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
+def openid_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIDProvider]:
+    """One real OpenID Provider (oidc-provider under node) for the session; each service registers its own client."""
+    running = OpenIDProvider.start(tmp_path_factory.mktemp("oidc"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """One moto S3 server for the session; every service gets its own bucket on it."""
-    running = S3Server.start(tmp_path_factory.mktemp("moto"))
+    """One SeaweedFS S3 server for the session; every service gets its own bucket on it."""
+    running = S3Server.start(tmp_path_factory.mktemp("seaweedfs"))
     yield running
     running.stop()
 
@@ -190,7 +200,14 @@ def stored_files(server: Server | Path, area: str = "") -> list:
     if isinstance(server, Server) and server.bucket is not None:
         return server.bucket.records(area)
     upload_dir = server.upload_dir if isinstance(server, Server) else server
-    return sorted((upload_dir / "objects" / area).rglob("data"))
+    return object_files(upload_dir / "objects" / area)
+
+
+def object_files(folder: Path) -> list[Path]:
+    """The files of the local storage's objects below ``folder``: one file each (``data`` in an object's folder,
+    in the layout before single-file objects)."""
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and path.name != "meta.json" and not path.name.startswith("."))
 
 
 def staging_entries(server: Server | Path) -> list:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from .cluster_load import USERS, TusGaveUp, run_clients, tus_upload
+from .conftest import object_files
 from .servers import TOKENS
 
 KiB, MiB = 1024, 1024 * 1024
@@ -280,7 +281,8 @@ def check_store(base_url: str, report: LoadReport, upload_dir: Path | None = Non
                     report.verified += 1
     report.lost = sorted(set(report.live) - set(listed))
     if upload_dir is not None:  # on disk: exactly the listed objects, and no staging leftovers
-        on_disk = {path.parent.name for path in (upload_dir / "objects").rglob("data")}
+        on_disk = {path.parent.name if path.name == "data" else path.name
+                   for path in object_files(upload_dir / "objects")}
         report.unexpected += sorted(on_disk - set(listed))
         report.unexpected += [f"staging:{entry.name}" for entry in (upload_dir / ".staging").iterdir()]
     return report

@@ -30,7 +30,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
 NEEDS_PROCESS = "mark the test @pytest.mark.process to give it a server process of its own"
-PLUGIN_PREFIXES = ("S3_", "REDIS_", "IMAGES_")  # first-party plugins: their settings go in Settings(plugin_settings)
+# first-party plugins: their settings go in Settings(plugin_settings)
+PLUGIN_PREFIXES = ("S3_", "REDIS_", "IMAGES_", "CLAMAV_", "CLAMD_", "OIDC_")
 STARTUP_ENVIRONMENT = ("AWS_",)  # boto's credentials, read from the environment when the S3 client is made
 _environment_lock = threading.Lock()
 
@@ -86,17 +87,23 @@ def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: fl
     raise RuntimeError(f"{url} did not come up in {timeout}s")
 
 
-PRELOADED = ["upload_service.app", "upload_service.cli", "upload_service.workers", "hypercorn.asyncio.run",
-             "upload_service_s3.storage", "upload_service_redis.locker"]
+def _preloaded() -> list[str]:
+    """The core, Hypercorn and every installed plugin's module (each server loads them all by entry point)."""
+    from importlib.metadata import entry_points
+
+    plugins = sorted({entry.module for entry in entry_points(group="upload_service")})
+    return ["upload_service.app", "upload_service.cli", "upload_service.workers", "hypercorn.asyncio.run",
+            "upload_service_s3.storage", "upload_service_redis.locker", *plugins]
 _forkserver: Any = None
 
 
 class ForkedProcess:
-    """``upload-service`` in a child of multiprocessing's fork server, which imported ``PRELOADED`` once, with
-    what tests use of a ``Popen`` (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``, ``returncode``).
+    """``upload-service`` in a child of multiprocessing's fork server, which imported what ``_preloaded`` names
+    once, with what tests use of a ``Popen`` (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``, ``returncode``).
 
     The child takes the server's environment, working directory and log file, then runs the command's
-    ``main``: settings, plugins and the app are read and built there, as in a fresh process.
+    ``main``: settings, plugins and the app are read and built there, as in a fresh process (the modules are
+    already imported, as a second start of a process finds them compiled).
     """
 
     def __init__(self, process: Any) -> None:
@@ -111,7 +118,7 @@ class ForkedProcess:
             import multiprocessing
 
             _forkserver = multiprocessing.get_context("forkserver")
-            _forkserver.set_forkserver_preload(PRELOADED)
+            _forkserver.set_forkserver_preload(_preloaded())
         process = _forkserver.Process(target=_run_command, args=(args, env, str(cwd), str(log_path)),
                                       name="upload-service")
         process.start()

@@ -11,11 +11,14 @@ import concurrent.futures
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,7 +28,7 @@ from upload_service.settings import Settings
 from .cluster import NGINX_CONF
 from .conftest import staging_entries, stored_files
 from .faults import connect, read_answer, read_answer_head, received, request_head, rss_mib, wait_for, worker_pids
-from .servers import ROOT, Server
+from .servers import ROOT, Server, free_port
 from .tcp_proxy import BreakingProxy
 from .tus import create, offset_of
 
@@ -400,6 +403,116 @@ def test_nginx_drops_idle_upstream_connections_before_the_service_closes_them() 
         upstream = re.search(r"upstream upload_service \{+(.*?)\n    \}", conf, re.S).group(1)
         found = re.search(r"^\s*keepalive_timeout\s+(\d+)s;", upstream, re.M)
         assert found and int(found.group(1)) < service_timeout, name
+
+
+class _Instance:
+    """A stand-in for an instance behind nginx on 127.0.0.1: it reads each request whole and notes its method and
+    Idempotency-Key; ``dies`` then resets the connection without answering (an instance killed after it
+    committed), else it answers 201."""
+
+    def __init__(self, dies: bool) -> None:
+        self.dies = dies
+        self.seen: list[tuple[str, str | None]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            if not (chunk := conn.recv(65536)):
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length: *(\d+)", head)
+        while length and len(body) < int(length.group(1)) and (chunk := conn.recv(65536)):
+            body += chunk
+        key = re.search(rb"(?im)^idempotency-key: *(\S+)", head)
+        self.seen.append((head.split(b" ", 1)[0].decode(), key.group(1).decode() if key else None))
+        if self.dies:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+        else:
+            conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _deploy_nginx(folder: Path, instances: list[_Instance]) -> tuple[subprocess.Popen, int]:
+    """deploy/nginx.conf as it is, run by Debian's nginx, with only what a test must change: its instances,
+    its port, and a private folder for nginx's own files (checked with ``nginx -t`` first)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    for number, instance in enumerate(instances, 1):
+        conf = conf.replace(f"server service-{number}:8000", f"server 127.0.0.1:{instance.port}")
+    port = free_port()
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    own = ("user root;" if os.geteuid() == 0 else "") + f"pid {folder}/nginx.pid; error_log {folder}/error.log;"
+    conf = conf.replace("worker_processes auto;", f"worker_processes 1; {own}")
+    paths = " ".join(f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                      "scgi"))
+    conf = conf.replace("http {", f"http {{ access_log off; {paths}", 1)
+    (folder / "nginx.conf").write_text(conf)
+    command = [binary, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log")]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: _accepts(port)), "nginx did not start"
+    return process, port
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="nginx not installed")
+@pytest.mark.parametrize(("method", "key", "retried"), [
+    ("DELETE", None, True), ("PUT", None, True), ("PUT", "client-key-1", True), ("POST", None, False)])
+def test_nginx_sends_a_retry_with_the_first_attempts_idempotency_key(tmp_path, method, key, retried) -> None:
+    """deploy/nginx.conf: an instance that got a request and died before answering. nginx counts PUT and DELETE as
+    idempotent and sends them again to another instance (a PUT when it read the body whole before sending, as
+    for a small upload sent in one piece); the retry carries the first attempt's Idempotency-Key, the client's or
+    the one nginx made, so the service recognises it instead of storing the upload twice. POST (and PATCH) is
+    never sent twice, and gets no key of nginx's."""
+    instances = [_Instance(dies=True), _Instance(dies=False), _Instance(dies=False)]
+    process, port = _deploy_nginx(tmp_path, instances)
+    try:
+        headers = f"Idempotency-Key: {key}\r\n" if key else ""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # head and body in one piece
+            sock.sendall(f"{method} /api/files/a.txt HTTP/1.1\r\nHost: files\r\n{headers}Content-Length: 5\r\n"
+                         f"Connection: close\r\n\r\nhello".encode())
+            answer = read_answer(sock)
+    finally:
+        process.terminate()
+        process.wait(10)
+        for instance in instances:
+            instance.close()
+    [(first_method, first_key)] = instances[0].seen  # round robin starts with the first instance
+    assert first_method == method
+    if key or not retried:
+        assert first_key == key
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", first_key or ""), first_key
+    retries = instances[1].seen + instances[2].seen
+    if retried:
+        assert answer.startswith(b"HTTP/1.1 201"), answer
+        assert retries == [(method, first_key)]
+    else:
+        assert answer.startswith(b"HTTP/1.1 502"), answer
+        assert retries == []
 
 
 def test_a_connection_is_reusable_right_after_a_slowly_read_download(make_server) -> None:

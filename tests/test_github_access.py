@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .conftest import object_files
 from .github_helpers import browser, sign_in, signed_in_identity
 
 
@@ -44,7 +45,7 @@ def test_unlisted_token_owner_gets_a_403_problem(make_server, github_double):
     assert response.status_code == 403
     assert response.headers["Content-Type"] == "application/problem+json"
     assert "@mallory may not use this service" in response.json()["detail"]
-    assert not list(server.upload_dir.rglob("data"))
+    assert not object_files(server.upload_dir / "objects")
 
 
 def test_allowed_users_do_not_apply_to_static_api_tokens(make_server, github_double):

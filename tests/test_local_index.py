@@ -187,7 +187,7 @@ CRASH = textwrap.dedent("""
 def crash_between_commit_and_index(root: Path) -> None:
     process = subprocess.run([sys.executable, "-c", CRASH, str(root)], capture_output=True, text=True)
     assert process.returncode == -9, process.stderr
-    assert (root / "objects" / "files" / "o" / "crashed" / "data").read_bytes() == b"survives"
+    assert (root / "objects" / "files" / "o" / "crashed").read_bytes() == b"survives"
 
 
 @pytest.mark.process

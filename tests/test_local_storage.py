@@ -71,11 +71,11 @@ async def test_sweep_removes_only_abandoned_staging(storage):
     old = time.time() - 60
     os.utime(abandoned, (old, old))
     async with storage.writer() as live:
-        await live.write(b"x" * (WRITE_BUFFER + 1))  # past one buffer: the first batch makes the staging folder
+        await live.write(b"x" * (WRITE_BUFFER + 1))  # past one buffer: the first batch makes the staging file
         await live.finish()
-        os.utime(live._dir, (old, old))
+        os.utime(live._staging, (old, old))
         assert await storage.sweep_staging() == 1
-        assert live._dir.exists() and not abandoned.exists()
+        assert live._staging.exists() and not abandoned.exists()
         await live.commit("files/o/live", {})
     assert await storage.stat("files/o/live") is not None
 
@@ -118,14 +118,14 @@ async def test_the_sweep_spares_the_staging_of_open_storages_and_removes_that_of
         writer = other.writer()
         await writer.write(b"x" * (WRITE_BUFFER + 1))
         await writer.finish()
-        os.utime(writer._dir, (old, old))
+        os.utime(writer._staging, (old, old))
         staged.append(writer)
     os.close(dead.owner._fd)  # what a kill -9 does to the lock: let go of it, leaving the file
     dead.owner._fd = None
     for lock in alive.layout.owners.iterdir():
         os.utime(lock, (old, old))
     assert await storage.sweep_staging() == 1
-    assert staged[0]._dir.exists() and not staged[1]._dir.exists()
+    assert staged[0]._staging.exists() and not staged[1]._staging.exists()
     assert sorted(path.name for path in storage.layout.owners.iterdir()) == sorted(
         [storage.layout.owner, alive.layout.owner])
     assert (await staged[0].commit("files/o/alive", {})).size == WRITE_BUFFER + 1

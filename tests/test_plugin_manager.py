@@ -26,7 +26,7 @@ class Misspelled:
     __name__ = "misspelled"
 
     @hookimpl
-    def validate_uplaod(self, upload):  # noqa: the typo is the point
+    def validate_uplaod(self, upload):  # the typo is the point
         return None
 
 

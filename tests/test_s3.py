@@ -1,4 +1,4 @@
-"""The S3 backend end to end: services on moto's S3 server over real HTTP, checked from the outside.
+"""The S3 backend end to end: services on SeaweedFS's S3 gateway over real HTTP, checked from the outside.
 
 The shared API suites already run on S3 (see ``conftest.STORAGE_SUITES``); these tests cover what only a
 remote object store has: multipart streaming in bounded memory, aborted multipart uploads, several
@@ -8,19 +8,25 @@ instances on one bucket, crash recovery by the sweep, start-up checks and presig
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .servers import TOKENS
+from upload_service_s3 import journal
+
+from .servers import TOKENS, Server, start_server
+from .tcp_proxy import BreakingProxy
 
 MiB = 1024 * 1024
 
@@ -31,7 +37,7 @@ def s3_service(make_server, s3_server):
 
     def make(bucket=None, **settings):
         bucket = bucket or s3_server.bucket()
-        server = make_server(**bucket.settings(), **settings)
+        server = make_server(**{**bucket.settings(), **settings})
         server.backend, server.bucket = "s3", bucket
         return server
 
@@ -165,6 +171,68 @@ def test_racing_persists_on_two_instances_persist_once(s3_service, s3_server):
         assert sorted(answers)[0] == 201 and answers.count(201) == 1, answers
     assert len(one.client().get("/api/files").json()["files"]) == 4
     assert bucket.leftovers() == []
+
+
+@contextmanager
+def _process_server(tmp_path: Path, **settings: str) -> Iterator[Server]:
+    """One service in a process of its own (to be killed), beside the test's in-process ones."""
+    server = start_server(tmp_path, **settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_delete_cut_by_kill_9_is_taken_over_by_another_instance_once_the_lease_runs_out(s3_service, s3_server,
+                                                                                          tmp_path):
+    """Instance one (a process of its own) is killed while its DELETE waits on S3 (a proxy holds the record's
+    deletion), leaving the blob's journal entry. The same DELETE on instance two waits out the dead entry's
+    lease (1 s), finishes the dead delete and answers 204; it used to wait 10 s for the lock and answer 500
+    until the sweep ran."""
+    bucket = s3_server.bucket()
+    with BreakingProxy(int(s3_server.url.rsplit(":", 1)[1]), method=b"DELETE", after=1, mode="stall",
+                       times=0) as proxy, _process_server(tmp_path, **{
+                           **bucket.settings(), "s3_endpoint_url": proxy.url, "s3_staging_timeout": "1s"}) as one:
+        two = s3_service(bucket, s3_staging_timeout="1s")
+        file = two.client().put("/api/files/doomed.txt", content=b"delete me").json()
+        proxy.times = 1  # from now on the first DELETE sent to S3 stalls: the record's, after the entry is taken
+        with ThreadPoolExecutor(1) as pool:
+            cut = pool.submit(one.client().delete, f"/api/files/{file['id']}")
+            assert proxy.broken.wait(20)
+            assert bucket.keys("journal/") and bucket.records("files/")  # the entry is held, the record still there
+            one.process.send_signal(signal.SIGKILL)
+            one.process.wait()
+            with pytest.raises(httpx.TransportError):
+                cut.result(20)
+    started = time.monotonic()
+    answer = two.client().delete(f"/api/files/{file['id']}")
+    took = time.monotonic() - started
+    assert answer.status_code == 204, answer.text
+    assert took < 5, f"took {took:.1f} s"
+    print(f"the second DELETE answered after {took:.1f} s (lease 1 s; the lock wait is 10 s)")
+    assert two.client().delete(f"/api/files/{file['id']}").status_code == 404
+    assert bucket.records() == [] and bucket.leftovers() == []
+
+
+def test_a_delete_waiting_on_live_work_answers_503_with_retry_after(s3_service, monkeypatch):
+    """Another instance holds the file's blob (its entry was just written: a live holder for a whole lease): the
+    DELETE gives up after the lock wait with 503 and a Retry-After, never a 500, and works once the holder is done."""
+    monkeypatch.setattr(journal, "LOCK_WAIT_SECONDS", 0.2)  # the in-process server's, to keep the test short
+    server = s3_service()
+    file = server.client().put("/api/files/held.txt", content=b"held").json()
+    bucket, s3 = server.bucket, server.bucket.server.client()
+    [record] = bucket.records("files/")
+    blob = json.loads(s3.get_object(Bucket=bucket.name, Key=bucket.prefix + "objects/" + record)["Body"].read())["blob"]
+    entry = bucket.prefix + "journal/" + blob
+    s3.put_object(Bucket=bucket.name, Key=entry, Body=json.dumps({"op": "update", "key": record, "holder": "live"}))
+    busy = server.client().delete(f"/api/files/{file['id']}")
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["content-type"] == "application/problem+json"
+    assert 25 <= int(busy.headers["retry-after"]) <= 31  # when the holder's lease (30 s) would run out
+    assert "being changed by other work" in busy.json()["detail"]
+    assert bucket.records("files/") == [record]
+    s3.delete_object(Bucket=bucket.name, Key=entry)  # the holder is done
+    assert server.client().delete(f"/api/files/{file['id']}").status_code == 204
 
 
 def _start_cli(bucket_settings: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:

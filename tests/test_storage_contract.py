@@ -1,5 +1,5 @@
 """The plugin author's conformance tests (``upload_service.testing``) against every backend the project ships:
-local disk, S3 (moto's server, as in tests/s3.py) and the in-memory backend of the kit."""
+local disk, S3 (SeaweedFS, as in tests/s3.py) and the in-memory backend of the kit."""
 
 from __future__ import annotations
 
@@ -42,6 +42,27 @@ class TestLocalStorage(StorageContract, ResumableStorageContract):
         await other.close()
 
 
+class TestLocalStorageInFolders(TestLocalStorage):
+    """Where the file system keeps no user xattrs: each object a folder of ``data`` and ``meta.json``, as before
+    single-file objects, in ``DURABILITY=relaxed`` (the other mode of the class above)."""
+
+    @pytest.fixture
+    async def storage(self, tmp_path):
+        storage = LocalStorage(tmp_path, "relaxed")
+        storage.layout.xattrs = False
+        await storage.open()
+        yield storage
+        await storage.close()
+
+    @pytest.fixture
+    async def second_worker(self, storage: LocalStorage):
+        other = LocalStorage(storage.layout.root, "relaxed")
+        other.layout.xattrs = False
+        await other.open()
+        yield other
+        await other.close()
+
+
 class TestS3Storage(StorageContract, ResumableStorageContract):
     large = 9 * MiB  # past the first multipart part (8 MiB)
 
@@ -64,6 +85,12 @@ class TestS3Storage(StorageContract, ResumableStorageContract):
         await other.open()
         yield other
         await other.close()
+
+    @pytest.mark.xfail(strict=True, reason="SeaweedFS lists folder by folder (temp/a/x before temp/a-b/x), not in "
+                                           "S3's byte order: plugins/s3/README.md, 'Tested against'")
+    async def test_list_is_in_ascending_key_order_at_any_depth(self, storage: S3Storage) -> None:
+        """Holds on S3 (byte order); fails on the test server, and must, until SeaweedFS lists as S3 does."""
+        await super().test_list_is_in_ascending_key_order_at_any_depth(storage)
 
     async def leftovers(self, storage: S3Storage) -> Any:
         """Journal entries, blobs no record names, multipart uploads: what a write left that it should not."""

@@ -31,7 +31,7 @@ def _rewind_to_the_crash(server: Server, upload_id: str) -> str:
     folder = server.upload_dir / ".resumable" / upload_id
     record = json.loads((folder / "record.json").read_text())
     key = record["committed"]
-    os.link(server.upload_dir / "objects" / key / "data", folder / "data")  # unlinked only after the note
+    os.link(server.upload_dir / "objects" / key, folder / "data")  # unlinked only after the note
     record.update(committed=None, committing=key)
     record["info"]["file_id"] = None
     (folder / "record.json").write_text(json.dumps(record))

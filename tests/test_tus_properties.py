@@ -4,7 +4,7 @@ becomes has exactly the bytes sent and their sha256.
 The plans vary what a client may vary: chunk sizes (empty and 1-byte chunks included), the first chunk in the
 creating POST (creation-with-upload), the length given late in some PATCH (creation-defer-length), an
 Upload-Checksum on some chunks, and partial uploads joined by a final one (concatenation). Runs on every
-storage backend that can resume (local disk, S3 on moto).
+storage backend that can resume (local disk, S3 on SeaweedFS).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ObjectNotFound as ObjectNotFound,
         Problem as Problem,
         StartupError as StartupError,
+        StorageBusy as StorageBusy,
         StorageError as StorageError,
         StorageFull as StorageFull,
         UploadRejected as UploadRejected,
@@ -81,6 +82,7 @@ _HOMES = {
     "UploadRejected": "errors",
     "StorageError": "errors",
     "StorageFull": "errors",
+    "StorageBusy": "errors",
     "ObjectNotFound": "errors",
     "ObjectExists": "errors",
     # the ingest pipeline (service.batch, service.hold) for upload protocols

@@ -182,9 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, app = _load()
         service = _service(app)
         if args.command == "plugins":
-            from .plugins import describe_plugins
+            from .plugins import describe_plugins, plugin_statuses
 
-            print(json.dumps(describe_plugins(service.pm), indent=2))
+            statuses = plugin_statuses(service.pm, service, describing=True)
+            print(json.dumps(describe_plugins(service.pm, statuses), indent=2))
             return 0
         if args.command == "reindex":
             print(json.dumps({"objects": asyncio.run(_reindex(service))}))

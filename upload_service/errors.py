@@ -31,6 +31,17 @@ class StorageFull(StorageError):
     """The storage has no room left: the client gets 507 and the partial object is removed."""
 
 
+class StorageBusy(StorageError):
+    """What the change needs is held by other work: live, or left by a dead process whose lease has not run out.
+
+    The client gets 503 with ``Retry-After: retry_after`` (seconds), by when a dead holder's work can be taken over.
+    """
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
 class ObjectNotFound(StorageError, KeyError):
     """No object under this key."""
 

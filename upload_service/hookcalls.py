@@ -18,11 +18,14 @@ log = logging.getLogger("upload_service.plugins")
 
 async def call_all(hook: pluggy.HookCaller, **kwargs: Any) -> list[Any]:
     """Call a hook and await each awaitable result in order; exceptions propagate."""
-    results = []
-    for result in hook(**kwargs):
-        if inspect.isawaitable(result):
-            result = await result
-        results.append(result)
+    called, results = list(hook(**kwargs)), []
+    try:
+        for result in called:
+            results.append(await result if inspect.isawaitable(result) else result)
+    finally:
+        for left in called[len(results) + 1:]:  # after a failure: the coroutines never awaited are closed
+            if inspect.iscoroutine(left):
+                left.close()
     return results
 
 

@@ -42,6 +42,18 @@ def startup(service: UploadService) -> None:
 
 
 @hookspec
+def plugin_status(service: UploadService) -> str | None:
+    """Say in one line what the plugin does with the settings it was given, or None when there is nothing to say.
+
+    Called when a service starts serving, before the ``startup`` hooks (the core logs ``plugin <name>:
+    <status>`` at INFO, once per worker), and by ``upload-service plugins`` (each entry's ``status``). An
+    installed integration that is not configured says it is inactive and which setting turns it on, so operators
+    need not read its README to find out why nothing happens. A plain function: read settings only, no I/O.
+    Malformed settings: raise ``StartupError`` (``upload-service plugins`` shows its message; start-up refuses).
+    """
+
+
+@hookspec
 def register_auth_providers(register: Callable[[Any], None], service: UploadService) -> None:
     """Register auth providers by calling ``register(provider)`` for each.
 

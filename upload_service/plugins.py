@@ -6,6 +6,7 @@ How the core calls hooks that may be async lives in ``hookcalls``, below the plu
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
@@ -13,6 +14,9 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import StartupError
+
+log = logging.getLogger("upload_service.plugins")
 
 
 def make_plugin_manager(
@@ -44,8 +48,33 @@ def make_plugin_manager(
     return pm
 
 
-def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
-    """Name, version and implemented hooks of every loaded plugin (for ``upload-service plugins``)."""
+def plugin_statuses(pm: pluggy.PluginManager, service: Any, *, describing: bool = False) -> dict[str, str]:
+    """Each plugin's answer to ``plugin_status`` by plugin name (pluggy's results do not say whose they are).
+
+    Malformed settings make a plugin's status the ``StartupError``'s message when ``describing``; otherwise the
+    error propagates, as start-up must refuse.
+    """
+    statuses = {}
+    for impl in pm.hook.plugin_status.get_hookimpls():
+        try:
+            status = impl.function(**{name: service for name in impl.argnames})
+        except StartupError as error:
+            if not describing:
+                raise
+            status = f"misconfigured: {error}"
+        if status:
+            statuses[impl.plugin_name] = str(status)
+    return statuses
+
+
+def log_plugin_statuses(pm: pluggy.PluginManager, service: Any) -> None:
+    """Log each plugin's status when a service starts serving (once per worker)."""
+    for name, status in plugin_statuses(pm, service).items():
+        log.info("plugin %s: %s", name, status, extra={"plugin": name, "status": status})
+
+
+def describe_plugins(pm: pluggy.PluginManager, statuses: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Name, version, implemented hooks and status of every loaded plugin (for ``upload-service plugins``)."""
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     described = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
@@ -54,7 +83,10 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
         dist = dists.get(id(plugin))
         version = dist.version if dist is not None else _package_version(plugin)
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        described.append({"name": name, "version": version, "hooks": hooks})
+        entry: dict[str, Any] = {"name": name, "version": version, "hooks": hooks}
+        if statuses and name in statuses:
+            entry["status"] = statuses[name]
+        described.append(entry)
     return described
 
 

@@ -11,7 +11,7 @@ from quart import Response, has_request_context, url_for
 from werkzeug.exceptions import HTTPException
 
 from .body import ClientDisconnected
-from .errors import Problem, StorageError, StorageFull, UploadRejected
+from .errors import Problem, StorageBusy, StorageError, StorageFull, UploadRejected
 from .files import StoredFile
 from .identity import owner_key
 
@@ -66,6 +66,9 @@ def as_problem(error: BaseException) -> Problem:
         return Problem(error.status, error.detail, reason=error.reason)
     if isinstance(error, StorageFull):
         return Problem(507, "the storage is full; nothing of this upload was kept", reason="storage_full")
+    if isinstance(error, StorageBusy):  # other work holds what the change needs: the client may retry
+        return Problem(503, f"{error}; try again in {error.retry_after} s", reason="storage_busy",
+                       headers={"Retry-After": str(error.retry_after)})
     if isinstance(error, ClientDisconnected):
         return Problem(400, "the client disconnected before the body was complete", reason="disconnected")
     if isinstance(error, HTTPException):

@@ -42,7 +42,7 @@ from .locking import ExclusiveSections, Locker
 from .logs import register_request_ids
 from .metrics import Metrics
 from .multipart import MultipartReader, Part, boundary_of
-from .plugins import make_plugin_manager
+from .plugins import log_plugin_statuses, make_plugin_manager
 from .proxies import public_origin
 from .rate_limits import RateLimits, register_rate_limits
 from .reservations import Reservation, forget_file, release_hold, upload_slot
@@ -206,6 +206,7 @@ class UploadService:
             raise StartupError(f"storage {self.storage.name!r} is not writable: {error}") from error
 
     async def start(self) -> None:
+        log_plugin_statuses(self.pm, self)
         await self.preflight()
         loop = type(asyncio.get_running_loop())
         log.info("serving on the %s event loop", loop.__module__.split(".")[0], extra={"event_loop": loop.__module__})

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     upload_dir: Path = Path("./uploads")
     storage_backend: str = "local"
+    # full: every upload flushed to disk before its 201 (flushes shared by uploads that finish together);
+    # relaxed: write-back left to the kernel (a power cut may lose recent uploads, never shows half of one)
+    durability: Literal["full", "relaxed"] = "full"
     max_upload_size: Size = parse_size("5GiB")
     max_json_upload_size: Size = parse_size("32MiB")
     max_files_per_request: int = Field(1000, ge=1)  # files in one JSON or multipart request, parts of one tus final
@@ -249,6 +252,11 @@ class Settings(BaseSettings):
             raise ValueError("must be the http(s) origin people reach the service at, such as "
                              "https://uploads.example.org (no path)")
         return value
+
+    @field_validator("durability", mode="before")
+    @classmethod
+    def _durability(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from .aio import complete
-from .errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
+from .errors import ObjectExists, ObjectNotFound, StorageBusy, StorageError, StorageFull
 
 __all__ = [
     "Appending", "ObjectExists", "ObjectNotFound", "ObjectWriter", "OffsetMismatch", "ResumableBase",
-    "ResumableStorage", "ResumableUpload", "RunningHashes", "StagedUpload", "Storage", "StorageError", "StorageFull",
+    "ResumableStorage", "ResumableUpload", "RunningHashes", "StagedUpload", "Storage", "StorageBusy", "StorageError",
+    "StorageFull",
     "StoredObject", "WriterBase", "check_key", "check_prefix",
 ]
 

@@ -1,8 +1,8 @@
 """Listing and sweeping at 1,000 and 1,000,000 files of one owner, and what a 100-byte upload costs on disk.
 
 For each size the files are seeded by writing the local storage's on-disk layout directly (what a commit leaves:
-``objects/files/<owner>/<id>/data`` and ``meta.json``, ids made as the service makes them, without the fsyncs),
-in a process pool; the index is then built by ``upload-service reindex``, and a real server (Hypercorn, one
+the file ``objects/files/<owner>/<id>`` with its record in an xattr, ids made as the service makes them, without
+the flushes), in a process pool; the index is then built by ``upload-service reindex``, and a real server (Hypercorn, one
 worker) answers ``GET /api/files?limit=20``: the first page, and a page at a cursor in the middle of the owner's
 files. The sweep (the cleanup hook of every plugin, as the periodic task runs it) runs in this process on the
 same folder, beside the server, over the temporary uploads seeded with the files (a tenth as many, 100 of them
@@ -33,6 +33,7 @@ import httpx
 
 from tests.perf.harness import machine, service, workdir
 from tests.servers import TOKENS
+from upload_service.builtin.local_storage.layout import ATTRIBUTE
 from upload_service.files import new_file_id
 from upload_service.identity import owner_key
 
@@ -58,12 +59,12 @@ def _seed_chunk(objects: str, area: str, start: int, count: int, expired: int) -
         meta = {"size": len(BODY), "sha256": "0" * 64, "created_at": created,
                 "metadata": {"owner": OWNER_ID, "filename": f"f{number}.txt", "content_type": "text/plain",
                              "expires_at": expires, "metadata": {}}}
-        target = folder / file_id
-        target.mkdir()
-        with open(target / "data", "wb") as out:
-            out.write(BODY)
-        with open(target / "meta.json", "w") as out:
-            json.dump(meta, out)
+        fd = os.open(folder / file_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            os.write(fd, BODY)
+            os.setxattr(fd, ATTRIBUTE, json.dumps(meta).encode())  # the record, as ``Layout.seal`` gives it
+        finally:
+            os.close(fd)
         ids.append(file_id)
     return ids
 

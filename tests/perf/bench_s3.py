@@ -1,20 +1,28 @@
-"""S3 benchmark: a 1 GiB raw PUT to the service on S3 (moto's server mode on 127.0.0.1), next to local disk.
+"""S3 benchmark: a 1 GiB raw PUT to the service on S3 (SeaweedFS's S3 gateway on 127.0.0.1) beside a direct boto3
+upload of the same file to the same SeaweedFS, and local disk.
 
     uv run python -m tests.perf.bench_s3 [--size-mib 1024] [--repeat 3]
 
-Prints throughput and the service's peak RSS (VmHWM of the server process, reset before each run) for the
-same file on both backends in the same run, and moto's peak RSS for scale. moto keeps objects in its own
-process, so the S3 figure measures the service's S3 path plus a local S3 server sharing the same cores,
-not the network to a real store.
+Prints throughput, time, CPU and peak RSS (VmHWM, reset before each run) for the same file in the same run: the
+service's rows show the service's process, the direct boto3 row shows SeaweedFS's (boto3 runs in this process),
+and SeaweedFS's peak RSS over the whole run is printed for scale. SeaweedFS stores on this machine's disk and
+shares its cores with the service, so the S3 figures measure the service's S3 path against a local store, not
+the network to a real one; the direct upload is what the same store takes from a plain client.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import time
+from pathlib import Path
+
+from boto3.s3.transfer import TransferConfig
 
 from tests.perf.harness import AUTH, clear_uploads, curl, machine, make_file, measure, peak_rss_mib, service, workdir
-from tests.s3 import S3Server
+from tests.s3 import Bucket, S3Server
+
+PART = 8 * 1024 * 1024  # the service's part size, for the direct upload too
 
 
 def _delete_uploaded(server) -> None:
@@ -22,6 +30,14 @@ def _delete_uploaded(server) -> None:
     client = server.client()
     for file in client.get("/api/files").json()["files"]:
         client.delete(f"/api/files/{file['id']}")
+
+
+def _direct_upload(bucket: Bucket, path: Path, concurrency: int) -> float:
+    """boto3's managed multipart upload of ``path``, in seconds."""
+    config = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=concurrency)
+    started = time.monotonic()
+    bucket.server.client().upload_file(str(path), bucket.name, "direct.bin", Config=config)
+    return time.monotonic() - started
 
 
 def main() -> None:
@@ -38,15 +54,21 @@ def main() -> None:
     with service(base / "local") as server:
         measure("raw PUT, local disk", server.process.pid, size, args.repeat,
                 lambda: curl([*put, f"{server.url}/api/files/big.bin"]), after=lambda: clear_uploads(server.upload_dir))
-    moto = S3Server.start(base)
+    (base / "seaweedfs").mkdir()
+    s3 = S3Server.start(base / "seaweedfs")
     try:
-        bucket = moto.bucket()
+        bucket = s3.bucket()
         with service(base / "s3", **bucket.settings()) as server:
-            measure("raw PUT, S3 (moto server)", server.process.pid, size, args.repeat,
+            measure("raw PUT, service on S3 (SeaweedFS)", server.process.pid, size, args.repeat,
                     lambda: curl([*put, f"{server.url}/api/files/big.bin"]), after=lambda: _delete_uploaded(server))
-        print(f"\nmoto server peak RSS: {peak_rss_mib(moto.process.pid):.0f} MiB (the S3 server, for scale)")
+        delete = lambda: s3.client().delete_object(Bucket=bucket.name, Key="direct.bin")  # noqa: E731
+        for concurrency in (2, 10):  # the service's 2 parts in flight; boto3's default
+            upload = lambda n=concurrency: _direct_upload(bucket, big, n)  # noqa: E731
+            measure(f"boto3 upload_file to SeaweedFS, {concurrency} parts in flight (SeaweedFS's CPU, RSS)",
+                    s3.process.pid, size, args.repeat, upload, after=delete)
+        print(f"\nSeaweedFS peak RSS: {peak_rss_mib(s3.process.pid):.0f} MiB (the S3 server, for scale)")
     finally:
-        moto.stop()
+        s3.stop()
     shutil.rmtree(base, ignore_errors=True)
 
 

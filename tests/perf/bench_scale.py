@@ -1,6 +1,6 @@
 """Scaling figures: 10 KiB uploads per second and big-upload throughput with 1, 2 and 3 instances behind nginx.
 
-Everything runs on this machine: moto's S3 server, Redis, the instances and nginx share its cores, so the
+Everything runs on this machine: SeaweedFS's S3 gateway, Redis, the instances and nginx share its cores, so the
 figures show how the service spreads over instances here, not what separate machines would give.
 
     uv run python -m tests.perf.bench_scale [--seconds 10] [--concurrency 32] [--big-mib 1024]
@@ -73,7 +73,7 @@ def main() -> None:
                     big = big_upload(cluster, args.big_mib, args.streams, root)
                 finally:
                     cluster.stop()
-                    client = s3.client()  # moto keeps objects in memory: free them before the next round
+                    client = s3.client()  # free the disk before the next round
                     for key in bucket.keys():  # noqa: SIM118 (a Bucket is not a dict: keys() lists its objects)
                         client.delete_object(Bucket=bucket.name, Key=bucket.prefix + key)
                 print(f"{size:>9} {small['rps']:>12.0f} {small['p50_ms']:>7.1f} {small['p99_ms']:>7.1f} "

@@ -60,9 +60,10 @@ def variants(upload_dir: str) -> dict[str, Callable[[], AbstractContextManager[t
         "bare ASGI + a durable create's system calls, inline in one thread trip": lambda: bare(
             "asgi_syscalls", CEILING_UPLOAD_DIR=upload_dir),
         "bare ASGI + the local storage's durable commit": lambda: bare("asgi_storage", CEILING_UPLOAD_DIR=upload_dir),
-        "bare ASGI + the local storage, fsyncs made no-ops": lambda: bare(
-            "asgi_storage", CEILING_UPLOAD_DIR=upload_dir, CEILING_NO_FSYNC="1"),
+        "bare ASGI + the local storage, DURABILITY=relaxed": lambda: bare(
+            "asgi_storage", CEILING_UPLOAD_DIR=upload_dir, CEILING_RELAXED="1"),
         "the service (auth, limits, hashing, metadata, metrics)": lambda: the_service(),
+        "the service, DURABILITY=relaxed": lambda: the_service(durability="relaxed"),
         "the service, WORKERS=2": lambda: the_service(workers="2"),
     }
 

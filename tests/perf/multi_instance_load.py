@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--keep", help="keep logs (instances, nginx, Redis, moto) in this folder")
+    parser.add_argument("--keep", help="keep logs (instances, nginx, Redis, SeaweedFS) in this folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or scratch

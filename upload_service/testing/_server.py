@@ -105,6 +105,17 @@ class ThreadServer:
             future.cancel()
             raise
 
+    def _tasks(self) -> str:
+        """Where each task of the server's loop waits (read from this thread: a best-effort report for a test's
+        failure message)."""
+        lines = []
+        for task in list(asyncio.all_tasks(self.loop)):
+            frames = task.get_stack(limit=6)
+            where = " <- ".join(f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno})"
+                                for f in reversed(frames))
+            lines.append(f"  {task.get_name()}: {where}")
+        return "\n".join(lines)
+
     def stop(self, timeout: float = START_TIMEOUT) -> None:
         """Shut the app down (its ``after_serving`` runs) and wait for the thread; a second call does nothing."""
         if self.loop.is_closed():
@@ -113,5 +124,5 @@ class ThreadServer:
             self.loop.call_soon_threadsafe(self._stopping.set)
             self._thread.join(timeout)
             if self._thread.is_alive():
-                raise RuntimeError(f"the app did not stop within {timeout}s")
+                raise RuntimeError(f"the app did not stop within {timeout}s; its loop still runs:\n{self._tasks()}")
         self.loop.close()

@@ -20,7 +20,7 @@ class S3Settings(BaseSettings):
     prefix: str = ""
     presigned_downloads: bool = False
     presigned_ttl: Duration = parse_duration("5m")
-    staging_timeout: Duration = parse_duration("5m")
+    staging_timeout: Duration = parse_duration("30s")  # the journal entries' lease: see journal.py
     max_attempts: int = Field(5, ge=1, le=20)  # per S3 request, retries with backoff included (botocore standard)
 
     @field_validator("prefix")

@@ -22,7 +22,7 @@ from upload_service import download_presentation
 from upload_service.storage import ObjectNotFound, StorageError, StoredObject, check_key, check_prefix
 
 from .client import ClientHolder, is_missing, s3_errors, write_probe
-from .journal import Journal, StaleEntry
+from .journal import Entry, Journal
 from .layout import Layout
 from .records import Record, Records
 from .resumable import S3ResumableUploads
@@ -32,6 +32,10 @@ from .writer import S3ObjectWriter
 READ_CHUNK = 256 * 1024
 RECORD_READS_IN_FLIGHT = 16
 T = TypeVar("T")
+
+
+class DeletedByRecovery(ObjectNotFound):
+    """The object went while a dead process's delete of it was finished: for a delete of it, that delete is done."""
 
 
 class S3Storage:
@@ -100,6 +104,8 @@ class S3Storage:
 
         try:
             return await self._locked(record, {"op": "delete", "key": key}, delete_locked)
+        except DeletedByRecovery:  # a dead process's delete of this very object, finished on its behalf
+            return True
         except ObjectNotFound:
             return False
 
@@ -135,19 +141,25 @@ class S3Storage:
     async def _locked(self, record: Record, note: dict[str, Any], change: Callable[[Record], Awaitable[T]]) -> T:
         """Run ``change`` holding the blob's journal entry, on the record as it is once the entry is held.
 
-        The change is shielded from cancellation (a client hanging up does not stop it half way). When it
-        fails unexpectedly the entry is left to go stale, and the sweep finishes or undoes the operation.
+        An entry taken over from a dead process comes with that process's work, which is finished or undone
+        first. The whole is shielded from cancellation (a client hanging up does not stop it half way). When it
+        fails unexpectedly the entry is left to go stale, and the next taker (or the sweep) recovers.
         """
         entry = await self.journal.lock(record.blob_id, note)
+        entry.keep_alive()
 
         async def run() -> T:
             try:
+                removed = await self._recover(entry)
                 current = await self.records.get(record.key)
                 if current is None or current.blob_id != record.blob_id:
-                    raise ObjectNotFound(record.key)
+                    raise (DeletedByRecovery if record.key in removed else ObjectNotFound)(record.key)
                 result = await change(current)
             except StorageError:  # refused before anything changed (gone, destination taken)
                 await entry.release()
+                raise
+            except BaseException:
+                entry.stop_refreshing()
                 raise
             await entry.release()
             return result
@@ -199,8 +211,12 @@ class S3Storage:
             if self.layout.blob_id_of(upload["Key"]) not in journaled:
                 await self._abort_upload(client, upload)
                 removed += 1
-        for entry in await self.journal.stale():
+        for held in await self.journal.stale():
+            entry = await self.journal.take_over(held, {"op": "sweep"})
+            if entry is None:  # taken over by an operation on the blob meanwhile, or not dead after all
+                continue
             await self._recover(entry)
+            await entry.release()
             removed += 1
         return removed
 
@@ -217,9 +233,20 @@ class S3Storage:
             if not is_missing(error):
                 raise
 
-    async def _recover(self, entry: StaleEntry) -> None:
-        """Finish or undo the one operation a dead process noted in ``entry``."""
-        note, blob_id = entry.note, entry.blob_id
+    async def _recover(self, entry: Entry) -> set[str]:
+        """Finish or undo the work of the dead holders ``entry`` was taken over from, oldest first; the keys whose
+        deletes that finished. Each step is safe to repeat, so a taker that dies half way leaves it to the next."""
+        removed: set[str] = set()
+        for note in entry.recovering:
+            removed |= await self._finish_or_undo(note, entry.blob_id)
+        if entry.recovering:
+            await entry.update(recovering=[])
+        return removed
+
+    async def _finish_or_undo(self, note: dict[str, Any], blob_id: str) -> set[str]:
+        """The one operation a dead process noted: a write without its record is undone, a delete is finished (the
+        key it removed is returned), a move that placed its new record is finished (else there is nothing to
+        undo), an update needs nothing."""
         op = note.get("op")
         if op == "write" and not await self._refers(note.get("key"), blob_id):
             client = await self.clients.get()
@@ -227,13 +254,16 @@ class S3Storage:
                 await self._abort_upload(client, upload)
             await self._delete_blob(blob_id)
         elif op == "delete":
+            removed: set[str] = set()
             if await self._refers(note.get("key"), blob_id):
                 await self.records.delete(note["key"])
+                removed.add(note["key"])
             await self._delete_blob(blob_id)
+            return removed
         elif op == "move" and await self._refers(note.get("dst"), blob_id) \
                 and await self._refers(note.get("key"), blob_id):  # the move placed dst, its source is left
             await self.records.delete(note["key"])
-        await self.journal.drop_stale(entry)
+        return set()
 
     async def _refers(self, key: str | None, blob_id: str) -> bool:
         record = await self.records.get(key) if key else None

@@ -5,8 +5,11 @@ Blocking: call them in the storage's threads.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +37,60 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def rename_into(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target``, making target's folder only when the rename finds none (an owner's
-    first file): trying mkdir before every rename cost two system calls per upload."""
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+
+
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        os.rename(source, target)
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def rename_noreplace(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``, refusing (``FileExistsError``) when ``target`` exists: never replaces.
+
+    ``rename(2)`` replaces a file silently and only a folder's contents refuse it, so an object that is one file
+    needs ``renameat2(RENAME_NOREPLACE)`` (Linux 3.15, ext4, xfs, btrfs, tmpfs; ctypes, as Python has no
+    wrapper). Where the file system lacks it, a file is linked to its new name (``link`` refuses a taken one)
+    and its old name removed: the same outcome for a commit from private staging; two racing moves of one
+    object could then both succeed for an instant, which only such file systems risk.
+    """
+    if _RENAMEAT2 is not None:
+        if _RENAMEAT2(AT_FDCWD, os.fsencode(source), AT_FDCWD, os.fsencode(target), RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(code, os.strerror(code), str(source), None, str(target))
+    if os.path.isdir(source):
+        os.rename(source, target)  # a folder: refused when the target is a folder with contents, or a file
+    else:
+        os.link(source, target)
+        os.unlink(source)
+
+
+def rename_into(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` without replacing anything there, making target's folder only when the
+    rename finds none (an owner's first file): trying mkdir before every rename cost two system calls per upload."""
+    try:
+        rename_noreplace(source, target)
     except FileNotFoundError:
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(source, target)
+        rename_noreplace(source, target)
 
 
-def write_json(path: Path, data: dict[str, Any], *, fresh: bool = False) -> None:
-    """Write ``data`` durably to ``path``, replacing it atomically. ``fresh``: the file is new, in a folder no
+def write_json(path: Path, data: dict[str, Any], flush: Callable[[int], None], *, fresh: bool = False) -> None:
+    """Write ``data`` to ``path``, replacing it atomically, and ``flush`` the file before it is renamed into sight
+    (``DURABILITY``'s flush: a sync, or only a start of the writeback). ``fresh``: the file is new, in a folder no
     reader sees yet (staging), so it is written in place, one open and no rename."""
     target = path if fresh else path.with_name(f".{path.name}.{random_hex(6)}.tmp")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -53,7 +98,7 @@ def write_json(path: Path, data: dict[str, Any], *, fresh: bool = False) -> None
         view = memoryview(msgspec.json.encode(data))
         while view:
             view = view[os.write(fd, view):]
-        os.fdatasync(fd)
+        flush(fd)
     finally:
         os.close(fd)
     if not fresh:

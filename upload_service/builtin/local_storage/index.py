@@ -1,12 +1,12 @@
 """``ObjectIndex``: an SQLite file in ``UPLOAD_DIR/.index`` that lists the objects on disk, so a listing, the
 sweep of expired uploads and an owner's totals cost the same at a thousand files as at a million.
 
-The objects on disk stay the truth; the index is a cache of their ``meta.json`` that anyone may delete (it is
+The objects on disk stay the truth; the index is a cache of their records that anyone may delete (it is
 rebuilt, see ``reindex``). Keeping it true takes one rule, followed by every change of an object:
 
 1. ``intend(key)`` notes the key in ``pending`` (with the storage's owner name) before the disk changes;
 2. the disk changes (a commit's rename, a delete, a move, new metadata);
-3. ``settle(key)`` reads the key's ``meta.json`` *inside* the index's write transaction and writes what it
+3. ``settle(key)`` reads the key's record *inside* the index's write transaction and writes what it
    finds (a row, or none), then drops the pending note.
 
 Writes to one index are serialised by SQLite, and each ``settle`` reads the disk while it holds the write lock, so
@@ -38,7 +38,7 @@ import msgspec
 
 from upload_service.storage import StoredObject, check_prefix
 
-from .layout import Layout, read_meta
+from .layout import Layout
 
 log = logging.getLogger("upload_service.local_storage")
 
@@ -346,12 +346,12 @@ class ObjectIndex:
         self.write(work)
 
     def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> None:
-        """Inside a write transaction: make the rows of ``keys`` say what their ``meta.json`` says now."""
+        """Inside a write transaction: make the rows of ``keys`` say what their records say now."""
         for key in keys:
             try:
-                stored = read_meta(self.layout.object_dir(key), key)
-            except (ValueError, KeyError):
-                log.warning("%s has an unreadable meta.json: left out of the index", key)
+                stored = self.layout.read_record(self.layout.object_path(key), key)
+            except (ValueError, KeyError, OSError):
+                log.warning("%s has an unreadable record: left out of the index", key)
                 stored = None
             if stored is None:
                 db.execute("DELETE FROM objects WHERE key = ?", (key,))

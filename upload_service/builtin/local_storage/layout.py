@@ -1,51 +1,70 @@
-"""Where things live under ``UPLOAD_DIR``, and the ``meta.json`` that makes a folder an object::
+"""Where things live under ``UPLOAD_DIR``, and each object's record (size, sha256, created_at, the core's metadata)::
 
-    objects/<key>/data         the bytes
-    objects/<key>/meta.json    size, sha256, created_at and the core's metadata
-    .staging/<owner>-<random>/ writes in progress, named after the storage that makes them (see ``owner``)
+    objects/<key>              an object: one file, its record in the extended attribute ``user.upload_service``
+    objects/<key>/data         an object of the older layout (and where the file system keeps no user xattrs):
+    objects/<key>/meta.json    a folder of its bytes and its record; still read, listed, moved and deleted
+    .records/<random>.json     the record of an object whose record is too large for an xattr (its xattr names it)
+    .staging/<owner>-<random>  writes in progress, named after the storage that makes them (see ``owner``)
     .owners/<owner>            one lock file per open storage (process), flocked while it is open
-    .trash/<random>/           deleted objects on their way out
+    .trash/<random>/           folders of deleted objects of the older layout on their way out
     .resumable/<id>/           tus uploads in progress (see ``resumable``)
 
-An object is one directory, so every change is one atomic ``rename``: a commit renames a fully written,
-fsynced staging directory into place; a delete renames it into ``.trash`` first; a move renames it across.
+One file per object: a 100-byte upload costs one inode and one block, and one file to flush, where a folder, a
+data file and ``meta.json`` cost three of each. Every change is still one atomic system call: a commit renames
+a complete staging file into place (``renameat2``, refusing a taken key), a metadata update replaces the xattr,
+a delete unlinks the file, a move renames it. The flushes follow ``DURABILITY`` (``group_commit``).
 Everything here blocks: call it in the storage's threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
+import stat
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from upload_service import random_hex
 from upload_service.storage import ObjectExists, StoredObject, check_key, check_prefix
 
-from .durable import fsync_dir, rename_into, storage_error, write_json
+from .durable import rename_into, storage_error, write_json
+from .group_commit import Durability, GroupCommit, WriteBack, flusher
 
 META = "meta.json"
 DATA = "data"
+ATTRIBUTE = "user.upload_service"
+XATTR_ROOM = 3000  # bytes of record kept in the xattr; ext4 holds at most one block (4 KiB) of them per file
+NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+TOO_LARGE = frozenset({errno.E2BIG, errno.ERANGE, errno.ENOSPC})
 
 
 class Layout:
-    """The folders of one ``UPLOAD_DIR`` (made if missing) and the paths of what is in them."""
+    """The folders of one ``UPLOAD_DIR`` (made if missing), the paths of what is in them, and its objects' records.
 
-    def __init__(self, root: Path) -> None:
+    ``xattrs`` says whether new objects are single files (the file system keeps user xattrs) or folders.
+    """
+
+    def __init__(self, root: Path, durability: Durability = "full") -> None:
         self.root = Path(root).resolve()
         self.objects = self.root / "objects"
         self.staging = self.root / ".staging"
         self.trash = self.root / ".trash"
         self.resumable = self.root / ".resumable"
         self.owners = self.root / ".owners"
+        self.records = self.root / ".records"
         self.owner = random_hex(8)  # this storage's name: its staging folders start with it
-        for folder in (self.objects, self.staging, self.trash, self.resumable, self.owners):
+        for folder in (self.objects, self.staging, self.trash, self.resumable, self.owners, self.records):
             folder.mkdir(parents=True, exist_ok=True)
+        self.flush: GroupCommit | WriteBack = flusher(durability, self.objects)
+        self.xattrs = _keeps_xattrs(self.staging)
 
-    def object_dir(self, key: str) -> Path:
+    def object_path(self, key: str) -> Path:
         return self.objects.joinpath(*check_key(key).split("/"))
 
     def prefix_dir(self, prefix: str) -> Path:
@@ -59,24 +78,65 @@ class Layout:
         """A fresh name in ``.staging`` (not made yet), which the sweep spares while this storage is open."""
         return self.staging / f"{self.owner}-{random_hex(8)}"
 
-    def place(self, folder: Path, key: str) -> None:
-        """Rename a complete staging folder (``data`` + ``meta.json``) into place as ``key``: the atomic commit."""
-        target = self.object_dir(key)
+    def staged_data(self, staging: Path) -> Path:
+        """Where a write staged as ``staging`` puts its bytes: the staging file itself, or ``data`` in a folder."""
+        return staging if self.xattrs else staging / DATA
+
+    def make_staging(self, staging: Path) -> None:
+        """Make what ``staged_data`` needs before the file is created (a folder, in the older layout)."""
+        if not self.xattrs:
+            staging.mkdir()
+
+    def drop_staging(self, staging: Path) -> None:
+        """Remove a staged write (its file, or folder), if it is there."""
+        if self.xattrs:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def seal(self, staging: Path, fd: int, stored: StoredObject) -> None:
+        """Give the complete, still hidden staged object its record and flush it (``fd``: its bytes, open)."""
+        if self.xattrs:
+            self._set_record(fd, stored)
+            self.flush.data(fd)
+        else:
+            self.flush.data(fd)
+            write_json(staging / META, _record(stored), self.flush.data, fresh=True)
+
+    def place(self, staging: Path, key: str) -> None:
+        """Rename a sealed staging file (or folder) into place as ``key``: the atomic commit."""
+        target = self.object_path(key)
         try:
-            rename_into(folder, target)
-            fsync_dir(target.parent)
+            rename_into(staging, target)
+            self.flush.commit(target.parent)
         except OSError as error:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise ObjectExists(key) from error
             raise storage_error(error) from error
 
-    def remove(self, folder: Path) -> bool:
-        """Take ``folder`` away at once (a rename into ``.trash``), then delete it; False if it was not there."""
+    def remove(self, path: Path) -> bool:
+        """Take an object (or an upload's folder) away at once, flushed; False if it was not there. A file is
+        unlinked; a folder is renamed into ``.trash`` first, then deleted."""
+        record = self._record_file(path)
+        try:
+            os.unlink(path)
+        except (IsADirectoryError, PermissionError):  # a folder (Linux says EISDIR, POSIX allows EPERM)
+            return self._remove_folder(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        self.flush.commit(path.parent)
+        if record is not None:
+            record.unlink(missing_ok=True)
+        return True
+
+    def _remove_folder(self, folder: Path) -> bool:
         doomed = self.trash / random_hex(16)
         try:
             os.rename(folder, doomed)
         except (FileNotFoundError, NotADirectoryError):
             return False
+        self.flush.commit(folder.parent)
         shutil.rmtree(doomed, ignore_errors=True)
         return True
 
@@ -88,29 +148,127 @@ class Layout:
             return []
         keys = []
         for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
             child = f"{key}/{entry.name}"
-            if os.path.exists(os.path.join(entry.path, META)):
+            if entry.is_file(follow_symlinks=False):
+                keys.append(child)
+            elif not entry.is_dir(follow_symlinks=False):
+                continue
+            elif os.path.exists(os.path.join(entry.path, META)):
                 keys.append(child)
             else:
                 keys.extend(self.keys_under(Path(entry.path), child))
         return keys
 
+    # -- records ------------------------------------------------------------------------------------
+
+    def read_record(self, path: Path, key: str) -> StoredObject | None:
+        """The object at ``path``, or None: not there, not an object, or (after a power cut under
+        ``DURABILITY=relaxed``) a file shorter than its record says."""
+        try:
+            raw = os.getxattr(path, ATTRIBUTE)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as error:
+            if error.errno == errno.ENODATA or error.errno in NO_XATTRS:  # a folder of the older layout
+                return read_meta(path, key)
+            raise
+        record = msgspec.json.decode(raw)
+        if "record" in record:  # too large for the xattr: kept in ``.records``
+            try:
+                record = msgspec.json.decode((self.records / record["record"]).read_bytes())
+            except FileNotFoundError:
+                return None
+        try:
+            if os.stat(path).st_size != record["size"]:
+                return None
+        except FileNotFoundError:
+            return None
+        return _stored(record, key)
+
+    def write_record(self, path: Path, stored: StoredObject) -> None:
+        """Replace the record of the object at ``path`` atomically, and flush it (``FileNotFoundError`` if gone)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+            old = None if folder else self._record_file(fd)
+            if folder:
+                write_json(path / META, _record(stored), self.flush.data)
+            else:
+                self._set_record(fd, stored)
+        finally:
+            os.close(fd)
+        self.flush.commit(path if folder else path.parent)
+        if old is not None:
+            old.unlink(missing_ok=True)
+
+    def _set_record(self, fd: int, stored: StoredObject) -> None:
+        encoded = msgspec.json.encode(_record(stored))
+        if len(encoded) <= XATTR_ROOM:
+            try:
+                os.setxattr(fd, ATTRIBUTE, encoded)
+                return
+            except OSError as error:
+                if error.errno not in TOO_LARGE:
+                    raise
+        name = f"{random_hex(16)}.json"
+        write_json(self.records / name, _record(stored), self.flush.data, fresh=True)
+        self.flush.commit(self.records)
+        os.setxattr(fd, ATTRIBUTE, msgspec.json.encode({"record": name}))
+
+    def _record_file(self, target: int | Path) -> Path | None:
+        """The ``.records`` file that holds the record of an object (its path or open file), if it is kept there."""
+        try:
+            record = msgspec.json.decode(os.getxattr(target, ATTRIBUTE))
+        except OSError:
+            return None
+        return self.records / record["record"] if "record" in record else None
+
+    def data_of(self, path: Path) -> Path:
+        """The file of an object's bytes: ``path``, or ``path/data`` for a folder of the older layout."""
+        return path / DATA if path.is_dir() else path
+
+
+def _keeps_xattrs(folder: Path) -> bool:
+    """Whether the file system of ``folder`` keeps user xattrs (tmpfs before Linux 6.6, some mounts do not)."""
+    if not hasattr(os, "setxattr"):  # not Linux
+        return False
+    probe = folder / f"xattr-probe-{random_hex(8)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            os.setxattr(fd, ATTRIBUTE, b"{}")
+        finally:
+            os.close(fd)
+    except OSError as error:
+        if error.errno in NO_XATTRS:
+            return False
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(probe)
+    return True
+
+
+def _record(stored: StoredObject) -> dict[str, Any]:
+    return {"size": stored.size, "sha256": stored.sha256, "created_at": stored.created_at.isoformat(),
+            "metadata": stored.metadata}
+
+
+def _stored(record: dict[str, Any], key: str) -> StoredObject:
+    return StoredObject(key=key, size=record["size"], sha256=record["sha256"],
+                        created_at=datetime.fromisoformat(record["created_at"]), metadata=record.get("metadata", {}))
+
 
 def read_meta(folder: Path, key: str) -> StoredObject | None:
-    """The object whose folder is ``folder``, or None if it has no ``meta.json`` (not an object, or gone)."""
+    """The object of the older layout whose folder is ``folder``, or None if it has no ``meta.json``."""
     try:
         with open(folder / META, encoding="utf-8") as handle:
             record = json.load(handle)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return StoredObject(key=key, size=record["size"], sha256=record["sha256"],
-                        created_at=datetime.fromisoformat(record["created_at"]), metadata=record.get("metadata", {}))
+    return _stored(record, key)
 
 
-def write_meta(folder: Path, stored: StoredObject, *, fresh: bool = False) -> None:
-    """Write ``folder/meta.json`` durably (``fresh``: a new file in a staging folder, see ``write_json``)."""
-    record: dict[str, Any] = {"size": stored.size, "sha256": stored.sha256,
-                              "created_at": stored.created_at.isoformat(), "metadata": stored.metadata}
-    write_json(folder / META, record, fresh=fresh)
+def write_meta(folder: Path, stored: StoredObject, flush: Any, *, fresh: bool = False) -> None:
+    """Write ``folder/meta.json`` (``fresh``: a new file in a staging folder, see ``write_json``)."""
+    write_json(folder / META, _record(stored), flush, fresh=fresh)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,38 +13,40 @@ from upload_service.storage import StoredObject, WriterBase, check_key
 
 from .buffered import BufferedFileWriter
 from .durable import storage_error
-from .layout import DATA, write_meta
 
 if TYPE_CHECKING:
     from .storage import LocalStorage
 
 
 class LocalObjectWriter(WriterBase):
-    """Streams into ``.staging/<owner>-<random>/data`` with sha256 computed on the way (see ``BufferedFileWriter``).
+    """Streams into a staging file (``Layout.new_staging``) with sha256 computed on the way (see
+    ``BufferedFileWriter``).
 
     The staging file is created by the first batch's thread trip, not up front: a small upload (one buffer)
-    then costs a single trip, at commit, instead of two. A larger one is synced and closed by ``finish``, in
-    the disk lane right after its last write: a file waiting for the rest of its batch holds no descriptor
-    (the storage's owner lock keeps its folder from the sweep), and ``commit`` works on paths only.
+    then costs a single trip, at commit, which writes it, gives it its record, flushes it (``DURABILITY``) and
+    renames it into place. A larger one is flushed (``full``) and closed by ``finish``, in the disk lane right
+    after its last write: a file waiting for the rest of its batch holds no descriptor (the storage's owner
+    lock keeps it from the sweep), and ``commit`` reopens it for its record.
     """
 
     def __init__(self, storage: LocalStorage) -> None:
         self._storage = storage
-        self._dir = storage.layout.new_staging()
+        self._staging = storage.layout.new_staging()
         self._fd: int | None = None
         self._hash = hashlib.sha256()
         self._out = BufferedFileWriter(-1, [self._hash], storage.threads.pool, self._write_sync, hash_beside=True)
         self._finished = False
-        self._sealed = False  # the whole file is written, synced and closed
+        self._closed = False  # the whole file is written (and, under ``full``, synced) and closed
         self.size = 0
         self.committed = False
 
     def _open(self) -> None:
         if self._fd is not None:
             return
+        layout = self._storage.layout
         try:
-            self._dir.mkdir(parents=True)
-            self._fd = os.open(self._dir / DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            layout.make_staging(self._staging)
+            self._fd = os.open(layout.staged_data(self._staging), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         except OSError as error:
             raise storage_error(error) from error
         self._out.fd = self._fd
@@ -62,24 +63,29 @@ class LocalObjectWriter(WriterBase):
     async def finish(self) -> None:
         """Make size and sha256 final. A file still wholly in the buffer (a small upload) is hashed here and
         written by commit's single trip, rather than costing a trip of its own now; a larger one is written out,
-        synced and closed."""
+        flushed and closed."""
         if self._finished:
             return
         if self._out.untouched:  # then under WRITE_BUFFER, or it would have been flushed
             self._out.hash_rest()
         else:
-            await self._out.finish(then=self._seal_sync)
+            await self._out.finish(then=self._close_written)
         self._finished = True
 
-    def _seal_sync(self) -> None:
-        """fdatasync and close the written file (in the disk lane after the last write, or in commit's trip)."""
+    def _close_written(self) -> None:
+        """Flush (``DURABILITY``) and close the written file, in the disk lane after the last write: the bulk of a
+        large file's flush, done before commit. Under ``full`` an fdatasync, whose journal commit is nothing beside
+        the file's own bytes (writing them out without it, as small files are, measured slower for 512 MiB)."""
         try:
-            os.fdatasync(self._fd)  # type: ignore[arg-type]
+            if self._storage.layout.flush.durable:
+                os.fdatasync(self._fd)  # type: ignore[arg-type]
+            else:
+                self._storage.layout.flush.data(self._fd)  # type: ignore[arg-type]
         except OSError as error:
             raise storage_error(error) from error
         finally:
             self._close()
-        self._sealed = True
+        self._closed = True
 
     async def commit(self, key: str, metadata: dict[str, Any]) -> StoredObject:
         check_key(key)
@@ -91,19 +97,22 @@ class LocalObjectWriter(WriterBase):
         return stored
 
     def _commit_sync(self, key: str, rest: list[bytes], created: datetime, metadata: dict[str, Any]) -> StoredObject:
-        """Last buffer, fdatasync and close (unless ``finish`` did), metadata, rename into place: one trip to a
-        worker thread for a small file."""
+        """Last buffer, record, flush, rename into place: one trip to a worker thread for a small file."""
+        layout = self._storage.layout
         try:
-            if not self._sealed:
+            if self._closed:
+                self._fd = os.open(layout.staged_data(self._staging), os.O_RDONLY)
+            else:
                 self._open()
                 if rest:
                     self._out.store_sync(rest)  # hashes it too, unless ``finish`` did
-                self._seal_sync()
             stored = StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
-            write_meta(self._dir, stored, fresh=True)
-            self._storage.layout.place(self._dir, key)
+            layout.seal(self._staging, self._fd, stored)  # type: ignore[arg-type]
+        except OSError as error:
+            raise storage_error(error) from error
         finally:
             self._close()
+        layout.place(self._staging, key)
         return stored
 
     def _close(self) -> None:
@@ -122,4 +131,4 @@ class LocalObjectWriter(WriterBase):
 
     def _discard_sync(self) -> None:
         self._close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._storage.layout.drop_staging(self._staging)

@@ -9,6 +9,8 @@ import aiofiles
 
 from upload_service.storage import ObjectNotFound
 
+from .layout import DATA
+
 READ_CHUNK = 256 * 1024
 
 
@@ -16,7 +18,10 @@ async def read_range(path: Path, name: str, start: int = 0, end: int | None = No
     """Bytes ``start`` up to ``end`` (exclusive; None = to the end) of ``path``; ``ObjectNotFound(name)`` if the
     file is not there. A reader that has opened the file reads on intact after the file is deleted."""
     try:
-        handle = await aiofiles.open(path, "rb")
+        try:
+            handle = await aiofiles.open(path, "rb")
+        except IsADirectoryError:  # an object of the older layout: a folder holding its bytes in ``data``
+            handle = await aiofiles.open(path / DATA, "rb")
     except (FileNotFoundError, NotADirectoryError) as error:
         raise ObjectNotFound(name) from error
     try:

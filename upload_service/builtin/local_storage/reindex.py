@@ -2,7 +2,7 @@
 (only the keys that writers which died were changing).
 
 ``rebuild`` works in place while the service serves: it starts a new generation, walks ``objects/``, and
-records each key it finds, in batches, re-reading its ``meta.json`` inside the write transaction (``record``), so
+records each key it finds, in batches, re-reading its record inside the write transaction (``record``), so
 a change that a live writer settles meanwhile is never overwritten with an older state; every row the walk and
 the live writers did not touch in this generation is of an object that is gone, and goes. Blocking: call both
 in the storage's threads.
@@ -29,18 +29,20 @@ BATCH = 500  # keys per write transaction: short enough that live writers wait a
 
 
 def walk(objects: Path, key: str = "") -> Iterator[str]:
-    """Every object's key under ``objects`` (a folder with a ``meta.json``), lazily: a million keys are never in
-    memory at once."""
+    """Every object's key under ``objects`` (a file, or a folder with a ``meta.json`` of the older layout), lazily:
+    a million keys are never in memory at once."""
     try:
         entries = os.scandir(objects)
     except (FileNotFoundError, NotADirectoryError):
         return
     with entries:
         for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
             child = f"{key}/{entry.name}" if key else entry.name
-            if os.path.exists(os.path.join(entry.path, META)):
+            if entry.is_file(follow_symlinks=False):
+                yield child
+            elif not entry.is_dir(follow_symlinks=False):
+                continue
+            elif os.path.exists(os.path.join(entry.path, META)):
                 yield child
             else:
                 yield from walk(Path(entry.path), child)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from functools import partial
@@ -37,8 +36,8 @@ from upload_service.storage import (
 )
 
 from .buffered import BufferedFileWriter
-from .durable import fsync_dir, storage_error, write_json
-from .layout import DATA, Layout, write_meta
+from .durable import storage_error, write_json
+from .layout import DATA, Layout
 from .reading import read_range
 from .threads import IOThreads
 
@@ -88,7 +87,7 @@ class LocalResumableUploads(ResumableBase[ResumableUpload]):
         if key is None:
             return False
         try:
-            return os.path.samefile(folder / DATA, self.layout.object_dir(key) / DATA)
+            return os.path.samefile(folder / DATA, self.layout.data_of(self.layout.object_path(key)))
         except (FileNotFoundError, NotADirectoryError):
             return False
 
@@ -103,7 +102,8 @@ class LocalResumableUploads(ResumableBase[ResumableUpload]):
                   "committing": committing}
         path = self.layout.upload_dir(upload.id) / RECORD
         if durable:
-            write_json(path, record)
+            write_json(path, record, self.layout.flush.data)
+            self.layout.flush.commit(path.parent)
             return
         tmp = path.with_name(f".record.{random_hex(6)}.tmp")
         tmp.write_text(json.dumps(record, separators=(",", ":")), encoding="utf-8")
@@ -256,18 +256,21 @@ class LocalResumableObject(StagedUpload):
         await self._uploads.threads.run(self._place_sync, stored)
 
     def _place_sync(self, stored: StoredObject) -> None:
+        """Link the upload's bytes into staging, give them the object's record and flush them, rename into place."""
         layout = self._uploads.layout
         staging = layout.new_staging()
         data = self._uploads.data(self.upload.id)
         try:
-            staging.mkdir()
-            with open(data, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.link(data, staging / DATA)
-            write_meta(staging, stored, fresh=True)
+            layout.make_staging(staging)
+            fd = os.open(data, os.O_RDONLY)
+            try:
+                os.link(data, layout.staged_data(staging))
+                layout.seal(staging, fd, stored)
+            finally:
+                os.close(fd)
             layout.place(staging, stored.key)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            layout.drop_staging(staging)
             raise
 
     async def note_committed(self, key: str) -> None:
@@ -277,4 +280,4 @@ class LocalResumableObject(StagedUpload):
         self._uploads.save(ResumableUpload(self.upload.id, self.size, self.upload.info, key), durable=True)
         data = self._uploads.data(self.upload.id)
         os.unlink(data)
-        fsync_dir(data.parent)
+        self._uploads.layout.flush.commit(data.parent)

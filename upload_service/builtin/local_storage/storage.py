@@ -16,9 +16,10 @@ from typing import Any
 
 from upload_service.storage import ObjectExists, ObjectNotFound, StoredObject
 
-from .durable import fsync_dir, rename_into, storage_error
+from .durable import rename_into, storage_error
+from .group_commit import Durability
 from .index import ObjectIndex, expiry_of
-from .layout import DATA, Layout, read_meta, write_meta
+from .layout import Layout
 from .object_writer import LocalObjectWriter
 from .owner import OwnerLock
 from .reading import read_range
@@ -42,17 +43,19 @@ class IndexedLayout(Layout):
 
 
 class LocalStorage:
-    """Objects as directories under ``root/objects``, safe with several workers on one folder.
+    """Objects as files under ``root/objects``, safe with several workers on one folder.
 
     Blocking work runs in the storage's own threads, which ``open`` starts and ``close`` ends; between them the
-    storage holds its owner lock, which keeps its staging folders from any worker's sweep. Listings, expired
-    objects and totals come from the index (``index``) once it is complete, and from the disk until then.
+    storage holds its owner lock, which keeps its staging files from any worker's sweep. ``durability``
+    (``DURABILITY``): ``full`` flushes every change to disk before it returns, ``relaxed`` leaves that to the
+    kernel (see ``group_commit``). Listings, expired objects and totals come from the index (``index``) once it
+    is complete, and from the disk until then.
     """
 
     name = "local"
 
-    def __init__(self, root: Path) -> None:
-        self.layout = IndexedLayout(root)
+    def __init__(self, root: Path, durability: Durability = "full") -> None:
+        self.layout = IndexedLayout(root, durability)
         self.index = self.layout.index = ObjectIndex(self.layout)
         self.threads = IOThreads()
         self.resumable = LocalResumableUploads(self.layout, self.threads)
@@ -114,17 +117,17 @@ class LocalStorage:
         return LocalObjectWriter(self)
 
     def _load(self, key: str) -> StoredObject | None:
-        return read_meta(self.layout.object_dir(key), key)
+        return self.layout.read_record(self.layout.object_path(key), key)
 
     async def stat(self, key: str) -> StoredObject | None:
         return await self.threads.run(self._load, key)
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        return read_range(self.layout.object_dir(key) / DATA, key, start, end)
+        return read_range(self.layout.object_path(key), key, start, end)
 
     def _delete_sync(self, key: str) -> bool:
         with self.index.changing(key):
-            return self.layout.remove(self.layout.object_dir(key))
+            return self.layout.remove(self.layout.object_path(key))
 
     async def delete(self, key: str) -> bool:
         return await self.threads.run(self._delete_sync, key)
@@ -179,17 +182,17 @@ class LocalStorage:
         return len(found), sum(stored.size for stored in found)
 
     def _move_sync(self, src: str, dst: str) -> None:
-        target = self.layout.object_dir(dst)
+        target = self.layout.object_path(dst)
         with self.index.changing(src, dst):
             try:
-                rename_into(self.layout.object_dir(src), target)
+                rename_into(self.layout.object_path(src), target)
             except (FileNotFoundError, NotADirectoryError) as error:
                 raise ObjectNotFound(src) from error
             except OSError as error:
                 if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
                     raise ObjectExists(dst) from error
                 raise storage_error(error) from error
-            fsync_dir(target.parent)
+            self.layout.flush.commit(target.parent)
 
     async def move(self, src: str, dst: str, metadata: dict[str, Any] | None = None) -> StoredObject:
         await self.threads.run(self._move_sync, src, dst)
@@ -207,7 +210,7 @@ class LocalStorage:
         updated = replace(stored, metadata=metadata)
         with self.index.changing(key):
             try:
-                write_meta(self.layout.object_dir(key), updated)
+                self.layout.write_record(self.layout.object_path(key), updated)
             except FileNotFoundError as error:
                 raise ObjectNotFound(key) from error
             except OSError as error:

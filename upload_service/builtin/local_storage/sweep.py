@@ -1,4 +1,4 @@
-"""The sweep of what dead writers left in ``.staging`` and ``.trash`` (kill -9, power loss).
+"""The sweep of what dead writers left in ``.staging`` and ``.trash`` (kill -9, power loss): files and folders.
 
 A staging folder belongs to the storage named at the start of its name, which holds an flock on its lock in
 ``.owners`` for as long as it is open (see ``owner``): a folder whose owner's lock can be taken belongs to
@@ -9,6 +9,7 @@ storage's threads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -32,11 +33,20 @@ def sweep_leftovers(layout: Layout) -> int:
     for folder in (layout.staging, layout.trash):
         for entry in os.scandir(folder):
             if _settled(entry, now) and entry.name.partition("-")[0] not in live and abandoned(Path(entry.path)):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                _remove(entry)
                 removed += 1
     for name in gone:
         (layout.owners / name).unlink(missing_ok=True)
     return removed
+
+
+def _remove(entry: os.DirEntry[str]) -> None:
+    """A staged file (one object), or a folder (a write of the older layout, a deleted object's)."""
+    if entry.is_dir(follow_symlinks=False):
+        shutil.rmtree(entry.path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
 
 
 def _settled(entry: os.DirEntry[str], now: float) -> bool:

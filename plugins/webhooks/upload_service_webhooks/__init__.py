@@ -1,0 +1,1 @@
+"""Webhooks for upload-service: Standard Webhooks events delivered from an outbox kept in the service's storage."""
