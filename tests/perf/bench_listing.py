@@ -2,12 +2,12 @@
 
 For each size the files are seeded by writing the local storage's on-disk layout directly (what a commit leaves:
 the file ``objects/files/<owner>/<id>`` with its record in an xattr, ids made as the service makes them, without
-the flushes), in a process pool; the index is then built by ``upload-service reindex``, and a real server (Hypercorn, one
-worker) answers ``GET /api/files?limit=20``: the first page, and a page at a cursor in the middle of the owner's
-files. The sweep (the cleanup hook of every plugin, as the periodic task runs it) runs in this process on the
-same folder, beside the server, over the temporary uploads seeded with the files (a tenth as many, 100 of them
-expired). Figures are medians. Last, 1,000 uploads of 100 bytes over HTTP into a fresh folder give the bytes and
-inodes each costs (objects and index apart).
+the flushes), in a process pool; the index is then built by ``upload-service reindex``, and a real server
+(Hypercorn, one worker) answers ``GET /api/files?limit=20``: the first page, and a page at a cursor in the middle
+of the owner's files. The sweep (the cleanup hook of every plugin, as the periodic task runs it) runs in this
+process on the same folder, beside the server, over the temporary uploads seeded with the files (a tenth as many,
+100 of them expired). Figures are medians. Last, 1,000 uploads of 100 bytes over HTTP into a fresh folder give the
+bytes and inodes each costs (objects and index apart).
 
     uv run python -m tests.perf.bench_listing [--sizes 1000,1000000] [--requests 200]
 """
