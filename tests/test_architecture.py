@@ -33,7 +33,7 @@ LAYERS = [
         "auth",
     }),
     ("plugin runtime", {"plugins"}),
-    ("HTTP", {"responses", "serving", "health", "ui", "api", "api.fallback", "api.files", "api.openapi",
+    ("HTTP", {"responses", "idempotency", "serving", "health", "ui", "api", "api.fallback", "api.files", "api.openapi",
               "api.schemas", "api.uploads", "api.persist"}),
     ("assembly", {"service", "app", "cli", "workers", "testing", ""}),
 ]

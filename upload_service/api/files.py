@@ -90,6 +90,7 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
                 errors={404: "no such file, or not the caller's",
                         503: "the file is being changed by other work (or by an instance that died, whose work is "
                              "taken over once its lease runs out); Retry-After says when to try again"})
+    @service.idempotent
     async def delete_file(file_id: str) -> Any:
         """Delete one of the caller's files."""
         await delete_own_file(service, await require_identity(service, request), file_id)

@@ -47,6 +47,7 @@ def register_persist_route(bp: Blueprint, service: UploadService) -> None:
                 413: "the body is over 1 MiB, or holds more than MAX_FILES_PER_REQUEST tokens",
                 415: "the body is not application/json"},
         replies={201: Reply("the persisted files, with the metadata: all of them or none", schemas.FileList)})
+    @service.idempotent
     async def persist() -> Any:
         """Make temporary uploads persistent, all or none: ``{"tokens": [...], "metadata": {...}}``."""
         identity = await require_identity(service, request)
