@@ -163,7 +163,7 @@ def _mismatch() -> Problem:
 
 def _in_progress() -> Problem:
     return Problem(409, f"a request with this {HEADER} is still in progress; retry once it has finished",
-                   reason="idempotency_in_progress")
+                   reason="idempotency_in_progress", headers={"Retry-After": "1"})
 
 
 async def answer_once(service: UploadService, key: str, view: Callable[[], Awaitable[Any]]) -> Response:
