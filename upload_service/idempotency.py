@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from quart import Response, make_response, request
 
-from .body import peek_body
+from .body import ClientDisconnected, peek_body
 from .errors import ObjectExists, Problem
 from .locking import LockBusy
 from .responses import as_problem, problem_response
@@ -174,7 +174,8 @@ async def answer_once(service: UploadService, key: str, view: Callable[[], Await
     if (record := await keys.kept(record_key)) is not None:  # no lock needed: an answer never changes
         return await _replayed(service, record)
     try:
-        async with service.locker.hold("idempotency", lock_name, take_over=False):
+        async with service.locker.hold("idempotency", lock_name, take_over=False) as lock:
+            lock.forget()  # one lock per key: its traces (a lock file) go when it is let go
             if (record := await keys.kept(record_key)) is not None:
                 return await _replayed(service, record)
             return await _run(service, keys, record_key, view)
@@ -196,7 +197,7 @@ async def _run(service: UploadService, keys: IdempotencyKeys, record_key: str,
         response = cast(Response, await make_response(await view()))
     except Exception as error:
         problem = as_problem(error)
-        if keepable(problem.status):
+        if keepable(problem.status) and not isinstance(error, ClientDisconnected):  # nobody to answer: a retry's turn
             await keys.keep(record_key, taken, problem_response(problem))
         raise
     if keepable(response.status_code):
