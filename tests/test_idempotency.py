@@ -237,3 +237,23 @@ def test_an_answer_expires_after_the_ttl_and_the_sweep_removes_it(upload_service
     later = client.put("/api/files/ttl.txt", content=b"ttl", headers=headers)
     assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
     assert "Idempotent-Replayed" not in later.headers
+
+
+def test_a_browser_form_with_a_key_takes_its_csrf_token_from_the_form_and_a_forged_write_stays_refused(
+        make_server) -> None:
+    """A proxy may give every request a key (nginx's $request_id): a plain form, whose CSRF token is a field, still
+    works, and a cookie-authenticated write without the token is still refused, key or not."""
+    server = make_server(dev="1", dev_token="dev-token-for-tests")
+    browser = httpx.Client(base_url=server.url, follow_redirects=False)
+    csrf = browser.get("/").text.split('name="csrf_token" value="')[1].split('"')[0]
+    browser.post("/login/dev", data={"csrf_token": csrf})
+    csrf = browser.get("/").text.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"data": {"csrf_token": csrf, "redirect": "1"},
+            "files": {"file": ("form.txt", b"a plain form", "text/plain")}}
+    headers = key()
+    assert browser.post("/api/upload", headers=headers, **form).status_code == 303
+    again = browser.post("/api/upload", headers=headers, **form)
+    assert again.status_code == 303 and again.headers["Idempotent-Replayed"] == "true"
+    forged = browser.put("/api/files/forged.txt", content=b"x", headers=key())
+    assert forged.status_code == 403
+    browser.close()

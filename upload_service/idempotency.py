@@ -168,7 +168,9 @@ def _in_progress() -> Problem:
 
 async def answer_once(service: UploadService, key: str, view: Callable[[], Awaitable[Any]]) -> Response:
     """Run ``view`` once per (owner, key): replay a kept answer, 409 while another runs, 422 for another request."""
-    identity = await service.require_identity(request)
+    # CSRF stays the route's to check (a plain form carries its token in a field): a replay changes nothing, and
+    # a cross-site page can neither set this header nor read an answer
+    identity = await service.require_identity(request, check_csrf=False)
     keys: IdempotencyKeys = service.idempotency_keys
     record_key, lock_name = keys.names(identity.owner_key, key)
     if (record := await keys.kept(record_key)) is not None:  # no lock needed: an answer never changes

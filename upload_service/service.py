@@ -406,8 +406,8 @@ class UploadService:
         ``Idempotency-Key`` is done once per owner and key. A repeat gets the first answer (with
         ``Idempotent-Replayed: true``), 409 while the first still runs, 422 when it is another request under the
         same key; answers are kept for ``IDEMPOTENCY_TTL`` where every instance finds them. The caller must be
-        signed in (``require_identity``: the owner is the scope of a key); without the header the view runs as
-        it is. The OpenAPI document gets the header and the 409/422 answers."""
+        signed in (the owner is the scope of a key; CSRF is left to the view); without the header the view runs
+        as it is. The OpenAPI document gets the header and the 409/422 answers."""
         return idempotent(self, view)
 
     async def expire_idempotency_keys(self) -> int:
