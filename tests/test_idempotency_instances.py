@@ -1,6 +1,7 @@
 """``Idempotency-Key`` across instances: a retry on another instance is recognised, and an instance that dies
-after committing and before answering (a test-only fault point, ``tests/plugins/crash_after_commit.py``) leaves
-one file, which the retry, nginx's or the client's, is answered with.
+after committing and before answering (test-only fault points, ``tests/plugins/crash_after_commit.py``) leaves
+one set of files, which the retry is answered with: nginx's retry when the answer was kept and then lost, the
+client's when the instance died before it could keep it (raw PUT, JSON batch, persist, delete).
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def test_nginx_retries_a_put_whose_instance_died_before_answering_and_one_file_i
             answer = client.put("/api/upload", json=batch(3), headers=headers)
             ids = [file["id"] for file in answer.json()["files"]]
     assert answer.status_code == 201 and answer.headers["Idempotent-Replayed"] == "true"
+    assert wait_for(lambda: any(method == "PUT" for method, *_ in pair.nginx.access_log()))  # logged once done
     (tried,) = [upstreams for method, _, _, upstreams in pair.nginx.access_log() if method == "PUT"]
     assert len(tried.split(", ")) == 2  # nginx sent the request to both instances
     assert len(pair.alive()) == 1  # the one that committed first is gone; the other replayed its answer
@@ -158,22 +160,41 @@ def test_nginx_retries_a_put_whose_instance_died_before_answering_and_one_file_i
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("kind", ["raw", "json batch", "persist"])
-def test_a_client_retrying_with_the_key_after_a_lost_answer_gets_the_one_file(pair: Pair, kind) -> None:
+@pytest.mark.parametrize("kind", ["raw", "json batch", "persist", "delete"])
+def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answer_does_not_do_it_twice(
+        pair: Pair, kind) -> None:
+    """The dead attempt left its mark and its work but no answer: the retry adopts the work (the same file ids),
+    finds the files persisted or the file gone, and answers as the first would have."""
     first, second = pair.instances
-    headers = {**key(), **crash_once()}
-    requests = {"raw": ("PUT", "/api/files/lost.txt", {"content": b"lost answer"}),
-                "json batch": ("PUT", "/api/upload", {"json": batch(2)})}
-    if kind == "persist":
+    name = uuid.uuid4().hex
+    headers = key()
+    if kind == "raw":
+        request = ("PUT", f"/api/files/crash-in-commit-{name}.txt", {"content": b"committed, no answer kept"})
+    elif kind == "json batch":
+        items = batch(2) + [{"filename": f"crash-in-commit-{name}.txt", "content": "eA=="}]
+        request = ("PUT", "/api/upload", {"json": items})
+    elif kind == "persist":
         with pair.client(second) as client:
-            made = client.put("/api/upload_temporary", json=batch(2))
-        requests["persist"] = ("POST", "/api/persist", {"json": {"tokens": [f["token"] for f in made.json()["files"]]}})
+            made = client.put("/api/upload_temporary", json=[{"filename": f"crash-on-persist-{name}.txt",
+                                                              "content": "eA=="}, *batch(1)])
+        request = ("POST", "/api/persist", {"json": {"tokens": [f["token"] for f in made.json()["files"]]}})
+    else:
+        with pair.client(second) as client:
+            doomed = client.put(f"/api/files/crash-on-delete-{name}.txt", content=b"delete me").json()["id"]
+        request = ("DELETE", f"/api/files/{doomed}", {})
     before = pair.files()
-    method, path, body = requests[kind]
+    method, path, body = request
     with pair.client(first) as client, pytest.raises(httpx.TransportError):
         client.request(method, path, headers=headers, **body)
     assert wait_for(lambda: first.process.poll() is not None)
     with pair.client(second) as client:
         answer = client.request(method, path, headers=headers, **body)
-    assert answer.status_code == 201 and answer.headers["Idempotent-Replayed"] == "true"
-    assert pair.files() - before == {file["id"] for file in answer.json().get("files", [answer.json()])}
+        again = client.request(method, path, headers=headers, **body)
+    if kind == "delete":
+        assert answer.status_code == again.status_code == 204 and pair.files() == before - {doomed}
+        return
+    assert answer.status_code == 201, answer.text
+    files = answer.json().get("files", [answer.json()])
+    assert pair.files() - before == {file["id"] for file in files}  # each file once: none stored twice
+    assert len(files) == (1 if kind == "raw" else 2 if kind == "persist" else 3)
+    assert again.json() == answer.json() and again.headers["Idempotent-Replayed"] == "true"

@@ -1,17 +1,24 @@
 """``Idempotency-Key`` (IETF httpapi draft "The Idempotency-Key HTTP Header Field"): a request that creates or
 changes something, sent again with the same key by the same owner, is done once.
 
-The first answer is kept in the storage, so every instance finds it, as the metadata of an empty object
-``idempotency/<owner>/<sha256 of the key>``, for ``IDEMPOTENCY_TTL``. While a request works, it holds the lock
+Each key has a record in the storage, where every instance finds it: the metadata of an empty object
+``idempotency/<owner>/<sha256 of the key>``, kept for ``IDEMPOTENCY_TTL``. Before a request does anything, its
+record is marked as started; once it has its answer, the answer (status, the headers the route set, body)
+replaces the mark, before it goes out. While a request works, it holds the lock
 ``idempotency:<owner>-<sha256 of the key>`` of the service's locker (``LOCKER``): a repeat meanwhile gets 409 at
-once, and the lock of a holder that died goes with it (the kernel drops a file lock, Redis lets a lease expire),
-so a retry after a crash is not refused for longer than that. A repeat after the first finished gets the kept
-answer (status, the headers the route set, body) with ``Idempotent-Replayed: true``, and nothing runs again.
+once. A repeat after the first finished gets the kept answer with ``Idempotent-Replayed: true``, and nothing
+runs again.
+
+An instance can die between doing the work and keeping its answer. Its lock goes with it (the kernel drops a
+file lock, Redis lets a lease expire), and the retry finds the mark of a started attempt: it runs as an
+``attempts.Attempt`` that is ``retrying``. New files of a keyed request have ids derived from the key, so the
+retry commits to the ids the dead attempt used and adopts the files it finds there instead of storing them
+twice; a persist whose files are all persistent already, and a delete whose file is gone, answer as the first
+would have.
 
 What is kept: every answer below 500 except those that say "try again" (408, 423, 425, 429): the draft asks a
-decided error to be replayed. A 5xx, a cancelled request or a client gone midway keeps nothing, so a retry does
-the work. A crash between a route's commit and the write of its answer (a few milliseconds) is the one window in
-which a retry does the work a second time.
+decided error to be replayed. A 5xx, a cancelled request or a client gone midway keeps nothing (batches and
+persists undo themselves then), so a retry does the work.
 
 The request's fingerprint, compared on every repeat (another request under the same key: 422): the method, the
 path and query, the media type, the headers that shape an upload (tus ``Upload-*``, digests), the declared length,
@@ -26,16 +33,19 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from quart import Response, make_response, request
 
-from .body import ClientDisconnected, peek_body
-from .errors import ObjectExists, Problem
+from .aio import complete
+from .attempts import Attempt, enter_attempt, leave_attempt
+from .body import peek_body
+from .errors import ObjectExists, Problem, UploadRejected
 from .locking import LockBusy
 from .responses import as_problem, problem_response
 
@@ -73,49 +83,64 @@ def parse_key(value: str) -> str:
 
 
 class IdempotencyKeys:
-    """The kept answers of one service: looked up, written, replayed and swept."""
+    """The records of one service's keys: an attempt's mark, then its kept answer; looked up, replayed, swept."""
 
     def __init__(self, service: UploadService) -> None:
         self.service = service
 
     @staticmethod
     def names(owner: str, key: str) -> tuple[str, str]:
-        """The storage key of the kept answer, and the lock name of the request at work."""
+        """The storage key of the key's record, and the lock name of the request at work."""
         digest = hashlib.sha256(key.encode()).hexdigest()
         return f"{AREA}/{owner}/{digest}", f"{owner}-{digest}"
 
-    async def kept(self, record_key: str) -> dict[str, Any] | None:
-        """The answer kept under ``record_key`` while it has not expired."""
+    async def load(self, record_key: str) -> dict[str, Any] | None:
+        """The record under ``record_key`` (an answer, or the mark of an attempt at work or dead) until it expires."""
         stored = await self.service.storage.stat(record_key)
         if stored is None or stored.metadata.get("expires_at", 0) <= time.time():
             return None
         return stored.metadata
 
-    async def keep(self, record_key: str, fingerprint: str, response: Response) -> None:
-        """Write the answer (create-if-absent: a stale one of an expired key is removed first)."""
-        body = await response.get_data(as_text=False)
+    async def mark(self, record_key: str, fingerprint: str) -> dict[str, Any]:
+        """Note, before any work, that an attempt starts: a retry after it died then knows to look for its work."""
         now = time.time()
-        record = {"fingerprint": fingerprint, "method": request.method, "path": request.path,
-                  "status": response.status_code, "created_at": now,
-                  "expires_at": now + self.service.settings.idempotency_ttl,
-                  "headers": [[name, value] for name, value in response.headers.items()
-                              if name.lower() not in UNKEPT_HEADERS],
-                  "body": base64.b64encode(body).decode()}
+        record = {"state": "started", "fingerprint": fingerprint, "method": request.method, "path": request.path,
+                  "started": now, "expires_at": now + self.service.settings.idempotency_ttl}
         try:
             await self._create(record_key, record)
-        except ObjectExists:  # an expired answer (we hold the lock: nothing fresh can be there) or another's
-            if await self.kept(record_key) is not None:  # a locker that does not span machines (LOCKER=file)
-                log.warning("an answer for one idempotency key was kept twice: use LOCKER=redis across machines")
-                return
+        except ObjectExists:  # an expired record (we hold the lock: nothing fresh can be there) or another's
+            if await self.load(record_key) is not None:  # a locker that does not span machines (LOCKER=file)
+                log.warning("two attempts of one idempotency key at once: use LOCKER=redis across machines")
+                raise _in_progress() from None
             await self.service.storage.delete(record_key)
             await self._create(record_key, record)
+        return record
+
+    async def keep(self, record_key: str, record: dict[str, Any], response: Response) -> None:
+        """Replace the attempt's mark with its answer, to be replayed for ``IDEMPOTENCY_TTL``."""
+        body = await response.get_data(as_text=False)
+        answered = {**record, "state": "answered", "status": response.status_code,
+                    "expires_at": time.time() + self.service.settings.idempotency_ttl,
+                    "headers": [[name, value] for name, value in response.headers.items()
+                                if name.lower() not in UNKEPT_HEADERS],
+                    "body": base64.b64encode(body).decode()}
+        await self.service.storage.update_metadata(record_key, answered)
+
+    async def forget(self, record_key: str) -> None:
+        """Drop the mark of an attempt that did nothing (a 5xx, a client gone): its retry starts afresh. A failure
+        is logged, not raised: the request's own error matters more, and a mark left makes the retry only look
+        for work that is not there."""
+        try:
+            await self.service.storage.delete(record_key)
+        except Exception:
+            log.warning("could not drop the mark of %s", record_key, exc_info=True)
 
     async def _create(self, record_key: str, record: dict[str, Any]) -> None:
         async with self.service.storage.writer() as writer:
             await writer.commit(record_key, record)
 
     async def sweep(self) -> int:
-        """Remove the answers whose keys expired (the cleanup sweep)."""
+        """Remove the records whose keys expired (the cleanup sweep)."""
         removed, after, now = 0, None, time.time()
         while True:
             page = await self.service.storage.list(f"{AREA}/", start_after=after, limit=LIST_PAGE)
@@ -125,6 +150,10 @@ class IdempotencyKeys:
             if len(page) < LIST_PAGE:
                 return removed
             after = page[-1].key
+
+
+def answered(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return record is not None and record.get("state") == "answered"
 
 
 def replay(record: dict[str, Any]) -> Response:
@@ -173,14 +202,21 @@ async def answer_once(service: UploadService, key: str, view: Callable[[], Await
     identity = await service.require_identity(request, check_csrf=False)
     keys: IdempotencyKeys = service.idempotency_keys
     record_key, lock_name = keys.names(identity.owner_key, key)
-    if (record := await keys.kept(record_key)) is not None:  # no lock needed: an answer never changes
+    if answered(record := await keys.load(record_key)):  # no lock needed: an answer never changes
         return await _replayed(service, record)
     try:
         async with service.locker.hold("idempotency", lock_name, take_over=False) as lock:
             lock.forget()  # one lock per key: its traces (a lock file) go when it is let go
-            if (record := await keys.kept(record_key)) is not None:
+            if answered(record := await keys.load(record_key)):
                 return await _replayed(service, record)
-            return await _run(service, keys, record_key, view)
+            taken = await fingerprint(service)
+            retrying = record is not None  # the mark of an attempt that died: its work may be done, in part
+            if record is None:
+                record = await keys.mark(record_key, taken)
+            elif record.get("fingerprint") != taken:
+                raise _mismatch()
+            seed = hmac.new(service.secret_key.encode(), record_key.encode(), hashlib.sha256).digest()
+            return await _run(keys, record_key, record, Attempt(seed, record["started"], retrying), view)
     except LockBusy:
         raise _in_progress() from None
 
@@ -192,18 +228,24 @@ async def _replayed(service: UploadService, record: dict[str, Any]) -> Response:
     return replay(record)
 
 
-async def _run(service: UploadService, keys: IdempotencyKeys, record_key: str,
+async def _run(keys: IdempotencyKeys, record_key: str, record: dict[str, Any], attempt: Attempt,
                view: Callable[[], Awaitable[Any]]) -> Response:
-    taken = await fingerprint(service)
+    entered = enter_attempt(attempt)
     try:
         response = cast(Response, await make_response(await view()))
-    except Exception as error:
-        problem = as_problem(error)
-        if keepable(problem.status) and not isinstance(error, ClientDisconnected):  # nobody to answer: a retry's turn
-            await keys.keep(record_key, taken, problem_response(problem))
+    except BaseException as error:
+        problem = as_problem(error) if isinstance(error, Problem | UploadRejected) else None  # a decided refusal
+        if problem is not None and keepable(problem.status):
+            await complete(keys.keep(record_key, record, problem_response(problem)))
+        else:  # a 5xx, a client gone, a cancelled request: nothing was done (batches and persists are all or none)
+            await complete(keys.forget(record_key))
         raise
+    finally:
+        leave_attempt(entered)
     if keepable(response.status_code):
-        await keys.keep(record_key, taken, response)
+        await keys.keep(record_key, record, response)
+    else:
+        await keys.forget(record_key)
     return response
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, request
 
+from ..attempts import current_attempt
 from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
 from ..files import StoredFile, file_key, is_file_id
@@ -54,6 +55,10 @@ def register_persist_route(bp: Blueprint, service: UploadService) -> None:
         tokens, metadata = _persist_request(
             await read_json(request, MAX_PERSIST_BODY, service.settings.upload_idle_timeout))
         check_file_count(len(tokens), service.settings.max_files_per_request)
+        attempt = current_attempt()
+        if attempt is not None and attempt.retrying and (done := await _persisted(service, identity, tokens)):
+            # the retry of a keyed persist whose instance died before answering: every file moved, as asked
+            return json_response({"files": [describe(service, file) for file in done]}, 201)
         pending = [await _temporary_file(service, identity, token) for token in tokens]
         _refuse_repeats(pending)
         moves = [(file, with_client_metadata(file, metadata)) for file in pending]
@@ -83,6 +88,20 @@ def with_client_metadata(file: StoredFile, metadata: dict[str, Any]) -> dict[str
         raise Problem(400, f"metadata {', '.join(map(repr, taken))} is set by the service or its plugins; a client "
                            "may only add keys of its own", reason="reserved_metadata", keys=taken)
     return {**file.metadata, **metadata}
+
+
+async def _persisted(service: UploadService, identity: Identity, tokens: list[Any]) -> list[StoredFile] | None:
+    """The caller's files the tokens name when every one of them is persistent now, else None."""
+    files = []
+    for token in tokens:
+        claim = service.tokens.read(token)
+        if claim.owner_key != identity.owner_key or not is_file_id(claim.file_id):
+            return None
+        stored = await service.storage.stat(file_key(claim.owner_key, claim.file_id, temporary=False))
+        if stored is None:
+            return None
+        files.append(StoredFile.from_stored(stored))
+    return files
 
 
 def _refuse_repeats(files: list[StoredFile]) -> None:
