@@ -230,7 +230,7 @@ def test_an_answer_expires_after_the_ttl_and_the_sweep_removes_it(upload_service
     headers = key()
     first = client.put("/api/files/ttl.txt", content=b"ttl", headers=headers)
     kept = running.run(running.service.storage.list("idempotency/"))
-    assert len(kept) == 1
+    assert [stored.key.endswith("-answer") for stored in kept] == [False, True]  # the mark, and the answer
     assert wait_for(lambda: running.run(running.service.sweep()) > 0 or not
                     running.run(running.service.storage.list("idempotency/")), timeout=5)
     assert running.run(running.service.storage.list("idempotency/")) == []

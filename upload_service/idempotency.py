@@ -1,10 +1,10 @@
 """``Idempotency-Key`` (IETF httpapi draft "The Idempotency-Key HTTP Header Field"): a request that creates or
 changes something, sent again with the same key by the same owner, is done once.
 
-Each key has a record in the storage, where every instance finds it: the metadata of an empty object
-``idempotency/<owner>/<sha256 of the key>``, kept for ``IDEMPOTENCY_TTL``. Before a request does anything, its
-record is marked as started; once it has its answer, the answer (status, the headers the route set, body)
-replaces the mark, before it goes out. While a request works, it holds the lock
+Each key has two records in the storage, where every instance finds them, each the metadata of an empty object
+kept for ``IDEMPOTENCY_TTL``: before a request does anything, its mark ``idempotency/<owner>/<sha256 of the key>``
+says that an attempt started; once it has its answer, and before the answer goes out, the answer (status, the
+headers the route set, body) is kept beside it as ``...-answer``. While a request works, it holds the lock
 ``idempotency:<owner>-<sha256 of the key>`` of the service's locker (``LOCKER``): a repeat meanwhile gets 409 at
 once. A repeat after the first finished gets the kept answer with ``Idempotent-Replayed: true``, and nothing
 runs again.
@@ -95,8 +95,11 @@ class IdempotencyKeys:
         return f"{AREA}/{owner}/{digest}", f"{owner}-{digest}"
 
     async def load(self, record_key: str) -> dict[str, Any] | None:
-        """The record under ``record_key`` (an answer, or the mark of an attempt at work or dead) until it expires."""
-        stored = await self.service.storage.stat(record_key)
+        """The key's answer if it has one, else the mark of an attempt at work or dead, until they expire."""
+        return await self._unexpired(_answer_key(record_key)) or await self._unexpired(record_key)
+
+    async def _unexpired(self, key: str) -> dict[str, Any] | None:
+        stored = await self.service.storage.stat(key)
         if stored is None or stored.metadata.get("expires_at", 0) <= time.time():
             return None
         return stored.metadata
@@ -117,14 +120,21 @@ class IdempotencyKeys:
         return record
 
     async def keep(self, record_key: str, record: dict[str, Any], response: Response) -> None:
-        """Replace the attempt's mark with its answer, to be replayed for ``IDEMPOTENCY_TTL``."""
+        """Keep the attempt's answer beside its mark, to be replayed for ``IDEMPOTENCY_TTL``. A new object, never
+        a change of the mark: a change waits for a dead attempt's unfinished change of the same object (S3's
+        journal), a new object waits for nothing."""
         body = await response.get_data(as_text=False)
         answered = {**record, "state": "answered", "status": response.status_code,
                     "expires_at": time.time() + self.service.settings.idempotency_ttl,
                     "headers": [[name, value] for name, value in response.headers.items()
                                 if name.lower() not in UNKEPT_HEADERS],
                     "body": base64.b64encode(body).decode()}
-        await self.service.storage.update_metadata(record_key, answered)
+        try:
+            await self._create(_answer_key(record_key), answered)
+        except ObjectExists:  # an expired answer, or the one a dead attempt kept as it died (the same work)
+            if await self._unexpired(_answer_key(record_key)) is None:
+                await self.service.storage.delete(_answer_key(record_key))
+                await self._create(_answer_key(record_key), answered)
 
     async def forget(self, record_key: str) -> None:
         """Drop the mark of an attempt that did nothing (a 5xx, a client gone): its retry starts afresh. A failure
@@ -150,6 +160,10 @@ class IdempotencyKeys:
             if len(page) < LIST_PAGE:
                 return removed
             after = page[-1].key
+
+
+def _answer_key(record_key: str) -> str:
+    return f"{record_key}-answer"
 
 
 def answered(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
@@ -237,14 +251,14 @@ async def _run(keys: IdempotencyKeys, record_key: str, record: dict[str, Any], a
         problem = as_problem(error) if isinstance(error, Problem | UploadRejected) else None  # a decided refusal
         if problem is not None and keepable(problem.status):
             await complete(keys.keep(record_key, record, problem_response(problem)))
-        else:  # a 5xx, a client gone, a cancelled request: nothing was done (batches and persists are all or none)
+        elif not attempt.retrying:  # a 5xx, a client gone: this attempt undid its work (batches, persists)
             await complete(keys.forget(record_key))
-        raise
+        raise  # after a dead attempt the mark stays: its work may still be there for the next retry
     finally:
         leave_attempt(entered)
     if keepable(response.status_code):
         await keys.keep(record_key, record, response)
-    else:
+    elif not attempt.retrying:
         await keys.forget(record_key)
     return response
 

@@ -31,7 +31,7 @@ from tests.redis_server import RedisServer
 from tests.s3 import S3Server
 from tests.servers import TOKENS, start_server
 
-RETRY_STATUSES = {423, 429, 502, 503, 504}
+RETRY_STATUSES = {423, 429, 500, 502, 503, 504}  # a 5xx keeps nothing: the retry (same key) may do it
 
 
 def try_again(answer: httpx.Response | None) -> bool:

@@ -56,14 +56,14 @@ def register_persist_route(bp: Blueprint, service: UploadService) -> None:
             await read_json(request, MAX_PERSIST_BODY, service.settings.upload_idle_timeout))
         check_file_count(len(tokens), service.settings.max_files_per_request)
         attempt = current_attempt()
-        if attempt is not None and attempt.retrying and (done := await _persisted(service, identity, tokens)):
-            # the retry of a keyed persist whose instance died before answering: every file moved, as asked
-            return json_response({"files": [describe(service, file) for file in done]}, 201)
-        pending = [await _temporary_file(service, identity, token) for token in tokens]
-        _refuse_repeats(pending)
+        # the retry of a keyed persist whose instance died midway: what it moved counts as persisted here
+        done = await _persisted(service, identity, tokens) if attempt is not None and attempt.retrying else {}
+        pending = [await _temporary_file(service, identity, token) for at, token in enumerate(tokens) if at not in done]
+        _refuse_repeats([*pending, *done.values()])
         moves = [(file, with_client_metadata(file, metadata)) for file in pending]
         try:
-            persisted = await service.files.persist_all(moves)
+            moved = iter(await service.files.persist_all(moves))
+            persisted = [done[at] if at in done else next(moved) for at in range(len(tokens))]
         except ObjectNotFound as error:  # moved or swept since it was checked; the others are back where they were
             _, owner, file_id = str(error.args[0]).split("/")
             raise await _missing_temporary(service, owner, file_id) from None
@@ -90,18 +90,16 @@ def with_client_metadata(file: StoredFile, metadata: dict[str, Any]) -> dict[str
     return {**file.metadata, **metadata}
 
 
-async def _persisted(service: UploadService, identity: Identity, tokens: list[Any]) -> list[StoredFile] | None:
-    """The caller's files the tokens name when every one of them is persistent now, else None."""
-    files = []
-    for token in tokens:
+async def _persisted(service: UploadService, identity: Identity, tokens: list[Any]) -> dict[int, StoredFile]:
+    """The caller's files, among those the tokens name, that are persistent already (by the token's place)."""
+    found = {}
+    for at, token in enumerate(tokens):
         claim = service.tokens.read(token)
-        if claim.owner_key != identity.owner_key or not is_file_id(claim.file_id):
-            return None
-        stored = await service.storage.stat(file_key(claim.owner_key, claim.file_id, temporary=False))
-        if stored is None:
-            return None
-        files.append(StoredFile.from_stored(stored))
-    return files
+        if claim.owner_key == identity.owner_key and is_file_id(claim.file_id):
+            stored = await service.storage.stat(file_key(claim.owner_key, claim.file_id, temporary=False))
+            if stored is not None:
+                found[at] = StoredFile.from_stored(stored)
+    return found
 
 
 def _refuse_repeats(files: list[StoredFile]) -> None:
