@@ -231,9 +231,11 @@ def test_an_answer_expires_after_the_ttl_and_the_sweep_removes_it(upload_service
     first = client.put("/api/files/ttl.txt", content=b"ttl", headers=headers)
     kept = running.run(running.service.storage.list("idempotency/"))
     assert [stored.key.endswith("-answer") for stored in kept] == [False, True]  # the mark, and the answer
-    assert wait_for(lambda: running.run(running.service.sweep()) > 0 or not
-                    running.run(running.service.storage.list("idempotency/")), timeout=5)
-    assert running.run(running.service.storage.list("idempotency/")) == []
+    def swept() -> bool:
+        running.run(running.service.sweep())
+        return running.run(running.service.storage.list("idempotency/")) == []
+
+    assert wait_for(swept, timeout=5)
     later = client.put("/api/files/ttl.txt", content=b"ttl", headers=headers)
     assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
     assert "Idempotent-Replayed" not in later.headers

@@ -17,8 +17,10 @@ twice; a persist whose files are all persistent already, and a delete whose file
 would have.
 
 What is kept: every answer below 500 except those that say "try again" (408, 423, 425, 429): the draft asks a
-decided error to be replayed. A 5xx, a cancelled request or a client gone midway keeps nothing (batches and
-persists undo themselves then), so a retry does the work.
+decided error to be replayed. A 5xx, a cancelled request or a client gone midway keeps no answer, so a retry
+does the work; its mark stays, so the retry also finds whatever that attempt did before it failed (a batch
+undoes its commits when it fails, but not when the failure comes after them, as when the usage ledger cannot
+be written).
 
 The request's fingerprint, compared on every repeat (another request under the same key: 422): the method, the
 path and query, the media type, the headers that shape an upload (tus ``Upload-*``, digests), the declared length,
@@ -136,15 +138,6 @@ class IdempotencyKeys:
                 await self.service.storage.delete(_answer_key(record_key))
                 await self._create(_answer_key(record_key), answered)
 
-    async def forget(self, record_key: str) -> None:
-        """Drop the mark of an attempt that did nothing (a 5xx, a client gone): its retry starts afresh. A failure
-        is logged, not raised: the request's own error matters more, and a mark left makes the retry only look
-        for work that is not there."""
-        try:
-            await self.service.storage.delete(record_key)
-        except Exception:
-            log.warning("could not drop the mark of %s", record_key, exc_info=True)
-
     async def _create(self, record_key: str, record: dict[str, Any]) -> None:
         async with self.service.storage.writer() as writer:
             await writer.commit(record_key, record)
@@ -229,6 +222,9 @@ async def answer_once(service: UploadService, key: str, view: Callable[[], Await
                 record = await keys.mark(record_key, taken)
             elif record.get("fingerprint") != taken:
                 raise _mismatch()
+            else:
+                service.metrics.counter("idempotent_resumed", "Idempotency-Key requests that found the mark of an "
+                                        "earlier attempt without an answer (it died or failed)").inc()
             seed = hmac.new(service.secret_key.encode(), record_key.encode(), hashlib.sha256).digest()
             return await _run(keys, record_key, record, Attempt(seed, record["started"], retrying), view)
     except LockBusy:
@@ -251,15 +247,11 @@ async def _run(keys: IdempotencyKeys, record_key: str, record: dict[str, Any], a
         problem = as_problem(error) if isinstance(error, Problem | UploadRejected) else None  # a decided refusal
         if problem is not None and keepable(problem.status):
             await complete(keys.keep(record_key, record, problem_response(problem)))
-        elif not attempt.retrying:  # a 5xx, a client gone: this attempt undid its work (batches, persists)
-            await complete(keys.forget(record_key))
-        raise  # after a dead attempt the mark stays: its work may still be there for the next retry
+        raise  # a 5xx or a client gone: the mark stays, and the retry looks for what this attempt left done
     finally:
         leave_attempt(entered)
     if keepable(response.status_code):
         await keys.keep(record_key, record, response)
-    elif not attempt.retrying:
-        await keys.forget(record_key)
     return response
 
 
