@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import time
 import uuid
 
 import httpx
@@ -259,3 +260,17 @@ def test_a_browser_form_with_a_key_takes_its_csrf_token_from_the_form_and_a_forg
     forged = browser.put("/api/files/forged.txt", content=b"x", headers=key())
     assert forged.status_code == 403
     browser.close()
+
+
+def test_an_expired_key_not_yet_swept_is_a_new_key(upload_service_factory) -> None:
+    running = upload_service_factory(idempotency_ttl="1s")
+    client = running.client()
+    headers = key()
+    first = client.put("/api/files/old.txt", content=b"old", headers=headers)
+    records = running.run(running.service.storage.list("idempotency/"))
+    expires = max(stored.metadata["expires_at"] for stored in records)
+    assert wait_for(lambda: time.time() > expires, timeout=5)
+    later = client.put("/api/files/old.txt", content=b"old", headers=headers)  # over the stale records
+    again = client.put("/api/files/old.txt", content=b"old", headers=headers)
+    assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == later.json()

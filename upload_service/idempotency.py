@@ -114,7 +114,7 @@ class IdempotencyKeys:
         try:
             await self._create(record_key, record)
         except ObjectExists:  # an expired record (we hold the lock: nothing fresh can be there) or another's
-            if await self.load(record_key) is not None:  # a locker that does not span machines (LOCKER=file)
+            if await self._unexpired(record_key) is not None:  # a locker that does not span machines (LOCKER=file)
                 log.warning("two attempts of one idempotency key at once: use LOCKER=redis across machines")
                 raise _in_progress() from None
             await self.service.storage.delete(record_key)
