@@ -68,7 +68,7 @@ http {{
         proxy_read_timeout 120s;
         client_body_timeout 120s;
         add_header X-Upstream $upstream_addr always;
-        location / {{ proxy_pass http://upload_service; }}
+        location / {{ {directives}proxy_pass http://upload_service; }}
     }}
 }}
 """
@@ -83,7 +83,8 @@ class Nginx:
     process: subprocess.Popen
 
     @classmethod
-    def start(cls, root: Path, upstreams: list[str]) -> Nginx:
+    def start(cls, root: Path, upstreams: list[str], directives: str = "") -> Nginx:
+        """``directives``: more of them for ``location /``, overriding the server's (a test's variation)."""
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             raise RuntimeError("nginx is not installed (apt-get install -y nginx)")
@@ -92,7 +93,7 @@ class Nginx:
         servers = "\n".join(f"        server {address} max_fails=1 fail_timeout=5s;" for address in upstreams)
         user = "user root;" if os.geteuid() == 0 else ""  # workers must reach this private directory
         conf = root / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(user=user, root=root, servers=servers, port=port))
+        conf.write_text(NGINX_CONF.format(user=user, root=root, servers=servers, port=port, directives=directives))
         process = subprocess.Popen([binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
                                    stdout=(root / "nginx.out").open("wb"), stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"

@@ -222,7 +222,7 @@ def _environment(port: int, upload_dir: Path, settings: dict[str, str]) -> dict[
 
 
 def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.executable, fresh: bool = False,
-                 **settings: str) -> Server:
+                 port: int | None = None, **settings: str) -> Server:
     """``upload-service`` as a subprocess; its output goes to ``server.log()``.
 
     With this interpreter and one worker, the process is forked from a server that has the service's modules
@@ -230,9 +230,10 @@ def start_server(tmp: Path, *, args: tuple[str, ...] = (), python: str = sys.exe
     ``python -m upload_service.cli`` would. Worker processes (their metrics directory is removed at exit, which
     a forked child skips), other interpreters and ``fresh`` servers get a new ``Popen``: benchmarks ask for one,
     since a forked child carries every preloaded module (18 MiB more RSS) and ran 1 GiB raw PUTs ~30 % slower.
+    ``port``: where a server that died listened, to start it again where a proxy in front expects it.
     """
     refuse_in_fast_tests("upload-service as a subprocess")
-    port = free_port()
+    port = port or free_port()
     upload_dir = Path(settings.pop("upload_dir", tmp / "uploads"))
     env = _environment(port, upload_dir, settings)
     if python == sys.executable:  # the repo's own interpreter: let PLUGINS name test plugins under tests/

@@ -27,13 +27,14 @@ LAYERS = [
         "errors", "identity", "storage", "settings", "files", "randomness", "aio", "filenames", "digests",
         "locking", "hookspecs", "hookcalls", "metrics", "tokens", "multipart", "body", "security_headers",
         "session_cookie", "proxies", "templating", "assets", "hypercorn_tuning", "logs", "sessions", "json_body",
+        "attempts",
     }),
     ("domain logic", {
         "usage", "quotas", "concurrency", "reservations", "content_types", "uploads", "lockers", "rate_limits",
         "auth",
     }),
     ("plugin runtime", {"plugins"}),
-    ("HTTP", {"responses", "serving", "health", "ui", "api", "api.fallback", "api.files", "api.openapi",
+    ("HTTP", {"responses", "idempotency", "serving", "health", "ui", "api", "api.fallback", "api.files", "api.openapi",
               "api.schemas", "api.uploads", "api.persist"}),
     ("assembly", {"service", "app", "cli", "workers", "testing", ""}),
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from quart import Request
@@ -51,6 +51,7 @@ class BodyStream:
         self._credit: float | None = None  # seconds the client may still keep the server waiting (min_rate on)
         self._stalled = False
         self._complete = False
+        self._peeked: list[bytes] = []
         self._gave_quart_its_body = False
         self._disconnected = asyncio.Event()
 
@@ -81,6 +82,27 @@ class BodyStream:
             self._credit = min(idle_timeout, self._credit - waited + size / self._min_rate)
 
     async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
+        while self._peeked:  # what ``peek`` read ahead comes first
+            yield self._peeked.pop(0)
+        async for body in self._arriving(idle_timeout):
+            yield body
+
+    async def peek(self, size: int, idle_timeout: float) -> bytes:
+        """The body's first ``size`` bytes (fewer if it is shorter), read ahead and kept for ``chunks``."""
+        have = sum(map(len, self._peeked))
+        if have < size and not self._complete:
+            arriving = self._arriving(idle_timeout)
+            try:
+                async for body in arriving:
+                    self._peeked.append(body)
+                    have += len(body)
+                    if have >= size:
+                        break
+            finally:
+                await arriving.aclose()
+        return b"".join(self._peeked)[:size]
+
+    async def _arriving(self, idle_timeout: float) -> AsyncGenerator[bytes]:
         loop = asyncio.get_running_loop()
         while not self._complete:
             budget, by_rate = self._wait_budget(idle_timeout)
@@ -197,6 +219,13 @@ def _content_length(scope: Scope) -> int | None:
 async def _buffered_body(request: Request) -> AsyncIterator[bytes]:
     async for chunk in request.body:
         yield chunk
+
+
+async def peek_body(request: Request, size: int, idle_timeout: float) -> bytes | None:
+    """The first ``size`` bytes of a streamed body, left in place for the handler; None for a body Quart buffers
+    (a route outside the streamed paths)."""
+    stream = request.scope.get(STREAM_KEY)
+    return await stream.peek(size, idle_timeout) if isinstance(stream, BodyStream) else None
 
 
 def body_chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:

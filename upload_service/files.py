@@ -40,10 +40,11 @@ def _encode(number: int, digits: int) -> str:
     return "".join(reversed(out))
 
 
-def new_file_id(now: float | None = None) -> str:
-    """20 url-safe characters: inverted time (newest sorts first) then 50 random bits."""
+def new_file_id(now: float | None = None, rest: int | None = None) -> str:
+    """20 url-safe characters: inverted time (newest sorts first) then 50 random bits (``rest``: 50 bits of the
+    caller's, for an id that must come out the same again)."""
     millis = int((time.time() if now is None else now) * 1000)
-    return _encode(_MAX_TIME - millis, _TIME_DIGITS) + _encode(random_bits(50), 10)
+    return _encode(_MAX_TIME - millis, _TIME_DIGITS) + _encode(random_bits(50) if rest is None else rest, 10)
 
 
 def is_file_id(value: str) -> bool:

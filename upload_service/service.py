@@ -14,7 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 from prometheus_client import Counter
@@ -35,6 +35,7 @@ from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
 from .hookcalls import call_all, notify
+from .idempotency import IdempotencyKeys, idempotent
 from .identity import Identity
 from .json_body import read_json
 from .lockers import make_locker
@@ -56,6 +57,7 @@ from .uploads import UploadBatch, run_process_hooks
 from .usage import UsageLedger
 
 log = logging.getLogger("upload_service")
+V = TypeVar("V", bound=Callable[..., Awaitable[Any]])
 UI_PARTS = ("panel", "file_action", "toolbar", "script")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -116,6 +118,7 @@ class UploadService:
         self._locker = make_locker(self)  # register_lockers runs here, at start-up, like every registration hook
         self._exclusive = ExclusiveSections(self._locker)
         self.files = FileStore(self.storage)
+        self.idempotency_keys = IdempotencyKeys(self)  # before the routes: their views find it here
         self.usage = UsageLedger(self)  # one per service: its in-process queues are shared by all its requests
         self.tokens = TemporaryTokens(self.secret_key, self.settings.temp_upload_ttl)
         self.metrics = Metrics(self.storage.name)
@@ -397,6 +400,20 @@ class UploadService:
         it short: others wait for it, and give up with 423 after a while. ``namespace`` is a short lowercase word
         of your plugin's, ``name`` a storage-safe segment."""
         return self._exclusive(namespace, name)
+
+    def idempotent(self, view: V) -> V:
+        """Decorate a route that creates or changes something (put it under ``@documented``): a request carrying
+        ``Idempotency-Key`` is done once per owner and key. A repeat gets the first answer (with
+        ``Idempotent-Replayed: true``), 409 while the first still runs, 422 when it is another request under the
+        same key; answers are kept for ``IDEMPOTENCY_TTL`` where every instance finds them. The caller must be
+        signed in (the owner is the scope of a key; CSRF is left to the view); without the header the view runs
+        as it is. The OpenAPI document gets the header and the 409/422 answers."""
+        return idempotent(self, view)
+
+    async def expire_idempotency_keys(self) -> int:
+        """Remove the kept answers of ``Idempotency-Key`` requests older than ``IDEMPOTENCY_TTL`` (the cleanup
+        sweep calls it); returns how many."""
+        return await self.idempotency_keys.sweep()
 
     def counter(self, name: str, description: str, labels: tuple[str, ...] = ()) -> Counter:
         """A Prometheus counter of your plugin's on ``/metrics`` (prometheus-client's ``Counter``: ``.inc()``, or

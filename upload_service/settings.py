@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     temp_upload_ttl: Duration = parse_duration("24h")
     cleanup_interval: Duration = parse_duration("10m")
     tus_upload_ttl: Duration = parse_duration("24h")
+    idempotency_ttl: Duration = parse_duration("24h")  # how long an Idempotency-Key's answer is kept and replayed
     ui_tus_threshold: Size = parse_size("8MiB")
     github_client_id: str | None = None
     github_client_secret: SecretStr | None = None
@@ -229,7 +230,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("temp_upload_ttl", "cleanup_interval", "upload_idle_timeout", "tus_upload_ttl",
-                     "storage_timeout", "keep_alive_timeout")
+                     "idempotency_ttl", "storage_timeout", "keep_alive_timeout")
     @classmethod
     def _positive_duration(cls, value: float) -> float:
         if value <= 0:

@@ -1,8 +1,10 @@
 """The storage interface every backend implements, and the key rules that keep keys path-safe.
 
-Keys are built by the core from generated ids and owner hashes only, never from filenames, in three areas:
-``files/<owner>/<id>`` (persistent files), ``temp/<owner>/<id>`` (temporary uploads) and ``usage/<owner>``
-(an owner's usage ledger: an object without bytes whose metadata is replaced under the service's locker).
+Keys are built by the core from generated ids and hashes only, never from filenames, in four areas:
+``files/<owner>/<id>`` (persistent files), ``temp/<owner>/<id>`` (temporary uploads), ``usage/<owner>``
+(an owner's usage ledger: an object without bytes whose metadata is replaced under the service's locker) and
+``idempotency/<owner>/<sha256 of a key>`` and ``...-answer`` (an ``Idempotency-Key`` request's mark and its kept
+answer, without bytes).
 Each area has keys of one depth, so no key is ever a folder of another and a backend need not handle that.
 Every method refuses a key that ``check_key`` refuses (a prefix: ``check_prefix``) with ``ValueError``.
 

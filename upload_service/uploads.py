@@ -16,15 +16,16 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .attempts import current_attempt
 from .body import limited
 from .content_types import peek
 from .digests import ExpectedDigests
-from .errors import Problem
+from .errors import ObjectExists, Problem
 from .files import StoredFile, UploadInfo, file_key, new_file_id
 from .hookcalls import call_all
 from .identity import Identity
 from .reservations import Reservation
-from .storage import ObjectWriter
+from .storage import ObjectWriter, StoredObject
 
 if TYPE_CHECKING:
     from .service import UploadService
@@ -56,6 +57,7 @@ class UploadBatch:
         self._stack = AsyncExitStack()
         self._staged: list[tuple[UploadInfo, ObjectWriter]] = []
         self._staged_bytes = 0
+        self._adopted: set[str] = set()  # files a dead attempt of this keyed request committed (``attempts``)
 
     async def __aenter__(self) -> UploadBatch:
         await self._stack.__aenter__()
@@ -130,7 +132,8 @@ class UploadBatch:
             await asyncio.shield(self._remove(committed))
             raise
         assert self.reservation is not None
-        await self.reservation.settle(sum(file.size for file in processed), len(processed))
+        counted = [file for file in processed if file.id not in self._adopted]  # the dead attempt counted its own
+        await self.reservation.settle(sum(file.size for file in counted), len(counted))
         for file in processed:
             self.service.metrics.uploaded(self.path, file.size)
             if not file.temporary:
@@ -138,7 +141,8 @@ class UploadBatch:
         return processed
 
     async def _commit_one(self, info: UploadInfo, writer: ObjectWriter) -> StoredFile:
-        file_id = new_file_id()
+        attempt = current_attempt()
+        file_id = new_file_id() if attempt is None else attempt.file_id()
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=self.service.settings.temp_upload_ttl) if self.temporary else None
         draft = StoredFile(
@@ -147,8 +151,21 @@ class UploadBatch:
             size=writer.size, sha256=writer.sha256, created_at=now, temporary=self.temporary, expires_at=expires,
             metadata=dict(self.metadata),
         )
-        stored = await writer.commit(draft.key, draft.storage_metadata())  # no deadline: it must finish or not
+        try:
+            stored = await writer.commit(draft.key, draft.storage_metadata())  # no deadline: it must finish or not
+        except ObjectExists:
+            adopted = await self._adopt(draft.key) if attempt is not None and attempt.retrying else None
+            if adopted is None:
+                raise
+            stored = adopted
         return StoredFile.from_stored(stored)
+
+    async def _adopt(self, key: str) -> StoredObject | None:
+        """The file a dead attempt of this keyed request committed under ``key``: this retry answers with it."""
+        stored = await self.service.storage.stat(key)
+        if stored is not None:
+            self._adopted.add(key.rsplit("/", 1)[1])
+        return stored
 
     async def _remove(self, files: list[StoredFile]) -> None:
         for file in files:

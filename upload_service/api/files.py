@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
+from ..attempts import current_attempt
 from ..auth import require_identity
 from ..errors import Problem
 from ..files import FILE_ID_PATTERN, StoredFile
@@ -90,9 +91,16 @@ def register_file_routes(bp: Blueprint, service: UploadService) -> None:
                 errors={404: "no such file, or not the caller's",
                         503: "the file is being changed by other work (or by an instance that died, whose work is "
                              "taken over once its lease runs out); Retry-After says when to try again"})
+    @service.idempotent
     async def delete_file(file_id: str) -> Any:
         """Delete one of the caller's files."""
-        await delete_own_file(service, await require_identity(service, request), file_id)
+        try:
+            await delete_own_file(service, await require_identity(service, request), file_id)
+        except Problem as problem:
+            attempt = current_attempt()
+            if problem.status != 404 or attempt is None or not attempt.retrying:
+                raise
+            # the retry of a keyed delete whose instance died before answering: the file went, as asked
         return Response(b"", 204)
 
 

@@ -66,6 +66,19 @@ class RouteDoc:
     public: bool
 
 
+IDEMPOTENCY_KEY = Param(
+    'a key of the client\'s (a quoted string, "8e03978e-40d5-43e8-bc93-6894a57f9324", or a bare token; at most 255 '
+    "characters) that makes a retry safe: a repeat by the same owner gets the first answer again, with "
+    "Idempotent-Replayed: true, and nothing is done twice; kept for IDEMPOTENCY_TTL",
+    {"type": "string",
+     "pattern": r"^(?:\x22[\x20\x21\x23-\x5b\x5d-\x7e]{1,255}\x22|[-!#$%&\x27*+.^_`|~0-9A-Za-z:/=]{1,255})$"})
+IDEMPOTENCY_ERRORS = {
+    400: "a malformed Idempotency-Key (reason bad_idempotency_key)",
+    409: "a request with this Idempotency-Key is still in progress (reason idempotency_in_progress); retry later",
+    422: "this Idempotency-Key was used for another request (reason idempotency_key_reused)",
+}
+
+
 def _param(value: str | tuple[str, str] | Param) -> Param:
     """``Param`` from the short forms: a path description, or a query ``(JSON type, description)``."""
     if isinstance(value, Param):
@@ -161,6 +174,10 @@ def _operation(service: UploadService, endpoint: str, operation_id: str, view: C
                                  for name, what in reply.headers.items()}
         responses[str(status)] = answer
     errors = dict(doc.errors)
+    if getattr(view, "idempotent", False):
+        operation["parameters"].append(_parameter("Idempotency-Key", "header", IDEMPOTENCY_KEY))
+        for status, when in IDEMPOTENCY_ERRORS.items():
+            errors[status] = f"{errors[status]}; or {when}" if status in errors else when
     if not doc.public:
         errors.setdefault(401, "no credentials, or credentials that are not valid (WWW-Authenticate: Bearer)")
         if method not in ("GET", "HEAD"):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, request
 
+from ..attempts import current_attempt
 from ..auth import require_identity
 from ..errors import ObjectNotFound, Problem
 from ..files import StoredFile, file_key, is_file_id
@@ -47,17 +48,22 @@ def register_persist_route(bp: Blueprint, service: UploadService) -> None:
                 413: "the body is over 1 MiB, or holds more than MAX_FILES_PER_REQUEST tokens",
                 415: "the body is not application/json"},
         replies={201: Reply("the persisted files, with the metadata: all of them or none", schemas.FileList)})
+    @service.idempotent
     async def persist() -> Any:
         """Make temporary uploads persistent, all or none: ``{"tokens": [...], "metadata": {...}}``."""
         identity = await require_identity(service, request)
         tokens, metadata = _persist_request(
             await read_json(request, MAX_PERSIST_BODY, service.settings.upload_idle_timeout))
         check_file_count(len(tokens), service.settings.max_files_per_request)
-        pending = [await _temporary_file(service, identity, token) for token in tokens]
-        _refuse_repeats(pending)
+        attempt = current_attempt()
+        # the retry of a keyed persist whose instance died midway: what it moved counts as persisted here
+        done = await _persisted(service, identity, tokens) if attempt is not None and attempt.retrying else {}
+        pending = [await _temporary_file(service, identity, token) for at, token in enumerate(tokens) if at not in done]
+        _refuse_repeats([*pending, *done.values()])
         moves = [(file, with_client_metadata(file, metadata)) for file in pending]
         try:
-            persisted = await service.files.persist_all(moves)
+            moved = iter(await service.files.persist_all(moves))
+            persisted = [done[at] if at in done else next(moved) for at in range(len(tokens))]
         except ObjectNotFound as error:  # moved or swept since it was checked; the others are back where they were
             _, owner, file_id = str(error.args[0]).split("/")
             raise await _missing_temporary(service, owner, file_id) from None
@@ -82,6 +88,18 @@ def with_client_metadata(file: StoredFile, metadata: dict[str, Any]) -> dict[str
         raise Problem(400, f"metadata {', '.join(map(repr, taken))} is set by the service or its plugins; a client "
                            "may only add keys of its own", reason="reserved_metadata", keys=taken)
     return {**file.metadata, **metadata}
+
+
+async def _persisted(service: UploadService, identity: Identity, tokens: list[Any]) -> dict[int, StoredFile]:
+    """The caller's files, among those the tokens name, that are persistent already (by the token's place)."""
+    found = {}
+    for at, token in enumerate(tokens):
+        claim = service.tokens.read(token)
+        if claim.owner_key == identity.owner_key and is_file_id(claim.file_id):
+            stored = await service.storage.stat(file_key(claim.owner_key, claim.file_id, temporary=False))
+            if stored is not None:
+                found[at] = StoredFile.from_stored(stored)
+    return found
 
 
 def _refuse_repeats(files: list[StoredFile]) -> None:

@@ -178,6 +178,7 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
     @documented(body=UPLOAD_BODIES, errors=UPLOAD_ERRORS, replies={
         201: Reply("the stored files, all or none", schemas.FileList),
         303: Reply("a browser form with redirect=1: back to the UI")})
+    @service.idempotent
     async def upload_persistent() -> Any:
         """Store files persistently (base64 JSON list or multipart/form-data)."""
         return await upload(False, "upload")
@@ -186,6 +187,7 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
     @documented(body=UPLOAD_BODIES, errors=UPLOAD_ERRORS, replies={
         201: Reply("the stored files, each with its token and expires_at", schemas.FileList),
         303: Reply("a browser form with redirect=1: back to the UI")})
+    @service.idempotent
     async def upload_temporary() -> Any:
         """Store files temporarily; each answer carries a token for ``/api/persist``."""
         return await upload(True, "upload_temporary")
@@ -201,6 +203,7 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
         errors={**UPLOAD_ERRORS, 400: "a bad filename, digest header or length; nothing is stored",
                 415: "the content (sniffed from its bytes, whatever Content-Type says) is not an allowed type"},
         replies={201: Reply("the stored file", schemas.File, headers={"Location": "the file's content URL"})})
+    @service.idempotent
     async def upload_raw(filename: str) -> Any:
         """Stream the raw request body into one file named ``filename``."""
         identity = await require_identity(service, request)

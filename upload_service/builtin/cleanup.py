@@ -1,8 +1,8 @@
 """Cleanup: every ``CLEANUP_INTERVAL``, remove expired temporary uploads and the staging leftovers of crashes.
 
 The periodic task runs the ``sweep`` hook of every plugin (so tus or S3 plugins add their own sweeps);
-this plugin's own sweep handles temporary uploads, storage staging and the locker's traces of locks nobody
-holds (the file locker's lock files). ``upload-service cleanup`` runs one pass.
+this plugin's own sweep handles temporary uploads, storage staging, the answers of expired ``Idempotency-Key``s
+and the locker's traces of locks nobody holds (the file locker's lock files). ``upload-service cleanup`` runs one pass.
 """
 
 from __future__ import annotations
@@ -37,4 +37,4 @@ async def sweep(service) -> int:
         if await service.files.delete(file):
             removed += 1
             await service.notify_deleted(file)
-    return removed
+    return removed + await service.expire_idempotency_keys()

@@ -48,6 +48,7 @@ def register_request_api(bp: Any, service: UploadService, links: LinkStore, pass
     @documented(body={"application/json": schemas.RequestCreate},
                 errors={400: "a malformed field", 415: "the body is not application/json"},
                 replies={201: Reply("the new file request", schemas.FileRequest)})
+    @service.idempotent
     async def create_request() -> Any:
         """Make an upload-only link: anyone holding it may add files to the caller's files."""
         identity = await service.require_identity(request)
@@ -75,6 +76,7 @@ def register_request_api(bp: Any, service: UploadService, links: LinkStore, pass
     @bp.route("/api/requests/<request_id>", methods=["DELETE"], endpoint="revoke_request")
     @documented(path=REQUEST_ID, errors={404: "no such request, or not the caller's"},
                 replies={204: Reply("closed; the files it brought stay")})
+    @service.idempotent
     async def revoke_request(request_id: str) -> Any:
         """Close a file request: its link answers 404 from now on; the files it brought stay."""
         identity = await service.require_identity(request)

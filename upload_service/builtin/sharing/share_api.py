@@ -57,6 +57,7 @@ def register_share_api(bp: Any, service: UploadService, links: LinkStore, passwo
                         409: "a temporary upload (persist it first)", 413: "more than MAX_FILES_PER_REQUEST files",
                         415: "the body is not application/json"},
                 replies={201: Reply("the new share link", schemas.Share)})
+    @service.idempotent
     async def create_share() -> Any:
         """Share some of the caller's persistent files through a link."""
         identity = await service.require_identity(request)
@@ -83,6 +84,7 @@ def register_share_api(bp: Any, service: UploadService, links: LinkStore, passwo
 
     @bp.route("/api/shares/<share_id>", methods=["DELETE"], endpoint="revoke_share")
     @documented(path=SHARE_ID, errors={404: "no such share, or not the caller's"}, replies={204: Reply("revoked")})
+    @service.idempotent
     async def revoke_share(share_id: str) -> Any:
         """Revoke a share link: it answers 404 from now on, like a link that never existed."""
         share = await links.own(Share, (await service.require_identity(request)).owner_key, share_id)

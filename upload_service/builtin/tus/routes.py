@@ -107,6 +107,9 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
     the path's own variables."""
     variables = {variable: Param("a variable of this endpoint's path") for variable in _PATH_VARIABLE.findall(path)}
     refusals = AUTHORIZE_ERRORS if public else {}  # what the endpoint's own authorize may answer
+    # Idempotency-Key on the caller's own creations: a key's scope is its owner, and a link's visitor has none
+    keyed: Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]] = (
+        (lambda view: view) if public else service.idempotent)
 
     def errors(documented_errors: dict[int, str]) -> dict[int, str]:
         return {**refusals, **documented_errors}
@@ -146,6 +149,7 @@ def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, nam
                        507: "the storage is full"}),
         replies={201: Reply("created", headers={"Location": "the upload's URL", "Upload-Offset": "bytes stored",
                                                 "Upload-File-Id": "when complete", "Upload-Token": "when temporary"})})
+    @keyed
     async def create(**values: str) -> Response:
         """creation (+ with-upload, defer-length, concatenation)."""
         grant = await identify(values)

@@ -1,0 +1,204 @@
+"""``Idempotency-Key`` across instances: a retry on another instance is recognised, and an instance that dies
+after committing and before answering (test-only fault points, ``tests/plugins/crash_after_commit.py``) leaves
+one set of files, which the retry is answered with: nginx's retry when the answer was kept and then lost, the
+client's when the instance died before it could keep it (raw PUT, JSON batch, persist, delete).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .cluster import Nginx
+from .conftest import stored_files
+from .faults import connect, received, request_head, wait_for
+from .servers import TOKENS, Server, start_server
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": f'"{uuid.uuid4()}"'}
+
+
+def crash_once() -> dict[str, str]:
+    """The header that makes the first instance to answer this request die before answering."""
+    return {"X-Crash-Once": uuid.uuid4().hex}
+
+
+def batch(count: int) -> list[dict[str, str]]:
+    return [{"filename": f"{n}.txt", "content": base64.b64encode(f"batch file {n}".encode()).decode()}
+            for n in range(count)]
+
+
+BOTH_BACKENDS = pytest.mark.parametrize("storage_backend", ["local", "s3"], indirect=True)
+
+
+@BOTH_BACKENDS
+def test_a_repeat_on_another_instance_gets_the_first_answer(twins) -> None:
+    first, second = twins()
+    headers = key()
+    made = first.client().put("/api/files/twin.txt", content=b"once", headers=headers)
+    again = second.client().put("/api/files/twin.txt", content=b"once", headers=headers)
+    assert made.status_code == again.status_code == 201 and again.json() == made.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(stored_files(first, "files/")) == 1
+
+
+@BOTH_BACKENDS
+def test_a_repeat_on_another_instance_while_the_first_runs_is_a_409(twins) -> None:
+    first, second = twins()
+    headers = key()
+    body = b"slow " * 20_000
+    sock = connect(first)
+    try:
+        sock.sendall(request_head(first, "/api/files/slow.txt", len(body), headers=headers) + body[:1000])
+        assert wait_for(lambda: received(sock))
+        repeat = second.client().put("/api/files/slow.txt", content=body, headers=headers)
+        assert repeat.status_code == 409 and "in progress" in repeat.json()["detail"]
+    finally:
+        sock.close()
+
+
+@dataclass
+class Pair:
+    """Two instances on one UPLOAD_DIR (the file locker spans them) with the fault point on, nginx in front; an
+    instance that died is started again on its port before the next test."""
+
+    root: Path
+    instances: list[Server]
+    nginx: Nginx
+
+
+    @classmethod
+    def start(cls, root: Path) -> Pair:
+        pair = cls(root, [], None)  # type: ignore[arg-type]
+        try:
+            pair.instances = [pair._start(number) for number in range(2)]
+            pair.nginx = pair._nginx()
+        except Exception:
+            pair.stop()
+            raise
+        return pair
+
+    def _start(self, number: int, port: int | None = None) -> Server:
+        folder = self.root / f"instance-{number}-{uuid.uuid4().hex[:6]}"
+        folder.mkdir()
+        return start_server(folder, port=port, upload_dir=str(self.root / "uploads"),
+                            plugins="tests.plugins.crash_after_commit", crash_after_commit_dir=str(self.root),
+                            forwarded_allow_ips="127.0.0.1")
+
+    def _nginx(self) -> Nginx:
+        """nginx as deployed, but buffering bodies (``proxy_request_buffering on``): only a body it holds whole can it
+        send to another instance (with ``off`` it retries a PUT only when the instance died before taking the whole
+        body), and it marks a dead instance down, so every retry in these tests goes to the other."""
+        folder = self.root / f"nginx-{uuid.uuid4().hex[:6]}"
+        return Nginx.start(folder, [server.url.removeprefix("http://") for server in self.instances],
+                           directives="proxy_request_buffering on; ")
+
+    def revive(self) -> None:
+        """Start a dead instance again on its port, and nginx afresh (it would keep the port down a while)."""
+        dead = [number for number, server in enumerate(self.instances) if server.process.poll() is not None]
+        for number in dead:
+            self.instances[number] = self._start(number, int(self.instances[number].url.rsplit(":", 1)[1]))
+        if dead:
+            self.nginx.stop()
+            self.nginx = self._nginx()
+
+    def stop(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
+        for server in self.instances:
+            server.stop()
+
+    def client(self, server: Server | None = None) -> httpx.Client:
+        url = self.nginx.url if server is None else server.url
+        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['alice']}"}, timeout=30)
+
+    def files(self) -> set[str]:
+        """The ids of the persistent files in the storage (an object is a file named by its id, or a folder)."""
+        return {path.parent.name if path.name == "data" else path.name
+                for path in stored_files(self.root / "uploads", "files/")}
+
+    def alive(self) -> list[Server]:
+        return [server for server in self.instances if server.process.poll() is None]
+
+
+@pytest.fixture(scope="module")
+def started_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    running = Pair.start(tmp_path_factory.mktemp("pair"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def pair(started_pair: Pair) -> Pair:
+    started_pair.revive()
+    return started_pair
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("kind", ["raw", "json batch", "raw, nginx's key"])
+def test_nginx_retries_a_put_whose_instance_died_before_answering_and_one_file_is_stored(pair: Pair, kind) -> None:
+    """nginx sends the PUT to the other instance with the same Idempotency-Key: the client's, or the one nginx
+    gives a request that has none (deploy/nginx.conf: $request_id)."""
+    headers = {**(key() if "nginx" not in kind else {}), **crash_once()}
+    before = pair.files()
+    with pair.client() as client:
+        if kind.startswith("raw"):
+            answer = client.put("/api/files/crash.txt", content=b"committed, then the instance died", headers=headers)
+            ids = [answer.json()["id"]]
+        else:
+            answer = client.put("/api/upload", json=batch(3), headers=headers)
+            ids = [file["id"] for file in answer.json()["files"]]
+    assert answer.status_code == 201 and answer.headers["Idempotent-Replayed"] == "true"
+    assert wait_for(lambda: any(method == "PUT" for method, *_ in pair.nginx.access_log()))  # logged once done
+    (tried,) = [upstreams for method, _, _, upstreams in pair.nginx.access_log() if method == "PUT"]
+    assert len(tried.split(", ")) == 2  # nginx sent the request to both instances
+    assert wait_for(lambda: len(pair.alive()) == 1)  # the one that committed first died; the other replayed
+    assert pair.files() - before == set(ids)
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("kind", ["raw", "json batch", "persist", "delete"])
+def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answer_does_not_do_it_twice(
+        pair: Pair, kind) -> None:
+    """The dead attempt left its mark and its work but no answer: the retry adopts the work (the same file ids),
+    finds the files persisted or the file gone, and answers as the first would have."""
+    first, second = pair.instances
+    name = uuid.uuid4().hex
+    headers = key()
+    if kind == "raw":
+        request = ("PUT", f"/api/files/crash-in-commit-{name}.txt", {"content": b"committed, no answer kept"})
+    elif kind == "json batch":
+        items = batch(2) + [{"filename": f"crash-in-commit-{name}.txt", "content": "eA=="}]
+        request = ("PUT", "/api/upload", {"json": items})
+    elif kind == "persist":
+        with pair.client(second) as client:
+            made = client.put("/api/upload_temporary", json=[{"filename": f"crash-on-persist-{name}.txt",
+                                                              "content": "eA=="}, *batch(1)])
+        request = ("POST", "/api/persist", {"json": {"tokens": [f["token"] for f in made.json()["files"]]}})
+    else:
+        with pair.client(second) as client:
+            doomed = client.put(f"/api/files/crash-on-delete-{name}.txt", content=b"delete me").json()["id"]
+        request = ("DELETE", f"/api/files/{doomed}", {})
+    before = pair.files()
+    method, path, body = request
+    with pair.client(first) as client, pytest.raises(httpx.TransportError):
+        client.request(method, path, headers=headers, **body)
+    assert wait_for(lambda: first.process.poll() is not None)
+    with pair.client(second) as client:
+        answer = client.request(method, path, headers=headers, **body)
+        again = client.request(method, path, headers=headers, **body)
+    if kind == "delete":
+        assert answer.status_code == again.status_code == 204 and pair.files() == before - {doomed}
+        return
+    assert answer.status_code == 201, answer.text
+    files = answer.json().get("files", [answer.json()])
+    assert pair.files() - before == {file["id"] for file in files}  # each file once: none stored twice
+    assert len(files) == (1 if kind == "raw" else 2 if kind == "persist" else 3)
+    assert again.json() == answer.json() and again.headers["Idempotent-Replayed"] == "true"

@@ -1,0 +1,49 @@
+"""The ``Idempotency-Key`` request at work, as the code below its route sees it.
+
+A keyed request's new files get ids derived from its key (``Attempt.file_id``), not random ones. So when an
+instance dies after committing and before the answer was kept, the retry (``retrying``: it found the dead
+attempt's mark) commits to the same ids, finds the files already there, and answers with them instead of
+storing them twice; persist and delete, finding their work done, answer as the first would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+
+from .files import new_file_id
+
+_current: ContextVar[Attempt | None] = ContextVar("upload_service_idempotent_attempt", default=None)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a keyed request: ``seed`` is secret and unique to the owner and key, ``started`` the first
+    attempt's start (the ids' time part), ``retrying`` whether an earlier attempt died midway."""
+
+    seed: bytes
+    started: float
+    retrying: bool
+    _numbers: itertools.count = field(default_factory=itertools.count, compare=False)
+
+    def file_id(self) -> str:
+        """The id of this request's next new file: the same, in the same order, in every attempt."""
+        digest = hmac.new(self.seed, str(next(self._numbers)).encode(), hashlib.sha256).digest()
+        return new_file_id(self.started, int.from_bytes(digest[:8], "big") >> 14)
+
+
+def current_attempt() -> Attempt | None:
+    """The keyed request this code runs in, or None."""
+    return _current.get()
+
+
+def enter_attempt(attempt: Attempt) -> Token[Attempt | None]:
+    """Make ``attempt`` current (in this task); give the result to ``leave_attempt``."""
+    return _current.set(attempt)
+
+
+def leave_attempt(token: Token[Attempt | None]) -> None:
+    _current.reset(token)

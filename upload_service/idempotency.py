@@ -1,0 +1,269 @@
+"""``Idempotency-Key`` (IETF httpapi draft "The Idempotency-Key HTTP Header Field"): a request that creates or
+changes something, sent again with the same key by the same owner, is done once.
+
+Each key has two records in the storage, where every instance finds them, each the metadata of an empty object
+kept for ``IDEMPOTENCY_TTL``: before a request does anything, its mark ``idempotency/<owner>/<sha256 of the key>``
+says that an attempt started; once it has its answer, and before the answer goes out, the answer (status, the
+headers the route set, body) is kept beside it as ``...-answer``. While a request works, it holds the lock
+``idempotency:<owner>-<sha256 of the key>`` of the service's locker (``LOCKER``): a repeat meanwhile gets 409 at
+once. A repeat after the first finished gets the kept answer with ``Idempotent-Replayed: true``, and nothing
+runs again.
+
+An instance can die between doing the work and keeping its answer. Its lock goes with it (the kernel drops a
+file lock, Redis lets a lease expire), and the retry finds the mark of a started attempt: it runs as an
+``attempts.Attempt`` that is ``retrying``. New files of a keyed request have ids derived from the key, so the
+retry commits to the ids the dead attempt used and adopts the files it finds there instead of storing them
+twice; a persist whose files are all persistent already, and a delete whose file is gone, answer as the first
+would have.
+
+What is kept: every answer below 500 except those that say "try again" (408, 423, 425, 429): the draft asks a
+decided error to be replayed. A 5xx, a cancelled request or a client gone midway keeps no answer, so a retry
+does the work; its mark stays, so the retry also finds whatever that attempt did before it failed (a batch
+undoes its commits when it fails, but not when the failure comes after them, as when the usage ledger cannot
+be written).
+
+The request's fingerprint, compared on every repeat (another request under the same key: 422): the method, the
+path and query, the media type, the headers that shape an upload (tus ``Upload-*``, digests), the declared length,
+and the sha256 of the body's first ``FINGERPRINT_BYTES``, read ahead and left for the route. A multipart body's
+boundary is left out (clients pick a new one for every request, the retry of one upload included), and with it
+its length. Not the whole body: a 5 GiB retry would be read whole only to be told what it was told before; two
+different bodies of one length that share their first 64 KiB under one key are taken for the same request.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
+
+from quart import Response, make_response, request
+
+from .aio import complete
+from .attempts import Attempt, enter_attempt, leave_attempt
+from .body import peek_body
+from .errors import ObjectExists, Problem, UploadRejected
+from .locking import LockBusy
+from .responses import as_problem, problem_response
+
+if TYPE_CHECKING:
+    from .service import UploadService
+
+log = logging.getLogger("upload_service.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+AREA = "idempotency"
+FINGERPRINT_BYTES = 64 * 1024
+FINGERPRINT_HEADERS = ("Upload-Length", "Upload-Defer-Length", "Upload-Metadata", "Upload-Concat",
+                       "Upload-Checksum", "Content-Digest", "Digest", "Content-MD5", "Repr-Digest")
+RETRYABLE = frozenset({408, 423, 425, 429})  # "try again": never kept
+UNKEPT_HEADERS = frozenset({"content-length", "date", "set-cookie", "server"})
+LIST_PAGE = 500
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z:/=]+")  # an sf-token, and what curl users type (base64 too)
+_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')  # an sf-string: printable ASCII, \" \\
+
+V = TypeVar("V", bound=Callable[..., Awaitable[Any]])
+
+
+def parse_key(value: str) -> str:
+    """The key of an ``Idempotency-Key`` header: a structured-field string (``"8e03978e-..."``) or, for curl
+    users, a bare token; 400 when it is neither, empty, or longer than ``MAX_KEY_LENGTH``."""
+    value = value.strip(" \t")
+    quoted = _STRING.fullmatch(value)
+    key = re.sub(r"\\(.)", r"\1", quoted.group(1)) if quoted else value if _TOKEN.fullmatch(value) else None
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise Problem(400, f'{HEADER} must be a quoted string ("...") or a token of 1 to {MAX_KEY_LENGTH} '
+                           "printable ASCII characters", reason="bad_idempotency_key", max_length=MAX_KEY_LENGTH)
+    return key
+
+
+class IdempotencyKeys:
+    """The records of one service's keys: an attempt's mark, then its kept answer; looked up, replayed, swept."""
+
+    def __init__(self, service: UploadService) -> None:
+        self.service = service
+
+    @staticmethod
+    def names(owner: str, key: str) -> tuple[str, str]:
+        """The storage key of the key's record, and the lock name of the request at work."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return f"{AREA}/{owner}/{digest}", f"{owner}-{digest}"
+
+    async def load(self, record_key: str) -> dict[str, Any] | None:
+        """The key's answer if it has one, else the mark of an attempt at work or dead, until they expire."""
+        return await self._unexpired(_answer_key(record_key)) or await self._unexpired(record_key)
+
+    async def _unexpired(self, key: str) -> dict[str, Any] | None:
+        stored = await self.service.storage.stat(key)
+        if stored is None or stored.metadata.get("expires_at", 0) <= time.time():
+            return None
+        return stored.metadata
+
+    async def mark(self, record_key: str, fingerprint: str) -> dict[str, Any]:
+        """Note, before any work, that an attempt starts: a retry after it died then knows to look for its work."""
+        now = time.time()
+        record = {"state": "started", "fingerprint": fingerprint, "method": request.method, "path": request.path,
+                  "started": now, "expires_at": now + self.service.settings.idempotency_ttl}
+        try:
+            await self._create(record_key, record)
+        except ObjectExists:  # an expired record (we hold the lock: nothing fresh can be there) or another's
+            if await self._unexpired(record_key) is not None:  # a locker that does not span machines (LOCKER=file)
+                log.warning("two attempts of one idempotency key at once: use LOCKER=redis across machines")
+                raise _in_progress() from None
+            await self.service.storage.delete(record_key)
+            await self._create(record_key, record)
+        return record
+
+    async def keep(self, record_key: str, record: dict[str, Any], response: Response) -> None:
+        """Keep the attempt's answer beside its mark, to be replayed for ``IDEMPOTENCY_TTL``. A new object, never
+        a change of the mark: a change waits for a dead attempt's unfinished change of the same object (S3's
+        journal), a new object waits for nothing."""
+        body = await response.get_data(as_text=False)
+        answered = {**record, "state": "answered", "status": response.status_code,
+                    "expires_at": time.time() + self.service.settings.idempotency_ttl,
+                    "headers": [[name, value] for name, value in response.headers.items()
+                                if name.lower() not in UNKEPT_HEADERS],
+                    "body": base64.b64encode(body).decode()}
+        try:
+            await self._create(_answer_key(record_key), answered)
+        except ObjectExists:  # an expired answer, or the one a dead attempt kept as it died (the same work)
+            if await self._unexpired(_answer_key(record_key)) is None:
+                await self.service.storage.delete(_answer_key(record_key))
+                await self._create(_answer_key(record_key), answered)
+
+    async def _create(self, record_key: str, record: dict[str, Any]) -> None:
+        async with self.service.storage.writer() as writer:
+            await writer.commit(record_key, record)
+
+    async def sweep(self) -> int:
+        """Remove the records whose keys expired (the cleanup sweep)."""
+        removed, after, now = 0, None, time.time()
+        while True:
+            page = await self.service.storage.list(f"{AREA}/", start_after=after, limit=LIST_PAGE)
+            for stored in page:
+                if stored.metadata.get("expires_at", 0) <= now and await self.service.storage.delete(stored.key):
+                    removed += 1
+            if len(page) < LIST_PAGE:
+                return removed
+            after = page[-1].key
+
+
+def _answer_key(record_key: str) -> str:
+    return f"{record_key}-answer"
+
+
+def answered(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return record is not None and record.get("state") == "answered"
+
+
+def replay(record: dict[str, Any]) -> Response:
+    response = Response(base64.b64decode(record["body"]), status=record["status"], headers=record["headers"])
+    if not any(name.lower() == "content-type" for name, _ in record["headers"]):
+        del response.headers["Content-Type"]
+    response.headers[REPLAYED] = "true"
+    return response
+
+
+def keepable(status: int) -> bool:
+    return status < 500 and status not in RETRYABLE
+
+
+async def fingerprint(service: UploadService) -> str:
+    """What makes a repeat the same request (see the module's docstring)."""
+    media = (request.mimetype or "").lower()
+    parts = [request.method, request.path, request.query_string.decode("latin-1"), media,
+             *(f"{name}:{request.headers.get(name, '')}" for name in FINGERPRINT_HEADERS)]
+    head = await peek_body(request, FINGERPRINT_BYTES, service.settings.upload_idle_timeout) or b""
+    boundary = request.mimetype_params.get("boundary", "").encode() if media.startswith("multipart/") else b""
+    if boundary:
+        if len(head) == FINGERPRINT_BYTES:  # a boundary cut at the end would differ from a retry's
+            head = head[:-(len(boundary) + 8)]
+        head = head.replace(boundary, b"")
+    else:
+        parts.append(str(request.content_length))
+    parts.append(hashlib.sha256(head).hexdigest())
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _mismatch() -> Problem:
+    return Problem(422, f"this {HEADER} was used for another request (method, path, headers or body differ); "
+                        "use a new key for a new request", reason="idempotency_key_reused")
+
+
+def _in_progress() -> Problem:
+    return Problem(409, f"a request with this {HEADER} is still in progress; retry once it has finished",
+                   reason="idempotency_in_progress", headers={"Retry-After": "1"})
+
+
+async def answer_once(service: UploadService, key: str, view: Callable[[], Awaitable[Any]]) -> Response:
+    """Run ``view`` once per (owner, key): replay a kept answer, 409 while another runs, 422 for another request."""
+    # CSRF stays the route's to check (a plain form carries its token in a field): a replay changes nothing, and
+    # a cross-site page can neither set this header nor read an answer
+    identity = await service.require_identity(request, check_csrf=False)
+    keys: IdempotencyKeys = service.idempotency_keys
+    record_key, lock_name = keys.names(identity.owner_key, key)
+    if answered(record := await keys.load(record_key)):  # no lock needed: an answer never changes
+        return await _replayed(service, record)
+    try:
+        async with service.locker.hold("idempotency", lock_name, take_over=False) as lock:
+            lock.forget()  # one lock per key: its traces (a lock file) go when it is let go
+            if answered(record := await keys.load(record_key)):
+                return await _replayed(service, record)
+            taken = await fingerprint(service)
+            retrying = record is not None  # the mark of an attempt that died: its work may be done, in part
+            if record is None:
+                record = await keys.mark(record_key, taken)
+            elif record.get("fingerprint") != taken:
+                raise _mismatch()
+            else:
+                service.metrics.counter("idempotent_resumed", "Idempotency-Key requests that found the mark of an "
+                                        "earlier attempt without an answer (it died or failed)").inc()
+            seed = hmac.new(service.secret_key.encode(), record_key.encode(), hashlib.sha256).digest()
+            return await _run(keys, record_key, record, Attempt(seed, record["started"], retrying), view)
+    except LockBusy:
+        raise _in_progress() from None
+
+
+async def _replayed(service: UploadService, record: dict[str, Any]) -> Response:
+    if record.get("fingerprint") != await fingerprint(service):
+        raise _mismatch()
+    service.metrics.counter("idempotent_replays", "requests answered with a kept Idempotency-Key answer").inc()
+    return replay(record)
+
+
+async def _run(keys: IdempotencyKeys, record_key: str, record: dict[str, Any], attempt: Attempt,
+               view: Callable[[], Awaitable[Any]]) -> Response:
+    entered = enter_attempt(attempt)
+    try:
+        response = cast(Response, await make_response(await view()))
+    except BaseException as error:
+        problem = as_problem(error) if isinstance(error, Problem | UploadRejected) else None  # a decided refusal
+        if problem is not None and keepable(problem.status):
+            await complete(keys.keep(record_key, record, problem_response(problem)))
+        raise  # a 5xx or a client gone: the mark stays, and the retry looks for what this attempt left done
+    finally:
+        leave_attempt(entered)
+    if keepable(response.status_code):
+        await keys.keep(record_key, record, response)
+    return response
+
+
+def idempotent(service: UploadService, view: V) -> V:
+    """``view`` with ``Idempotency-Key`` support; without the header it runs as it is."""
+
+    @functools.wraps(view)
+    async def once(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get(HEADER)
+        if header is None:
+            return await view(*args, **kwargs)
+        return await answer_once(service, parse_key(header), lambda: view(*args, **kwargs))
+
+    once.idempotent = True  # type: ignore[attr-defined]  # the OpenAPI document adds the header and 409/422
+    return once  # type: ignore[return-value]
