@@ -69,6 +69,7 @@ async def test_an_object_of_the_older_layout_is_read_listed_moved_updated_and_de
     record = {"size": 5, "sha256": hashlib.sha256(b"older").hexdigest(),
               "created_at": datetime(2026, 1, 2, tzinfo=UTC).isoformat(), "metadata": {"filename": "old.txt"}}
     (folder / "meta.json").write_text(json.dumps(record))
+    assert await storage.reindex() == 1  # as the first start of an upgraded service indexes what it finds
     await _put(storage, "files/o/new", b"newer")
     assert [stored.key for stored in await storage.list("files/o/")] == ["files/o/new", "files/o/old"]
     assert (await storage.stat("files/o/old")).metadata == {"filename": "old.txt"}
