@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .responses import iso as iso, json_response as json_response
     from .service import UploadService as UploadService
     from .serving import download_presentation as download_presentation
+    from .sessions import PendingSignIns as PendingSignIns
     from .settings import (
         Duration as Duration,
         Settings as Settings,
@@ -105,6 +106,7 @@ _HOMES = {
     "parse_duration": "settings",
     # HTTP helpers for plugin routes and auth providers
     "bearer_token": "auth",
+    "PendingSignIns": "sessions",
     "CSRF_HEADER": "auth",
     "content_disposition": "filenames",
     "download_presentation": "serving",

@@ -13,14 +13,13 @@ import base64
 import hashlib
 import logging
 import secrets
-import time
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx2
-from quart import Blueprint, redirect, render_template, request, session
+from quart import Blueprint, redirect, render_template, request
 
-from upload_service import Identity
+from upload_service import Identity, PendingSignIns
 
 from .issuer import IssuerUnavailable, http_client
 from .provider import OIDCProvider, identity_for
@@ -38,36 +37,6 @@ class SignInFailed(Exception):
         self.message = message
 
 
-class PendingSignIns:
-    """Started sign-ins in the session: ``state`` -> [PKCE verifier, nonce, expiry as Unix time]."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def _live(self) -> dict[str, list[Any]]:
-        pending = session.get(self.key)
-        now = time.time()
-        if not isinstance(pending, dict):
-            return {}
-        return {state: entry for state, entry in pending.items()
-                if isinstance(entry, list) and len(entry) == 3 and entry[2] > now}
-
-    def add(self, state: str, verifier: str, nonce: str) -> None:
-        pending = self._live()
-        pending[state] = [verifier, nonce, time.time() + STATE_TTL]
-        session[self.key] = dict(sorted(pending.items(), key=lambda item: item[1][2])[-MAX_PENDING:])
-
-    def take(self, state: str) -> tuple[str, str] | None:
-        """(verifier, nonce) of ``state`` if pending and fresh; either way ``state`` cannot be used again."""
-        pending = self._live()
-        entry = pending.pop(state, None) if state else None
-        if pending:
-            session[self.key] = pending
-        else:
-            session.pop(self.key, None)
-        return (entry[0], entry[1]) if entry else None
-
-
 def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
@@ -78,7 +47,8 @@ class SignInFlow:
         self.provider = provider
         self.config = provider.config
         self.issuer = provider.issuer
-        self.pending = PendingSignIns(service.session_key(f"oidc_{self.config.name}_pending"))
+        self.pending = PendingSignIns(service.session_key(f"oidc_{self.config.name}_pending"), ttl=STATE_TTL,
+                                      limit=MAX_PENDING)
         self.endpoint = f"oidc_{self.config.name}_authorized"
 
     def register(self, bp: Blueprint) -> None:
@@ -114,7 +84,8 @@ class SignInFlow:
 
     async def authorized(self) -> Any:
         try:
-            identity = await self.finish(self.pending.take(request.args.get("state", "")))
+            taken = self.pending.take(request.args.get("state", ""))
+            identity = await self.finish((taken[0], taken[1]) if taken else None)
         except SignInFailed as failed:
             return await self.failure(failed.status, failed.message)
         self.provider.start_session(identity)

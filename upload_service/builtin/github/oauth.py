@@ -10,13 +10,12 @@ says what happened, and no session is started.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import httpx2
-from quart import Blueprint, redirect, render_template, request, session
+from quart import Blueprint, redirect, render_template, request
 
-from upload_service import Identity
+from upload_service import Identity, PendingSignIns
 
 from .client import TIMEOUT, BadCredentials, GitHubAPI, GitHubUnavailable, http_client
 from .config import GitHubConfig
@@ -42,36 +41,6 @@ class SignInFailed(Exception):
         self.message = message
 
 
-class PendingSignIns:
-    """Started sign-ins in the session: ``state`` -> (PKCE verifier, expiry as Unix time)."""
-
-    def __init__(self, service: UploadService) -> None:
-        self.key = service.session_key("github_pending")
-
-    def _live(self) -> dict[str, list[Any]]:
-        pending = session.get(self.key)
-        now = time.time()
-        if not isinstance(pending, dict):
-            return {}
-        return {state: entry for state, entry in pending.items()
-                if isinstance(entry, list) and len(entry) == 2 and entry[1] > now}
-
-    def add(self, state: str, verifier: str) -> None:
-        pending = self._live()
-        pending[state] = [verifier, time.time() + STATE_TTL]
-        session[self.key] = dict(sorted(pending.items(), key=lambda item: item[1][1])[-MAX_PENDING:])
-
-    def take(self, state: str) -> str | None:
-        """The verifier of ``state`` if it is pending and fresh; either way ``state`` cannot be used again."""
-        pending = self._live()
-        entry = pending.pop(state, None) if state else None
-        if pending:
-            session[self.key] = pending
-        else:
-            session.pop(self.key, None)
-        return entry[0] if entry else None
-
-
 def oauth_client(config: GitHubConfig, redirect_uri: str) -> AsyncOAuth2Client:
     # authlib (with cryptography and joserfc, ~14 MiB) is imported by the first sign-in, not by every server
     from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -89,7 +58,7 @@ class SignInFlow:
         self.service = service
         self.provider = provider
         self.config = provider.config
-        self.pending = PendingSignIns(service)
+        self.pending = PendingSignIns(service.session_key("github_pending"), ttl=STATE_TTL, limit=MAX_PENDING)
 
     def register(self, bp: Blueprint) -> None:
         bp.add_url_rule("/login", "github_login", self.login, methods=["GET", "POST"])
@@ -124,7 +93,8 @@ class SignInFlow:
     async def authorized(self) -> Any:
         """GitHub's callback: a session starts only when every step below succeeded."""
         try:
-            identity = await self.finish(self.pending.take(request.args.get("state", "")))
+            taken = self.pending.take(request.args.get("state", ""))
+            identity = await self.finish(taken[0] if taken else None)
         except SignInFailed as failed:
             return await self.failure(failed.status, failed.message)
         self.provider.start_session(identity)
