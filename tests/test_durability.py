@@ -21,6 +21,7 @@ from upload_service.builtin.local_storage.layout import XATTR_ROOM
 
 from .conftest import object_files
 from .faults import wait_for
+from .test_local_storage import _put
 
 SMALL = b"s" * 10240
 
@@ -38,12 +39,6 @@ async def storage(request, tmp_path):
     await opened.open()
     yield opened
     await opened.close()
-
-
-async def _put(storage: LocalStorage, key: str, data: bytes, metadata: dict | None = None):
-    async with storage.writer() as writer:
-        await writer.write(data)
-        return await writer.commit(key, metadata or {})
 
 
 async def _read(storage: LocalStorage, key: str) -> bytes:
