@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import pytest
 
 from upload_service.builtin.local_storage import LocalStorage
 from upload_service.builtin.local_storage.index import SCHEMA
+from upload_service.builtin.local_storage.layout import ATTRIBUTE
 
 from .faults import wait_for
 
@@ -111,6 +114,24 @@ async def test_a_deleted_index_is_made_again_and_reindex_fills_it(storage, tmp_p
     assert indexed(storage) == [f"files/o/{n}" for n in range(5)]
     await put(storage, "files/o/5")
     assert await keys(storage, "files/o/", start_after="files/o/3") == ["files/o/4", "files/o/5"]
+
+
+async def test_a_copy_without_xattrs_is_named_in_a_warning_when_indexed(storage, caplog):
+    """Objects keep their records in an xattr: a backup restored without xattrs (tar without --xattrs) leaves
+    files the storage cannot describe, and the operator is told so instead of finding an empty list."""
+    if not storage.layout.xattrs:
+        pytest.skip("this file system keeps no user xattrs: objects are folders with meta.json")
+    for name in ("a", "b", "c"):
+        await put(storage, f"files/o/{name}")
+    for name in ("a", "b"):
+        os.removexattr(storage.layout.object_path(f"files/o/{name}"), ATTRIBUTE)
+
+    caplog.set_level(logging.WARNING, logger="upload_service.local_storage")
+    assert await storage.reindex() == 1
+
+    assert await keys(storage, "files/o/") == ["files/o/c"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("2 files under ") and "rsync -X" in warnings[0]
 
 
 async def test_an_index_of_another_schema_is_rebuilt_on_start(tmp_path):

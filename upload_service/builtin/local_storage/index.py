@@ -345,8 +345,10 @@ class ObjectIndex:
 
         self.write(work)
 
-    def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> None:
-        """Inside a write transaction: make the rows of ``keys`` say what their records say now."""
+    def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> int:
+        """Inside a write transaction: make the rows of ``keys`` say what their records say now; returns how many
+        of them have no record (gone, or a file without its xattr)."""
+        missing = 0
         for key in keys:
             try:
                 stored = self.layout.read_record(self.layout.object_path(key), key)
@@ -354,10 +356,12 @@ class ObjectIndex:
                 log.warning("%s has an unreadable record: left out of the index", key)
                 stored = None
             if stored is None:
+                missing += 1
                 db.execute("DELETE FROM objects WHERE key = ?", (key,))
             else:
                 db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
                            "(SELECT value FROM state WHERE name = 'generation'))", _row(stored))
+        return missing
 
     @contextlib.contextmanager
     def changing(self, *keys: str) -> Iterator[None]:

@@ -58,15 +58,16 @@ def rebuild(index: ObjectIndex, stop: threading.Event | None = None, *, wait: bo
         generation = index.write(_next_generation)
         inode = index.inode  # the file the generation was started in
         batch: list[str] = []
+        missing = 0
         for key in walk(index.layout.objects):
             batch.append(key)
             if len(batch) >= BATCH:
                 if stop is not None and stop.is_set():
                     return None
                 keys, batch = batch, []
-                index.write(partial(index.record, keys=keys))
+                missing += index.write(partial(index.record, keys=keys))
         if batch:
-            index.write(partial(index.record, keys=batch))
+            missing += index.write(partial(index.record, keys=batch))
 
         def finish(db: sqlite3.Connection) -> int | None:
             if index.inode != inode:  # the file was deleted meanwhile and made anew: that one needs its own rebuild
@@ -77,6 +78,10 @@ def rebuild(index: ObjectIndex, stop: threading.Event | None = None, *, wait: bo
         if count is None:
             return None
         log.info("rebuilt the index of %s: %d objects in %.1f s", index.layout.root, count, time.monotonic() - started)
+        if missing:  # most likely a copy or restore that dropped the xattrs, where each object's record lives
+            log.warning("%d files under %s have no record and are not served: was UPLOAD_DIR copied or restored "
+                        "without its extended attributes? Copy it with rsync -X, tar --xattrs or cp -a",
+                        missing, index.layout.objects)
         return count
 
 
