@@ -80,16 +80,16 @@ async def test_sweep_removes_only_abandoned_staging(storage):
     assert await storage.stat("files/o/live") is not None
 
 
-def _open_files_outside_the_index(root: Path) -> int:
-    """Descriptors of this process on files under ``root`` other than the index's (SQLite opens its connections,
-    and their files, as threads first need them)."""
+def _open_files_outside_the_index(root: os.PathLike[str]) -> int:
+    """Descriptors of this process on files under ``root`` other than the index's (SQLite opens its
+    connections, and their files, as threads first need them)."""
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if target.startswith(str(root)) and "/.index/" not in target:
+        if target.startswith(os.fspath(root)) and "/.index/" not in target:
             count += 1
     return count
 
