@@ -212,11 +212,68 @@ def test_share_links_and_file_requests_take_the_key(server: Server) -> None:
     assert made.status_code == made_again.status_code == 201 and made_again.json()["id"] == made.json()["id"]
 
 
+def _file_request(owner: httpx.Client, **options: object) -> dict:
+    made = owner.post("/api/requests", json={"title": "send me", **options})
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+def test_a_visitors_upload_through_a_file_request_link_is_done_once_per_link_and_key(server: Server) -> None:
+    """A visitor has no account: the link is the scope of their key. A repeat after the upload filled the link
+    still gets the first answer; another link, or the owner's own upload, under the same key is a request apart."""
+    alice = server.client("alice")
+    first_link, other_link = _file_request(alice, max_files=1), _file_request(alice)
+    visitor = server.client(None)
+    before = owner_files(server, alice)
+    headers = key()
+    put = f"{first_link['url']}/files/sent.txt"
+    first = visitor.put(put, content=b"sent once", headers=headers)
+    again = visitor.put(put, content=b"sent once", headers=headers)
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert visitor.put(put, content=b"another body", headers=headers).status_code == 422
+    elsewhere = visitor.put(f"{other_link['url']}/files/sent.txt", content=b"sent once", headers=headers)
+    own = alice.put("/api/files/sent.txt", content=b"sent once", headers=headers)
+    assert elsewhere.status_code == own.status_code == 201
+    assert "Idempotent-Replayed" not in elsewhere.headers and "Idempotent-Replayed" not in own.headers
+    arrived = [file for file in alice.get("/api/files", params={"limit": 1000}).json()["files"]
+               if file["id"] in owner_files(server, alice) - before]
+    assert sorted(file["metadata"].get("request", "own") for file in arrived) == sorted(
+        [first_link["id"], other_link["id"], "own"])
+    assert alice.get(f"/api/requests/{first_link['id']}").json()["files_received"] == 1
+
+
+def test_a_visitors_form_upload_and_tus_creation_take_the_links_key_and_a_password_takes_none(
+        server: Server) -> None:
+    alice = server.client("alice")
+    link = _file_request(alice, password="open sesame")
+    visitor = server.client(None)
+    headers = key()
+    assert visitor.put(f"{link['url']}/files/locked.txt", content=b"x", headers=headers).status_code == 401
+    for password in ("wrong", "open sesame"):  # not kept under the key: the right one still unlocks
+        unlock = visitor.post(link["url"], json={"password": password},
+                              headers={**headers, "Accept": "application/json"})
+        assert "Idempotent-Replayed" not in unlock.headers
+    assert unlock.status_code == 204 and visitor.cookies
+    before = owner_files(server, alice)
+    files = [("file", ("a.txt", b"aaa")), ("file", ("b.txt", b"bbb"))]
+    form = {"headers": {**headers, "Accept": "application/json"}, "files": files}
+    first, again = visitor.post(link["url"], **form), visitor.post(link["url"], **form)
+    assert first.status_code == again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true" and len(owner_files(server, alice) - before) == 2
+    tus = {**TUS, **key(), "Upload-Length": "5", "Upload-Metadata": f"filename {b64(b'tus.txt')}"}
+    made, made_again = (visitor.post(f"{link['url']}/tus/", headers=tus) for _ in range(2))
+    assert made.status_code == made_again.status_code == 201 and made_again.headers["Idempotent-Replayed"] == "true"
+    assert made_again.headers["Location"] == made.headers["Location"]
+    assert visitor.post(f"{link['url']}/tus/", headers={**tus, "Upload-Length": "6"}).status_code == 422
+
+
 def test_the_openapi_document_names_the_header_and_its_answers(server: Server) -> None:
     paths = server.client(None).get("/api/openapi.json").json()["paths"]
     keyed = [("/api/files/{filename_or_file_id}", "put"), ("/api/files/{filename_or_file_id}", "delete"),
              ("/api/upload", "put"), ("/api/upload", "post"), ("/api/upload_temporary", "post"),
-             ("/api/persist", "post"), ("/api/tus/", "post"), ("/api/shares", "post"), ("/api/requests", "post")]
+             ("/api/persist", "post"), ("/api/tus/", "post"), ("/api/shares", "post"), ("/api/requests", "post"),
+             ("/r/{token}", "post"), ("/r/{token}/files/{filename}", "put"), ("/r/{token}/tus/", "post")]
     for path, method in keyed:
         operation = paths[path][method]
         assert "Idempotency-Key" in [p["name"] for p in operation["parameters"] if p["in"] == "header"], path

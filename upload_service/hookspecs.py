@@ -102,7 +102,10 @@ def register_tus_endpoints(register: Callable[..., None], service: UploadService
     rule with variables of its own (``/r/<token>/tus``), and ``async authorize(request, **variables)`` returns
     the ``upload_service.TusGrant`` the request may upload under, or raises a ``Problem`` (404, 410, ...). It is
     asked on every request of the endpoint (creation, HEAD, PATCH, DELETE), so a revoked grant stops uploads
-    mid-way. Uploads are never temporary there, and concatenation is not offered.
+    mid-way. Uploads are never temporary there, and concatenation is not offered. ``register(..., key_scope=f)``
+    lets creations there take ``Idempotency-Key``: ``async f(request, **variables)`` names the keys' scope (as
+    ``service.idempotent``'s ``key_scope`` does: a link, checked as ``authorize`` checks it), since the
+    uploader has no account to scope a key; without it the header is ignored there.
     """
 
 

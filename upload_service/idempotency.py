@@ -1,6 +1,10 @@
 """``Idempotency-Key`` (IETF httpapi draft "The Idempotency-Key HTTP Header Field"): a request that creates or
 changes something, sent again with the same key by the same owner, is done once.
 
+The scope of a key is its owner, or what the route's ``key_scope`` names for callers without an account (a
+file-request link for its visitors): ``<owner>`` below is then ``scope-<hash of that name>``, which no owner's
+key (32 hex digits) can be, so a key under one scope never meets the same key under another.
+
 Each key has two records in the storage, where every instance finds them, each the metadata of an empty object
 kept for ``IDEMPOTENCY_TTL``: before a request does anything, its mark ``idempotency/<owner>/<sha256 of the key>``
 says that an attempt started; once it has its answer, and before the answer goes out, the answer (status, the
@@ -70,6 +74,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z:/=]+")  # an sf-token, and what
 _STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')  # an sf-string: printable ASCII, \" \\
 
 V = TypeVar("V", bound=Callable[..., Awaitable[Any]])
+KeyScope = Callable[..., Awaitable[str | None]]  # a route's key_scope: its arguments -> the scope, or None
 
 
 def parse_key(value: str) -> str:
@@ -202,13 +207,26 @@ def _in_progress() -> Problem:
                    reason="idempotency_in_progress", headers={"Retry-After": "1"})
 
 
-async def answer_once(service: UploadService, key: str, view: Callable[[], Awaitable[Any]]) -> Response:
-    """Run ``view`` once per (owner, key): replay a kept answer, 409 while another runs, 422 for another request."""
+def scoped(scope: str) -> str:
+    """The owner segment of the records of keys under ``scope`` (a route's ``key_scope``): never an owner key."""
+    return f"scope-{hashlib.sha256(scope.encode()).hexdigest()[:32]}"
+
+
+async def _owner(service: UploadService, key_scope: KeyScope | None, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> str | None:
+    """Whose key it is: the route's scope (None: this request takes no key), else the signed-in caller's."""
+    if key_scope is not None:
+        scope = await key_scope(*args, **kwargs)
+        return None if scope is None else scoped(scope)
     # CSRF stays the route's to check (a plain form carries its token in a field): a replay changes nothing, and
     # a cross-site page can neither set this header nor read an answer
-    identity = await service.require_identity(request, check_csrf=False)
+    return (await service.require_identity(request, check_csrf=False)).owner_key
+
+
+async def answer_once(service: UploadService, owner: str, key: str, view: Callable[[], Awaitable[Any]]) -> Response:
+    """Run ``view`` once per (owner, key): replay a kept answer, 409 while another runs, 422 for another request."""
     keys: IdempotencyKeys = service.idempotency_keys
-    record_key, lock_name = keys.names(identity.owner_key, key)
+    record_key, lock_name = keys.names(owner, key)
     if answered(record := await keys.load(record_key)):  # no lock needed: an answer never changes
         return await _replayed(service, record)
     try:
@@ -255,15 +273,19 @@ async def _run(keys: IdempotencyKeys, record_key: str, record: dict[str, Any], a
     return response
 
 
-def idempotent(service: UploadService, view: V) -> V:
-    """``view`` with ``Idempotency-Key`` support; without the header it runs as it is."""
+def idempotent(service: UploadService, view: V, key_scope: KeyScope | None = None) -> V:
+    """``view`` with ``Idempotency-Key`` support; without the header it runs as it is. ``key_scope``, called
+    with the view's arguments, names the keys' scope where the caller need not be signed in (see the facade)."""
 
     @functools.wraps(view)
     async def once(*args: Any, **kwargs: Any) -> Any:
         header = request.headers.get(HEADER)
         if header is None:
             return await view(*args, **kwargs)
-        return await answer_once(service, parse_key(header), lambda: view(*args, **kwargs))
+        owner = await _owner(service, key_scope, args, kwargs)
+        if owner is None:
+            return await view(*args, **kwargs)
+        return await answer_once(service, owner, parse_key(header), lambda: view(*args, **kwargs))
 
     once.idempotent = True  # type: ignore[attr-defined]  # the OpenAPI document adds the header and 409/422
     return once  # type: ignore[return-value]

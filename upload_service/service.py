@@ -14,7 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import pluggy
 from prometheus_client import Counter
@@ -35,7 +35,7 @@ from .errors import StartupError
 from .files import FileStore, StoredFile, UploadInfo
 from .health import register_health_routes
 from .hookcalls import call_all, notify
-from .idempotency import IdempotencyKeys, idempotent
+from .idempotency import IdempotencyKeys, KeyScope, idempotent
 from .identity import Identity
 from .json_body import read_json
 from .lockers import make_locker
@@ -401,14 +401,28 @@ class UploadService:
         of your plugin's, ``name`` a storage-safe segment."""
         return self._exclusive(namespace, name)
 
-    def idempotent(self, view: V) -> V:
+    @overload
+    def idempotent(self, view: V) -> V: ...
+
+    @overload
+    def idempotent(self, *, key_scope: KeyScope) -> Callable[[V], V]: ...
+
+    def idempotent(self, view: V | None = None, *, key_scope: KeyScope | None = None) -> V | Callable[[V], V]:
         """Decorate a route that creates or changes something (put it under ``@documented``): a request carrying
         ``Idempotency-Key`` is done once per owner and key. A repeat gets the first answer (with
         ``Idempotent-Replayed: true``), 409 while the first still runs, 422 when it is another request under the
         same key; answers are kept for ``IDEMPOTENCY_TTL`` where every instance finds them. The caller must be
         signed in (the owner is the scope of a key; CSRF is left to the view); without the header the view runs
-        as it is. The OpenAPI document gets the header and the 409/422 answers."""
-        return idempotent(self, view)
+        as it is. The OpenAPI document gets the header and the 409/422 answers.
+
+        ``@service.idempotent(key_scope=scope)``: for a route whose callers need not be signed in (a link's
+        visitors). ``await scope(*view_args, **view_kwargs)`` runs first, in place of the sign-in: it refuses
+        callers who may not use the route (raise a ``Problem``) and returns the name of the keys' scope (a link:
+        ``"myplugin-link-<id>"``, prefixed with your plugin's name), or None when this request takes no key (the
+        view then runs as without the header). Keys under one scope never meet those of another scope or owner."""
+        if view is None:
+            return lambda view: idempotent(self, view, key_scope)
+        return idempotent(self, view, key_scope)
 
     async def expire_idempotency_keys(self) -> int:
         """Remove the kept answers of ``Idempotency-Key`` requests older than ``IDEMPOTENCY_TTL`` (the cleanup

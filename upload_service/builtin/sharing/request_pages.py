@@ -94,6 +94,12 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
     def batch(file_request: FileRequest, metadata: dict[str, Any]) -> UploadBatch:
         return service.batch(owner_identity(file_request), temporary=False, path="request", metadata=metadata)
 
+    async def upload_key_scope(token: str, **_: str) -> str | None:
+        """A visitor's ``Idempotency-Key`` belongs to the link; a password (a new cookie each time) takes none."""
+        if request.method == "POST" and (request.mimetype or "") != "multipart/form-data":
+            return None
+        return await visits.key_scope(token, FileRequest)
+
     @bp.route("/r/<token>", methods=["GET", "HEAD"], endpoint="request_page")
     @documented(public=True, path=TOKEN, errors=CLOSED | {401: "locked by a password"},
                 replies={200: Reply("the upload page (HTML unless Accept prefers JSON)", schemas.VisitorRequest)})
@@ -123,8 +129,10 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                 replies={201: Reply("the files received, all or none", schemas.ReceivedList),
                          204: Reply("a JSON password: unlocked, the cookie for this link is set"),
                          303: Reply("a browser's password form: unlocked, back to the page")})
+    @service.idempotent(key_scope=upload_key_scope)
     async def request_post(token: str) -> Any:
-        """A multipart upload of files (with optional ``name`` and ``note`` fields), or the link's password."""
+        """A multipart upload of files (with optional ``name`` and ``note`` fields), or the link's password.
+        ``Idempotency-Key`` is the link's (a password takes none)."""
         if (request.mimetype or "") != "multipart/form-data":
             try:
                 return await visits.unlock(token, FileRequest, "request_page")
@@ -172,8 +180,10 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                 headers={"X-Uploader-Name": Param("who sends it (shown to the owner; UTF-8, percent-encoded)"),
                          "X-Uploader-Note": Param("a note for the owner (UTF-8, percent-encoded)")},
                 errors=UPLOAD_ERRORS, replies={201: Reply("the file received", schemas.Received)})
+    @service.idempotent(key_scope=upload_key_scope)
     async def request_put(token: str, filename: str) -> Any:
-        """One file as the raw body (``X-Uploader-Name``, ``X-Uploader-Note`` optional)."""
+        """One file as the raw body (``X-Uploader-Name``, ``X-Uploader-Note`` optional); ``Idempotency-Key`` is
+        the link's."""
         file_request = await visits.open(token, FileRequest, full=409)
         limit = size_limit(service, file_request)
         if request.content_length is not None and request.content_length > limit:

@@ -48,4 +48,7 @@ def register_request_tus(register: Any, service: UploadService, links: LinkStore
                         metadata=uploader_headers(file_request), max_size=size_limit(service, file_request),
                         admission=admission, received=received)
 
-    register("request_tus", "/r/<token>/tus", authorize)
+    async def key_scope(request: Request, token: str) -> str:
+        return await visits.key_scope(token, FileRequest)
+
+    register("request_tus", "/r/<token>/tus", authorize, key_scope=key_scope)

@@ -66,18 +66,28 @@ class Visits:
         self.unlocks = unlocks
         self.passwords = passwords
 
-    async def open(self, token: str, kind: type[R], *, unlocked: bool = True, full: int = 410) -> R:
+    async def open(self, token: str, kind: type[R], *, unlocked: bool = True, full: int = 410,
+                   closed_too: bool = False) -> R:
         """The live link of this kind, or the problem a visitor gets (404, 410, and 401 while locked).
 
-        ``full``: the status for a link that reached its limit (410; an upload to a full request gets 409)."""
+        ``full``: the status for a link that reached its limit (410; an upload to a full request gets 409).
+        ``closed_too``: an expired or used-up link is found too."""
         record = await self.links.find(token)
         if not isinstance(record, kind):
             raise not_found()
-        refuse_if_closed(record, full)
+        if not closed_too:
+            refuse_if_closed(record, full)
         if unlocked and not self.unlocks.unlocked(record, request.cookies):
             raise Problem(401, "this link needs its password: POST it as {\"password\": ...} or with the form",
                           reason="password_required")
         return record
+
+    async def key_scope(self, token: str, kind: type[R]) -> str:
+        """The scope of a visitor's ``Idempotency-Key`` on the link's routes: the link itself, found as ``open``
+        finds it but closed too, so the retry of an upload that filled the link or outlived it is answered as
+        the first was (a revoked link answers nothing: 404)."""
+        record = await self.open(token, kind, closed_too=True)
+        return f"sharing-{kind.__name__.lower()}-{record.id}"
 
     async def unlock(self, token: str, kind: type[R], page_endpoint: str) -> Any:
         """Check a password; right: the unlock cookie and back to the page (JSON: 204), wrong: 403, too many: 429."""

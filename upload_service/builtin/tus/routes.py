@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from upload_service import UploadService
 
 Authorize = Callable[..., Awaitable[TusGrant]]  # authorize(request, **path variables) -> the grant
+KeyScope = Callable[..., Awaitable[str | None]]  # key_scope(request, **path variables) -> an Idempotency-Key scope
 _PATH_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 UPLOAD_ID = {"upload_id": Param("the tus upload's id (the last segment of its Location)",
@@ -81,12 +82,12 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
 
     names = ["tus"]
 
-    def register(name: str, path: str, authorize: Authorize) -> None:
+    def register(name: str, path: str, authorize: Authorize, *, key_scope: KeyScope | None = None) -> None:
         if not name.isidentifier() or name in names or not path.startswith("/") or path.endswith("/"):
             raise StartupError(f"a tus endpoint needs a name of its own like 'request_tus' and a path like "
                                f"'/r/<token>/tus', not {name!r} and {path!r}")
         names.append(name)
-        mount_tus(bp, service, uploads, name=name, path=path, authorize=authorize, public=True)
+        mount_tus(bp, service, uploads, name=name, path=path, authorize=authorize, public=True, key_scope=key_scope)
 
     service.call_registration(service.hook.register_tus_endpoints, register=register)
     prefixes = tuple(f"{service.name}.{name}_" for name in names)
@@ -101,15 +102,17 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
 
 
 def mount_tus(bp: Blueprint, service: UploadService, uploads: TusUploads, *, name: str, path: str,
-              authorize: Authorize, public: bool) -> None:
+              authorize: Authorize, public: bool, key_scope: KeyScope | None = None) -> None:
     """tus at ``path`` (``<path>/`` creates, ``<path>/<upload_id>`` is an upload), its endpoints named
     ``<name>_create``, ``<name>_upload``...; every request is authorized by ``authorize(request, **variables)``,
-    the path's own variables."""
+    the path's own variables. Creations take ``Idempotency-Key`` under the caller's own account, or on a public
+    endpoint under the scope ``key_scope(request, **variables)`` names (none without it: a visitor has no
+    account to scope a key)."""
     variables = {variable: Param("a variable of this endpoint's path") for variable in _PATH_VARIABLE.findall(path)}
     refusals = AUTHORIZE_ERRORS if public else {}  # what the endpoint's own authorize may answer
-    # Idempotency-Key on the caller's own creations: a key's scope is its owner, and a link's visitor has none
     keyed: Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]] = (
-        (lambda view: view) if public else service.idempotent)
+        service.idempotent if not public else (lambda view: view) if key_scope is None else
+        service.idempotent(key_scope=lambda **values: key_scope(request, **values)))
 
     def errors(documented_errors: dict[int, str]) -> dict[int, str]:
         return {**refusals, **documented_errors}
