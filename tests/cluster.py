@@ -9,6 +9,7 @@ tests can see where requests went.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,8 +20,9 @@ import httpx
 
 from .redis_server import RedisServer
 from .s3 import Bucket
-from .servers import TOKENS, Server, free_port, start_server, wait_until_up
+from .servers import ROOT, TOKENS, Server, free_port, start_server, wait_until_up
 
+LOG_FORMAT = "$request_method|$uri|$status|$upstream_addr|$upstream_status"  # what Nginx.access_log reads
 NGINX_CONF = """
 {user}
 worker_processes 1;
@@ -29,7 +31,7 @@ pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    log_format upstream '$request_method|$uri|$status|$upstream_addr|$upstream_status';
+    log_format upstream '{log_format}';
     access_log {root}/access.log upstream;
     client_body_temp_path {root}/body;
     proxy_temp_path {root}/proxy;
@@ -74,6 +76,24 @@ http {{
 """
 
 
+def deployed_nginx_conf(root: Path, upstreams: list[str], port: int) -> str:
+    """``deploy/nginx.conf`` as shipped, with only what a test must change: its instances (``upstreams``), its
+    port, one worker, and nginx's own files (pid, logs, temp paths) in ``root``, the access log as ``Nginx`` reads
+    it (with the instances each request was sent to)."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    servers = "".join(f"server {address} max_fails=1 fail_timeout=5s;\n        " for address in upstreams)
+    conf, found = re.subn(r"server service-\d+:8000 max_fails=1 fail_timeout=5s;\s*", "", conf)
+    assert found, "deploy/nginx.conf names its instances differently now"
+    conf = conf.replace("keepalive 64;", servers + "keepalive 64;", 1)
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    own = ("user root; " if os.geteuid() == 0 else "") + f"pid {root}/nginx.pid; error_log {root}/error.log warn;"
+    conf = conf.replace("worker_processes auto;", f"worker_processes 1; {own}")
+    paths = " ".join(f"{kind}_temp_path {root}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                      "scgi"))
+    log = f"log_format upstream '{LOG_FORMAT}'; access_log {root}/access.log upstream;"
+    return conf.replace("http {", f"http {{ {log} {paths}", 1)
+
+
 @dataclass
 class Nginx:
     """Debian's nginx in the foreground with its own prefix directory, logs and temp paths."""
@@ -85,17 +105,29 @@ class Nginx:
     @classmethod
     def start(cls, root: Path, upstreams: list[str], directives: str = "") -> Nginx:
         """``directives``: more of them for ``location /``, overriding the server's (a test's variation)."""
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).exists():
-            raise RuntimeError("nginx is not installed (apt-get install -y nginx)")
         root.mkdir(parents=True, exist_ok=True)
         port = free_port()
         servers = "\n".join(f"        server {address} max_fails=1 fail_timeout=5s;" for address in upstreams)
         user = "user root;" if os.geteuid() == 0 else ""  # workers must reach this private directory
+        return cls._run(root, port, NGINX_CONF.format(user=user, root=root, servers=servers, port=port,
+                                                      directives=directives, log_format=LOG_FORMAT))
+
+    @classmethod
+    def deployed(cls, root: Path, upstreams: list[str]) -> Nginx:
+        """nginx with ``deploy/nginx.conf`` as shipped (``deployed_nginx_conf``)."""
+        root.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        return cls._run(root, port, deployed_nginx_conf(root, upstreams, port), "-g", "daemon off;")
+
+    @classmethod
+    def _run(cls, root: Path, port: int, text: str, *options: str) -> Nginx:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            raise RuntimeError("nginx is not installed (apt-get install -y nginx)")
         conf = root / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(user=user, root=root, servers=servers, port=port, directives=directives))
-        process = subprocess.Popen([binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-                                   stdout=(root / "nginx.out").open("wb"), stderr=subprocess.STDOUT)
+        conf.write_text(text)
+        process = subprocess.Popen([binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log"),
+                                    *options], stdout=(root / "nginx.out").open("wb"), stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url + "/healthz", process)
         return cls(url, root, process)

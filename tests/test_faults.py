@@ -25,7 +25,7 @@ import pytest
 
 from upload_service.settings import Settings
 
-from .cluster import NGINX_CONF
+from .cluster import NGINX_CONF, deployed_nginx_conf
 from .conftest import staging_entries, stored_files
 from .faults import connect, read_answer, read_answer_head, received, request_head, rss_mib, wait_for, worker_pids
 from .servers import ROOT, Server, free_port
@@ -448,19 +448,11 @@ class _Instance:
 
 
 def _deploy_nginx(folder: Path, instances: list[_Instance]) -> tuple[subprocess.Popen, int]:
-    """deploy/nginx.conf as it is, run by Debian's nginx, with only what a test must change: its instances,
-    its port, and a private folder for nginx's own files (checked with ``nginx -t`` first)."""
+    """deploy/nginx.conf as it is, run by Debian's nginx, with only what a test must change
+    (``deployed_nginx_conf``; checked with ``nginx -t`` first)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    for number, instance in enumerate(instances, 1):
-        conf = conf.replace(f"server service-{number}:8000", f"server 127.0.0.1:{instance.port}")
     port = free_port()
-    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    own = ("user root;" if os.geteuid() == 0 else "") + f"pid {folder}/nginx.pid; error_log {folder}/error.log;"
-    conf = conf.replace("worker_processes auto;", f"worker_processes 1; {own}")
-    paths = " ".join(f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                      "scgi"))
-    conf = conf.replace("http {", f"http {{ access_log off; {paths}", 1)
+    conf = deployed_nginx_conf(folder, [f"127.0.0.1:{instance.port}" for instance in instances], port)
     (folder / "nginx.conf").write_text(conf)
     command = [binary, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log")]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
