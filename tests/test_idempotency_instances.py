@@ -121,10 +121,11 @@ class Pair:
         url = self.nginx.url if server is None else server.url
         return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['alice']}"}, timeout=30)
 
-    def files(self) -> set[str]:
-        """The ids of the persistent files in the storage (an object is a file named by its id, or a folder)."""
+    def files(self, area: str = "files/") -> set[str]:
+        """The ids of the persistent (or ``temp/``: temporary) files in the storage (an object is a file named by
+        its id, or a folder)."""
         return {path.parent.name if path.name == "data" else path.name
-                for path in stored_files(self.root / "uploads", "files/")}
+                for path in stored_files(self.root / "uploads", area)}
 
     def alive(self) -> list[Server]:
         return [server for server in self.instances if server.process.poll() is None]
@@ -195,11 +196,12 @@ def test_an_instance_dead_after_committing_behind_the_deployed_nginx_leaves_one_
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("kind", ["raw", "json batch", "persist", "delete"])
+@pytest.mark.parametrize("kind", ["raw", "json batch", "persist", "persist cut midway", "delete"])
 def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answer_does_not_do_it_twice(
         pair: Pair, kind) -> None:
     """The dead attempt left its mark and its work but no answer: the retry adopts the work (the same file ids),
-    finds the files persisted or the file gone, and answers as the first would have."""
+    finds the files persisted (all, or the first two of three when it died between two moves: it moves the
+    rest) or the file gone, and answers as the first would have."""
     first, second = pair.instances
     name = uuid.uuid4().hex
     headers = key()
@@ -208,10 +210,12 @@ def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answe
     elif kind == "json batch":
         items = batch(2) + [{"filename": f"crash-in-commit-{name}.txt", "content": "eA=="}]
         request = ("PUT", "/api/upload", {"json": items})
-    elif kind == "persist":
+    elif kind.startswith("persist"):
+        crashing = {"filename": f"crash-{'after-move' if 'midway' in kind else 'on-persist'}-{name}.txt",
+                    "content": "eA=="}
         with pair.client(second) as client:
-            made = client.put("/api/upload_temporary", json=[{"filename": f"crash-on-persist-{name}.txt",
-                                                              "content": "eA=="}, *batch(1)])
+            made = client.put("/api/upload_temporary", json=[*batch(1), crashing, *batch(1)])
+        temporary = {file["id"] for file in made.json()["files"]}
         request = ("POST", "/api/persist", {"json": {"tokens": [f["token"] for f in made.json()["files"]]}})
     else:
         with pair.client(second) as client:
@@ -222,6 +226,9 @@ def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answe
     with pair.client(first) as client, pytest.raises(httpx.TransportError):
         client.request(method, path, headers=headers, **body)
     assert wait_for(lambda: first.process.poll() is not None)
+    if kind == "persist cut midway":  # it died between two moves: the first two are persistent, the third not
+        ids = [file["id"] for file in made.json()["files"]]
+        assert pair.files() - before == set(ids[:2]) and ids[2] in pair.files("temp/")
     with pair.client(second) as client:
         answer = client.request(method, path, headers=headers, **body)
         again = client.request(method, path, headers=headers, **body)
@@ -231,5 +238,8 @@ def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answe
     assert answer.status_code == 201, answer.text
     files = answer.json().get("files", [answer.json()])
     assert pair.files() - before == {file["id"] for file in files}  # each file once: none stored twice
-    assert len(files) == (1 if kind == "raw" else 2 if kind == "persist" else 3)
+    assert len(files) == (1 if kind == "raw" else 3)
+    if kind.startswith("persist"):
+        assert [file["id"] for file in files] == [file["id"] for file in made.json()["files"]]  # in token order
+        assert not temporary & pair.files("temp/")  # none left temporary
     assert again.json() == answer.json() and again.headers["Idempotent-Replayed"] == "true"

@@ -8,6 +8,8 @@ the same request, nginx's or the client's, then goes through on another instance
   (``process_upload``).
 - a file named ``crash-on-persist-<name>...`` or ``crash-on-delete-<name>...``: when plugins hear that it was
   persisted or deleted, which runs while the request keeps its answer (``upload_persisted``, ``file_deleted``).
+- a file named ``crash-after-move-<name>...``: right after the storage moved it (a persist), before the next
+  file of the same persist moves (the storage's ``move``, wrapped at ``startup``).
 
 Active only with ``CRASH_AFTER_COMMIT_DIR`` set. Load it with ``PLUGINS=tests.plugins.crash_after_commit``.
 """
@@ -70,3 +72,18 @@ def upload_persisted(file, service) -> None:
 def file_deleted(file, service) -> None:
     if (name := _named(file.filename, "crash-on-delete-")) is not None:
         crash_once(name)
+
+
+@hookimpl
+def startup(service) -> None:
+    if not os.environ.get(FOLDER):
+        return
+    move = service.storage.move
+
+    async def move_then_crash(src, dst, metadata=None):
+        stored = await move(src, dst, metadata)
+        if (name := _named((metadata or {}).get("filename", ""), "crash-after-move-")) is not None:
+            crash_once(name)
+        return stored
+
+    service.storage.move = move_then_crash
