@@ -84,8 +84,7 @@ async def test_a_refused_commit_leaves_the_standing_row(storage):
     with pytest.raises(Exception, match="usage/o"):
         await put(storage, "usage/o", b"", {"v": 2})
     assert [s.metadata for s in await storage.list("usage/")] == [{"v": 1}]
-    with sqlite3.connect(storage.index.path) as db:
-        assert db.execute("SELECT count(*) FROM pending").fetchone() == (0,)
+    assert storage.index.journal.open_changes == 0
 
 
 async def test_expired_objects_come_from_the_expiry_index(storage):
@@ -186,6 +185,36 @@ async def test_two_workers_see_each_others_changes_during_a_rebuild(tmp_path):
     finally:
         await one.close()
         await two.close()
+
+
+async def test_the_pending_journal_stays_small_and_keeps_only_what_did_not_settle(storage, monkeypatch):
+    journal = storage.index.journal
+    monkeypatch.setattr("upload_service.builtin.local_storage.pending.ROTATE_BYTES", 200)
+    for number in range(12):  # about 40 bytes a note: several journals, each removed once its changes settled
+        await put(storage, f"files/o/k{number}")
+    assert journal.open_changes == 0
+    assert len(list(journal.folder.iterdir())) == 1  # the current one
+    failing = storage.index.write
+
+    def settle_fails(work):
+        if getattr(work, "func", None) == storage.index.record:
+            raise sqlite3.OperationalError("disk I/O error")
+        return failing(work)
+
+    monkeypatch.setattr(storage.index, "write", settle_fails)
+    await put(storage, "files/o/unsettled")
+    assert journal.open_changes == 1
+    monkeypatch.undo()
+    assert "files/o/unsettled" not in await keys(storage, "files/o/")
+    await storage.close()  # the journal with the unsettled note stays for the next heal
+    reopened = LocalStorage(storage.layout.root)
+    await reopened.open()
+    try:
+        assert "files/o/unsettled" in await keys(reopened, "files/o/")
+        assert list(journal.folder.iterdir()) == []  # healed, and its writer is gone
+    finally:
+        await reopened.close()
+        await storage.open()  # for the fixture's close
 
 
 CRASH = textwrap.dedent("""

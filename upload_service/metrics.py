@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -31,6 +32,16 @@ class Metrics:
         self.sweeps = Counter("upload_service_cleanup_removed", "Things removed by cleanup sweeps",
                               registry=self.registry)
         self._plugin_counters: dict[str, Counter] = {}
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def _labelled(self, metric: Counter | Gauge | Histogram, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: prometheus-client validates and locks on every call, and
+        each small upload asked five times."""
+        key = (metric._name, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def counter(self, name: str, description: str, labels: tuple[str, ...] = ()) -> Counter:
         """A plugin's own counter in this registry, made once per name (``upload_service_`` is prefixed)."""
@@ -44,17 +55,18 @@ class Metrics:
 
     @contextmanager
     def active_upload(self, path: str) -> Iterator[None]:
-        self.active.labels(path).inc()
+        active = self._labelled(self.active, path)
+        active.inc()
         started = time.perf_counter()
         try:
             yield
         finally:
-            self.active.labels(path).dec()
-            self.duration.labels(path).observe(time.perf_counter() - started)
+            active.dec()
+            self._labelled(self.duration, path).observe(time.perf_counter() - started)
 
     def uploaded(self, path: str, size: int) -> None:
-        self.uploads.labels(path, self.backend).inc()
-        self.bytes.labels(path, self.backend).inc(size)
+        self._labelled(self.uploads, path, self.backend).inc()
+        self._labelled(self.bytes, path, self.backend).inc(size)
 
     def rejected(self, reason: str, status: int) -> None:
         self.rejections.labels(reason, str(status)).inc()

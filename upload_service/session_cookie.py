@@ -9,7 +9,8 @@ interface and configuration (it may install this one too: ``app.session_interfac
 from __future__ import annotations
 
 from quart import Quart, has_request_context, request
-from quart.sessions import SecureCookieSessionInterface
+from quart.sessions import SecureCookieSession, SecureCookieSessionInterface
+from quart.wrappers import BaseRequestWebsocket
 
 
 class SchemeAwareSessionInterface(SecureCookieSessionInterface):
@@ -23,3 +24,10 @@ class SchemeAwareSessionInterface(SecureCookieSessionInterface):
         if super().get_cookie_secure(app):
             return True
         return has_request_context() and request.scheme == "https"
+
+    async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> SecureCookieSession | None:
+        """A request without the cookie (an API client with a bearer token) gets a new empty session straight
+        away: Quart builds the signer, deriving its key from the secret, before it looks for the cookie."""
+        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return await super().open_session(app, request)

@@ -215,4 +215,5 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
             info = batch.info(name, content_type_for(request.headers.get("Content-Type"), name), request.content_length)
             await batch.add(info, body_chunks(request, service.settings.upload_idle_timeout), digests)
             (file,) = await batch.commit()
-        return json_response(describe(service, file), 201, {"Location": describe(service, file)["url"]})
+        described = describe(service, file)
+        return json_response(described, 201, {"Location": described["url"]})

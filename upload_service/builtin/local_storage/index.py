@@ -4,10 +4,10 @@ sweep of expired uploads and an owner's totals cost the same at a thousand files
 The objects on disk stay the truth; the index is a cache of their records that anyone may delete (it is
 rebuilt, see ``reindex``). Keeping it true takes one rule, followed by every change of an object:
 
-1. ``intend(key)`` notes the key in ``pending`` (with the storage's owner name) before the disk changes;
+1. ``intend(key)`` notes the key in the storage's own ``PendingJournal`` (``pending``) before the disk changes;
 2. the disk changes (a commit's rename, a delete, a move, new metadata);
 3. ``settle(key)`` reads the key's record *inside* the index's write transaction and writes what it
-   finds (a row, or none), then drops the pending note.
+   finds (a row, or none); the journal then lets go of the note.
 
 Writes to one index are serialised by SQLite, and each ``settle`` reads the disk while it holds the write lock, so
 whatever order changes of one key from several workers take, the last ``settle`` writes the last state. A
@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ import msgspec
 from upload_service.storage import StoredObject, check_prefix
 
 from .layout import Layout
+from .pending import FOLDER as PENDING_FOLDER, PendingJournal
 
 log = logging.getLogger("upload_service.local_storage")
 
@@ -143,6 +145,7 @@ class ObjectIndex:
         self._queue_lock = threading.Lock()
         self._queue: list[_Write] = []
         self.fault: Callable[[str], None] | None = None  # tests: called between a change and its settle
+        self.journal = PendingJournal(self.folder / PENDING_FOLDER, self.writer)
 
     # -- the file ---------------------------------------------------------------------------------------
 
@@ -183,7 +186,8 @@ class ObjectIndex:
             db.execute("PRAGMA synchronous = NORMAL")
 
     def close(self) -> None:
-        """Unregister (a clean stop leaves nothing to reconcile) and close the connections."""
+        """Unregister (a clean stop leaves nothing to reconcile) and close the journal and the connections."""
+        self.journal.close()
         with contextlib.suppress(sqlite3.Error, FileNotFoundError):
             self.write(lambda db: db.execute("DELETE FROM writers WHERE name = ?", (self.writer,)))
         with self._pool_lock:
@@ -323,27 +327,16 @@ class ObjectIndex:
             db.execute("ROLLBACK")
             raise
 
-    def intend(self, *keys: str) -> None:
-        """Note that ``keys`` are about to change on disk (step 1 of the module's rule)."""
-        now = time.time()
-
-        def work(db: sqlite3.Connection) -> None:
-            for key in keys:
-                db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)", (key, self.writer, now))
-
-        self.write(work)
+    def intend(self, *keys: str) -> int:
+        """Note that ``keys`` are about to change on disk (step 1 of the module's rule); returns the note's
+        journal, for ``journal.done`` once settled."""
+        return self.journal.note(keys)
 
     def settle(self, *keys: str) -> None:
-        """Write what the disk now holds under ``keys`` and drop this writer's notes of them (step 3)."""
+        """Write what the disk now holds under ``keys`` (step 3)."""
         if self.fault is not None:
             self.fault("settle")
-
-        def work(db: sqlite3.Connection) -> None:
-            self.record(db, keys)
-            for key in keys:
-                db.execute("DELETE FROM pending WHERE key = ? AND writer = ?", (key, self.writer))
-
-        self.write(work)
+        self.write(partial(self.record, keys=keys))
 
     def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> int:
         """Inside a write transaction: make the rows of ``keys`` say what their records say now; returns how many
@@ -368,7 +361,7 @@ class ObjectIndex:
         """Around one change of ``keys`` on disk: ``intend`` before, ``settle`` after, even if the change failed
         (a refused commit leaves the key as it was, and settling says so). A failed settle is logged: the note
         stays, and the sweep settles it."""
-        self.intend(*keys)
+        journal = self.intend(*keys)
         try:
             yield
         finally:
@@ -376,6 +369,8 @@ class ObjectIndex:
                 self.settle(*keys)
             except Exception:
                 log.exception("could not update the index for %s; the next sweep will", ", ".join(keys))
+            else:
+                self.journal.done(journal)
 
     # -- reads ------------------------------------------------------------------------------------------
 

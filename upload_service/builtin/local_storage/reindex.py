@@ -22,6 +22,7 @@ from pathlib import Path
 from .index import PENDING_GRACE, ObjectIndex
 from .layout import META
 from .owner import held
+from .pending import Note, journal_writer, journals, read_notes
 
 log = logging.getLogger("upload_service.local_storage")
 
@@ -100,25 +101,34 @@ def _finish(db: sqlite3.Connection, generation: int) -> int:
 def heal(index: ObjectIndex) -> int:
     """Settle the pending notes of writers that died (their owner lock is free) and notes older than
     ``PENDING_GRACE``; mark the index dirty (for a rebuild) when a writer of another boot never closed.
-    Return how many keys were settled."""
+    Return how many keys were settled.
+
+    Notes are read from the writers' journals (``pending``), and from the ``pending`` table that versions
+    before the journals kept."""
     with index.connection() as db:
         writers = dict(db.execute("SELECT name, boot FROM writers").fetchall())
-        notes = db.execute("SELECT key, writer, at FROM pending").fetchall()
-    names = (set(writers) | {writer for _, writer, _ in notes}) - {index.writer}
+        rows = db.execute("SELECT key, writer, at FROM pending").fetchall()
+    files = journals(index.journal.folder)
+    notes = [Note(key, writer, at, None) for key, writer, at in rows] + list(read_notes(index.journal.folder))
+    names = (set(writers) | {note.writer for note in notes} | set(map(journal_writer, files))) - {index.writer}
     dead = {name for name in names if not held(index.layout.owners / name)}
     lost = any(not writers[name] or writers[name] != index.boot for name in dead if name in writers)
     now = time.time()
-    stale = [(key, writer) for key, writer, at in notes if writer in dead or now - at > PENDING_GRACE]
+    stale = [note for note in notes if note.writer in dead or now - note.at > PENDING_GRACE]
 
     def work(db: sqlite3.Connection) -> None:
-        index.record(db, sorted({key for key, _ in stale}))
-        db.executemany("DELETE FROM pending WHERE key = ? AND writer = ?", stale)
+        index.record(db, sorted({note.key for note in stale}))
+        db.executemany("DELETE FROM pending WHERE key = ? AND writer = ?",
+                       [(note.key, note.writer) for note in stale if note.journal is None])
         db.executemany("DELETE FROM writers WHERE name = ?", [(name,) for name in dead])
         if lost:
             db.execute("UPDATE state SET value = 1 WHERE name = 'dirty'")
 
     if stale or dead:
         index.write(work)
+    for journal in files:
+        if journal_writer(journal) in dead:  # settled above; its writer will never add to it
+            journal.unlink(missing_ok=True)
     if lost:
         log.warning("a storage of an earlier boot of this machine did not close: the index will be rebuilt")
     return len(stale)
