@@ -8,12 +8,18 @@ In-process servers here; across instances and with an instance killed before it 
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
+
+from upload_service import KeyedAttempt
+from upload_service.builtin.sharing.records import FileRequest
+from upload_service.builtin.sharing.slots import MAX_CLAIMS, claimed, keep_claim
 
 from .faults import connect, read_answer_head, received, request_head, wait_for
 from .servers import Server
@@ -263,6 +269,22 @@ def test_a_visitors_form_upload_and_tus_creation_take_the_links_key_and_a_passwo
     assert made.status_code == made_again.status_code == 201 and made_again.headers["Idempotent-Replayed"] == "true"
     assert made_again.headers["Location"] == made.headers["Location"]
     assert visitor.post(f"{link['url']}/tus/", headers={**tus, "Upload-Length": "6"}).status_code == 422
+
+
+def test_a_link_keeps_the_newest_claims_of_keyed_uploads_and_none_expired() -> None:
+    """The slots of keyed uploads a file request notes for their retries stay few (``MAX_CLAIMS``, about 2 KiB of
+    its record), the newest kept; an expired claim holds nothing."""
+    link = FileRequest(id="r" * 20, owner_id="alice", owner_name="", owner_provider="", token="t" * 32,
+                       created_at=datetime.now(UTC))
+    now = time.time()
+    for number in range(MAX_CLAIMS + 10):
+        keep_claim(link, uuid.uuid4().hex, 1, int(now) + 100 + number, now)
+    assert len(link.claims) == MAX_CLAIMS and min(claim[1] for claim in link.claims.values()) == int(now) + 110
+    assert len(json.dumps(link.claims, separators=(",", ":"))) < 2048  # as the storages write it
+    link.claims["old"] = [1, int(now) - 1]
+    assert claimed(link, KeyedAttempt("old", retrying=True)) == 0
+    keep_claim(link, "new", 2, int(now) + 1000, now)
+    assert "old" not in link.claims and claimed(link, KeyedAttempt("new", retrying=True)) == 2
 
 
 def test_the_openapi_document_names_the_header_and_its_answers(server: Server) -> None:

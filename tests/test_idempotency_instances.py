@@ -243,3 +243,32 @@ def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answe
         assert [file["id"] for file in files] == [file["id"] for file in made.json()["files"]]  # in token order
         assert not temporary & pair.files("temp/")  # none left temporary
     assert again.json() == answer.json() and again.headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.process
+def test_a_visitors_retry_after_the_instance_died_takes_no_second_slot_of_the_link(pair: Pair) -> None:
+    """A visitor's keyed upload fills a file request link (``max_files`` 1) and its instance dies after committing,
+    before keeping the answer: the retry on the other instance finds the slot its dead attempt claimed, so it
+    answers 201 with the file that attempt committed (not 409: the link is full of it), and the link counts the
+    file once."""
+    first, second = pair.instances
+    crashing = f"crash-in-commit-{uuid.uuid4().hex}.txt"
+    with pair.client(second) as owner:
+        link = owner.post("/api/requests", json={"title": "crash", "max_files": 1}).json()
+    put = f"{link['url']}/files/{crashing}"
+    body, headers = b"committed, no answer kept", key()
+    before = pair.files()
+    with first.client(None) as visitor, pytest.raises(httpx.TransportError):
+        visitor.put(put, content=body, headers=headers)
+    assert wait_for(lambda: first.process.poll() is not None)
+    committed = pair.files() - before
+    assert len(committed) == 1
+    with second.client(None) as visitor:
+        answer = visitor.put(put, content=body, headers=headers)
+        again = visitor.put(put, content=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["filename"] == crashing and answer.json()["size"] == len(body)
+    assert again.json() == answer.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert pair.files() - before == committed  # the dead attempt's file, not stored twice
+    with pair.client(second) as owner:
+        assert owner.get(f"/api/requests/{link['id']}").json()["files_received"] == 1

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .aio import complete as complete
     from .api.openapi import Param as Param, Reply as Reply, documented as documented
     from .app import create_app as create_app
+    from .attempts import KeyedAttempt as KeyedAttempt
     from .auth import CSRF_HEADER as CSRF_HEADER, bearer_token as bearer_token
     from .body import too_large as too_large
     from .errors import (
@@ -76,6 +77,7 @@ _HOMES = {
     "StoredFile": "files",
     "UploadInfo": "files",
     "TusGrant": "files",
+    "KeyedAttempt": "attempts",
     "StoredObject": "storage",
     # errors
     "Problem": "errors",

@@ -4,6 +4,10 @@ A keyed request's new files get ids derived from its key (``Attempt.file_id``), 
 instance dies after committing and before the answer was kept, the retry (``retrying``: it found the dead
 attempt's mark) commits to the same ids, finds the files already there, and answers with them instead of
 storing them twice; persist and delete, finding their work done, answer as the first would have.
+
+Plugins see an attempt as a ``KeyedAttempt`` (``service.keyed_attempt()``): an id the same in every attempt of one
+key, so work of their own that the first attempt recorded under it (a link's ``max_files`` slot) is found again by
+the retry rather than done twice.
 """
 
 from __future__ import annotations
@@ -33,6 +37,22 @@ class Attempt:
         """The id of this request's next new file: the same, in the same order, in every attempt."""
         digest = hmac.new(self.seed, str(next(self._numbers)).encode(), hashlib.sha256).digest()
         return new_file_id(self.started, int.from_bytes(digest[:8], "big") >> 14)
+
+    def public(self) -> KeyedAttempt:
+        """What plugins may know of it: its id (from the secret seed, and the start of the key's first attempt,
+        so a key used again once expired is a new attempt) and whether it is a retry."""
+        digest = hmac.new(self.seed, f"attempt {self.started!r}".encode(), hashlib.sha256).hexdigest()
+        return KeyedAttempt(digest[:32], self.retrying)
+
+
+@dataclass(frozen=True)
+class KeyedAttempt:
+    """The ``Idempotency-Key`` request a plugin's code runs in (``service.keyed_attempt()``): ``id`` (32 hex
+    digits) is the same in every attempt of one key under one owner or scope, and unique to them; ``retrying``
+    says that an earlier attempt died or failed without an answer, so its work may be done in part."""
+
+    id: str
+    retrying: bool
 
 
 def current_attempt() -> Attempt | None:

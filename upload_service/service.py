@@ -28,6 +28,7 @@ from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.persist import register_persist_route
 from .api.uploads import register_upload_routes
+from .attempts import KeyedAttempt, current_attempt
 from .auth import AuthProviders, check_csrf, require_identity
 from .body import StreamingBodyMiddleware, body_chunks, limited
 from .content_types import ContentTypePolicy, head_of
@@ -423,6 +424,14 @@ class UploadService:
         if view is None:
             return lambda view: idempotent(self, view, key_scope)
         return idempotent(self, view, key_scope)
+
+    def keyed_attempt(self) -> KeyedAttempt | None:
+        """Inside a view under ``idempotent`` that runs for a request with ``Idempotency-Key``: the attempt, whose
+        ``id`` is the same when the request is retried with its key after an attempt died or failed without an
+        answer (``retrying``). Record work of your own that a retry must not repeat under that id (the sharing
+        plugin's ``max_files`` slots), and look for it when retrying. None outside such a request."""
+        attempt = current_attempt()
+        return None if attempt is None else attempt.public()
 
     async def expire_idempotency_keys(self) -> int:
         """Remove the kept answers of ``Idempotency-Key`` requests older than ``IDEMPOTENCY_TTL`` (the cleanup

@@ -104,6 +104,7 @@ class FileRequest(Link):
     max_files: int | None = None
     max_file_size: int | None = None
     files_received: int = 0
+    claims: dict[str, list[int]] = field(default_factory=dict)  # keyed uploads' slots: id -> [slots, until]
 
     kind = REQUEST
 
@@ -118,7 +119,8 @@ class FileRequest(Link):
     @classmethod
     def from_metadata(cls, data: dict[str, Any]) -> FileRequest:
         return cls(**cls._common(data), title=data.get("title", ""), max_files=data.get("max_files"),
-                   max_file_size=data.get("max_file_size"), files_received=int(data.get("files_received", 0)))
+                   max_file_size=data.get("max_file_size"), files_received=int(data.get("files_received", 0)),
+                   claims={attempt: [int(n) for n in claim] for attempt, claim in (data.get("claims") or {}).items()})
 
 
 def record_from_metadata(data: dict[str, Any]) -> Share | FileRequest:

@@ -3,13 +3,12 @@
 The uploader never sees an id, a URL or anything of the owner's files: the answer names only what they sent
 (name, size, sha256). Each file is one of the owner's persistent files, through the same pipeline as any upload
 (the owner's quota, ``MAX_UPLOAD_SIZE``, content-type policy, every validate and process hook), with
-``metadata.request`` and the uploader's name and note when given. ``max_files`` is held under the request's
-lock before a file's bytes are read, so racing uploads on any instance cannot pass it: over it, 409.
+``metadata.request`` and the uploader's name and note when given. Each file takes one of ``max_files``
+before its bytes are read (``slots``): over it, 409.
 """
 
 from __future__ import annotations
 
-import contextlib
 import unicodedata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -23,7 +22,8 @@ from . import schemas
 from .descriptions import owner_identity, request_for_visitor
 from .records import FileRequest
 from .share_pages import BYTES, TOKEN
-from .visits import not_found, problem_page, refuse_if_closed, wants_json
+from .slots import give_back, open_for_upload, take_slot
+from .visits import problem_page, wants_json
 
 if TYPE_CHECKING:
     from upload_service import StoredFile, UploadBatch, UploadService
@@ -141,7 +141,8 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                     body = await render_template("upload_service/link_password.html", problem=problem)
                     return Response(body, problem.status, problem.headers, content_type="text/html")
                 raise
-        file_request = await visits.open(token, FileRequest, full=409)
+        attempt = service.keyed_attempt()
+        file_request = await open_for_upload(visits, token, attempt)
         limit = size_limit(service, file_request)
         async with batch(file_request, file_metadata(file_request, None, None)) as uploads:
             slots = 0
@@ -156,7 +157,7 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                     if part.filename == "":
                         continue
                     filename = safe_filename(part.filename)
-                    await take_slot(links, file_request)
+                    await take_slot(service, links, file_request, attempt, slots)
                     slots += 1
                     info = uploads.info(filename, content_type_for(part.content_type, filename), None)
                     await uploads.add(info, part.chunks(), max_size=limit)
@@ -164,7 +165,7 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                     raise Problem(400, "the request holds no file", reason="no_file")
                 files = await uploads.commit()
             except BaseException:
-                await give_back(links, file_request, slots)
+                await give_back(links, file_request, slots, attempt)
                 raise
         notify_received(service, file_request, files)
         answer = {"files": [received(file) for file in files]}
@@ -184,12 +185,13 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
     async def request_put(token: str, filename: str) -> Any:
         """One file as the raw body (``X-Uploader-Name``, ``X-Uploader-Note`` optional); ``Idempotency-Key`` is
         the link's."""
-        file_request = await visits.open(token, FileRequest, full=409)
+        attempt = service.keyed_attempt()
+        file_request = await open_for_upload(visits, token, attempt)
         limit = size_limit(service, file_request)
         if request.content_length is not None and request.content_length > limit:
             raise too_large(limit)
         name = safe_filename(filename)
-        await take_slot(links, file_request)
+        await take_slot(service, links, file_request, attempt)
         try:
             async with batch(file_request, uploader_headers(file_request)) as uploads:
                 info = uploads.info(name, content_type_for(request.headers.get("Content-Type"), name),
@@ -197,29 +199,8 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                 await uploads.add(info, service.request_body(request, limit))
                 (file,) = await uploads.commit()
         except BaseException:
-            await give_back(links, file_request, 1)
+            await give_back(links, file_request, 1, attempt)
             raise
         notify_received(service, file_request, [file])
         return json_response(received(file), 201)
 
-
-async def take_slot(links: LinkStore, file_request: FileRequest) -> None:
-    """Count one file against ``max_files`` before its bytes are read: 409 when the request is full."""
-    def take(current: FileRequest) -> None:
-        refuse_if_closed(current, full=409)
-        current.files_received += 1
-    try:
-        await links.change(file_request, take)
-    except LookupError:
-        raise not_found() from None
-
-
-async def give_back(links: LinkStore, file_request: FileRequest, count: int) -> None:
-    """Uncount files that were refused or failed."""
-    if not count:
-        return
-
-    def give_back(current: FileRequest) -> None:
-        current.files_received = max(0, current.files_received - count)
-    with contextlib.suppress(LookupError):  # revoked meanwhile: nothing left to count
-        await links.change(file_request, give_back)

@@ -3,8 +3,8 @@
 
 Every tus request of the endpoint asks the request link again (revoked or expired stops an upload mid-way);
 the uploads belong to the owner (their quota) within a scope of the request's own, so the link reaches only the
-uploads made through it. A file counts against ``max_files`` when it is committed (under the request's lock; a
-full request refuses it with 409 and it is not kept), not when it starts, so abandoned uploads hold nothing.
+uploads made through it. A file counts against ``max_files`` when it is committed (``slots``; a full request
+refuses it with 409 and it is not kept), not when it starts, so abandoned uploads hold nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from upload_service import TusGrant
 
 from .descriptions import owner_identity
 from .records import FileRequest
-from .request_pages import give_back, notify_received, size_limit, take_slot, uploader_headers
+from .request_pages import notify_received, size_limit, uploader_headers
+from .slots import give_back, open_for_upload, take_slot
 
 if TYPE_CHECKING:
     from quart import Request
@@ -30,15 +31,16 @@ if TYPE_CHECKING:
 
 def register_request_tus(register: Any, service: UploadService, links: LinkStore, visits: Visits) -> None:
     async def authorize(request: Request, token: str) -> TusGrant:
-        file_request = await visits.open(token, FileRequest, full=409)
+        attempt = service.keyed_attempt()  # a creation with its key (its file committed at once when complete)
+        file_request = await open_for_upload(visits, token, attempt)
 
         @asynccontextmanager
         async def admission() -> AsyncIterator[None]:
-            await take_slot(links, file_request)
+            await take_slot(service, links, file_request, attempt)
             try:
                 yield
             except BaseException:
-                await give_back(links, file_request, 1)
+                await give_back(links, file_request, 1, attempt)
                 raise
 
         def received(file: StoredFile) -> None:
