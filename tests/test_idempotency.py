@@ -287,6 +287,30 @@ def test_a_link_keeps_the_newest_claims_of_keyed_uploads_and_none_expired() -> N
     assert "old" not in link.claims and claimed(link, KeyedAttempt("new", retrying=True)) == 2
 
 
+def test_an_answer_that_depends_on_accept_is_replayed_only_to_the_same_accept(server: Server) -> None:
+    """A visitor's form upload is answered with an HTML page or JSON by Accept (``Vary: Accept``): a repeat that
+    asks for the other is a 422 (the kept answer is not one it could get), and nothing is stored twice. An upload
+    to the API, answered with JSON whatever Accept says, is replayed to any Accept."""
+    alice = server.client("alice")
+    link = _file_request(alice)
+    visitor = server.client(None)
+    before = owner_files(server, alice)
+    headers = {**key(), "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    form = {"files": [("file", ("page.txt", b"a page"))]}
+    first = visitor.post(link["url"], headers=headers, **form)
+    again = visitor.post(link["url"], headers={**headers, "Accept": "text/html, application/xhtml+xml, */*;q=0.8"},
+                         **form)
+    assert first.status_code == again.status_code == 201 and first.headers["Content-Type"].startswith("text/html")
+    assert again.text == first.text and again.headers["Idempotent-Replayed"] == "true"
+    other = visitor.post(link["url"], headers={**headers, "Accept": "application/json"}, **form)
+    assert other.status_code == 422 and "depends on accept" in other.json()["detail"]
+    assert len(owner_files(server, alice) - before) == 1
+    api = key()
+    made = alice.put("/api/files/any.txt", content=b"x", headers={**api, "Accept": "application/json"})
+    replayed = alice.put("/api/files/any.txt", content=b"x", headers={**api, "Accept": "text/html"})
+    assert replayed.headers["Idempotent-Replayed"] == "true" and replayed.json() == made.json()
+
+
 def test_the_openapi_document_names_the_header_and_its_answers(server: Server) -> None:
     paths = server.client(None).get("/api/openapi.json").json()["paths"]
     keyed = [("/api/files/{filename_or_file_id}", "put"), ("/api/files/{filename_or_file_id}", "delete"),

@@ -32,6 +32,13 @@ and the sha256 of the body's first ``FINGERPRINT_BYTES``, read ahead and left fo
 boundary is left out (clients pick a new one for every request, the retry of one upload included), and with it
 its length. Not the whole body: a 5 GiB retry would be read whole only to be told what it was told before; two
 different bodies of one length that share their first 64 KiB under one key are taken for the same request.
+
+Not ``Accept`` either: most answers are the same whatever it says, and a client's retry of an upload with another
+``Accept`` (a browser's resend, a script's retry through another library) is still the same upload. An answer that
+does depend on a request header names it in ``Vary``, as HTTP asks (a visitor's form upload to a file request:
+an HTML page or JSON by ``Accept``); its kept answer notes the request's values of those headers, and is replayed
+only to a repeat with the same values (compared without spaces or case): another is 422, since the answer kept is
+not one it could have got. A retry after an attempt died runs the view itself, so it answers as it asks.
 """
 
 from __future__ import annotations
@@ -135,6 +142,7 @@ class IdempotencyKeys:
                     "expires_at": time.time() + self.service.settings.idempotency_ttl,
                     "headers": [[name, value] for name, value in response.headers.items()
                                 if name.lower() not in UNKEPT_HEADERS],
+                    "varied": varied(response),
                     "body": base64.b64encode(body).decode()}
         try:
             await self._create(_answer_key(record_key), answered)
@@ -162,6 +170,21 @@ class IdempotencyKeys:
 
 def _answer_key(record_key: str) -> str:
     return f"{record_key}-answer"
+
+
+def varied(response: Response) -> dict[str, str]:
+    """This request's values of the headers the answer depends on (its ``Vary``), which a replay must match."""
+    names = {name.strip().lower() for value in response.headers.getlist("Vary") for name in value.split(",")}
+    return {name: _normal(request.headers.get(name, "")) for name in sorted(names - {"", "*"})}
+
+
+def differs(record: dict[str, Any]) -> list[str]:
+    """The headers a kept answer varies on whose values in this request are other than in the first."""
+    return [name for name, value in record.get("varied", {}).items() if _normal(request.headers.get(name, "")) != value]
+
+
+def _normal(value: str) -> str:
+    return "".join(value.split()).lower()
 
 
 def answered(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
@@ -197,9 +220,9 @@ async def fingerprint(service: UploadService) -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _mismatch() -> Problem:
-    return Problem(422, f"this {HEADER} was used for another request (method, path, headers or body differ); "
-                        "use a new key for a new request", reason="idempotency_key_reused")
+def _mismatch(what: str = "method, path, headers or body differ") -> Problem:
+    return Problem(422, f"this {HEADER} was used for another request ({what}); use a new key for a new request",
+                   reason="idempotency_key_reused")
 
 
 def _in_progress() -> Problem:
@@ -252,6 +275,8 @@ async def answer_once(service: UploadService, owner: str, key: str, view: Callab
 async def _replayed(service: UploadService, record: dict[str, Any]) -> Response:
     if record.get("fingerprint") != await fingerprint(service):
         raise _mismatch()
+    if names := differs(record):
+        raise _mismatch(f"its answer depends on {', '.join(names)}, which differs")
     service.metrics.counter("idempotent_replays", "requests answered with a kept Idempotency-Key answer").inc()
     return replay(record)
 

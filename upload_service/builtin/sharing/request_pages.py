@@ -168,12 +168,14 @@ def register_request_pages(bp: Any, service: UploadService, links: LinkStore, vi
                 await give_back(links, file_request, slots, attempt)
                 raise
         notify_received(service, file_request, files)
-        answer = {"files": [received(file) for file in files]}
         if wants_json():
-            return json_response(answer, 201)
-        body = await render_template("upload_service/request_received.html", file_request=file_request,
-                                     files=files)
-        return Response(body, 201, content_type="text/html")
+            response = json_response({"files": [received(file) for file in files]}, 201)
+        else:
+            body = await render_template("upload_service/request_received.html", file_request=file_request,
+                                         files=files)
+            response = Response(body, 201, content_type="text/html")
+        response.headers["Vary"] = "Accept"  # a key's kept answer is replayed only to the same Accept
+        return response
 
     @bp.route("/r/<token>/files/<upload_filename:filename>", methods=["PUT"], endpoint="request_put")
     @documented(public=True, body={"application/octet-stream": BYTES},
