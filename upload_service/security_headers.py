@@ -20,11 +20,15 @@ ALWAYS = {
 
 
 def add_security_headers(response: Response, html_policy: str = LOCKED_DOWN) -> Response:
-    """Set what is missing of the security headers on ``response`` (headers a route set stay)."""
+    """Set what is missing of the security headers on ``response`` (headers a route set stay). The names present
+    are read once: ``setdefault`` per header scanned the whole list, lower-casing every name, each time."""
+    present = {name.lower() for name, _ in response.headers.items()}
     for name, value in ALWAYS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy",
-                                html_policy if response.mimetype == "text/html" else LOCKED_DOWN)
+        if name.lower() not in present:
+            response.headers.add(name, value)
+    if "content-security-policy" not in present:
+        policy = html_policy if response.mimetype == "text/html" else LOCKED_DOWN
+        response.headers.add("Content-Security-Policy", policy)
     return response
 
 
