@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Quart, Response
 
+from .lean_path import ignores_raw_uploads
+
 LOCKED_DOWN = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 ALWAYS = {
     "X-Content-Type-Options": "nosniff",
@@ -35,6 +37,7 @@ def add_security_headers(response: Response, html_policy: str = LOCKED_DOWN) -> 
 def register_security_headers(target: Blueprint | Quart, html_policy: str = LOCKED_DOWN) -> None:
     """Every answer of ``target`` (the service's blueprint, or a whole stand-alone app) gets the headers."""
 
+    @ignores_raw_uploads  # the raw-upload lane adds them itself
     async def security_headers(response: Response) -> Response:
         return add_security_headers(response, html_policy)
 
