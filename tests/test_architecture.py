@@ -27,7 +27,7 @@ LAYERS = [
         "errors", "identity", "storage", "settings", "files", "randomness", "aio", "filenames", "digests",
         "locking", "hookspecs", "hookcalls", "metrics", "tokens", "multipart", "body", "security_headers",
         "session_cookie", "proxies", "templating", "assets", "hypercorn_tuning", "logs", "sessions", "json_body",
-        "attempts",
+        "attempts", "lean_path",
     }),
     ("domain logic", {
         "usage", "quotas", "concurrency", "reservations", "content_types", "uploads", "lockers", "rate_limits",
@@ -35,7 +35,7 @@ LAYERS = [
     }),
     ("plugin runtime", {"plugins"}),
     ("HTTP", {"responses", "idempotency", "serving", "health", "ui", "api", "api.fallback", "api.files", "api.openapi",
-              "api.schemas", "api.uploads", "api.persist"}),
+              "api.schemas", "api.uploads", "api.persist", "api.raw_lane"}),
     ("assembly", {"service", "app", "cli", "workers", "testing", ""}),
 ]
 ASSEMBLY = len(LAYERS) - 1

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     )
     from .hookspecs import hookimpl as hookimpl
     from .identity import Identity as Identity, owner_key as owner_key
+    from .lean_path import ignores_raw_uploads as ignores_raw_uploads
     from .locking import (
         LockBusy as LockBusy,
         Locker as Locker,
@@ -115,6 +116,7 @@ _HOMES = {
     "documented": "api.openapi",
     "Param": "api.openapi",
     "Reply": "api.openapi",
+    "ignores_raw_uploads": "lean_path",
     # asyncio and ids
     "complete": "aio",
     "random_hex": "randomness",

@@ -23,6 +23,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
+from .lean_path import ignores_raw_uploads
 from .randomness import random_hex
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -161,17 +162,28 @@ def register_request_ids(bp: Blueprint, secret_variables: set[str] | None = None
     secrets = secret_variables if secret_variables is not None else set()
 
     @bp.before_request
+    @ignores_raw_uploads  # the raw-upload lane calls the same two functions
     async def begin() -> None:
-        _REQUEST_ID.set(_request_id_from(request.headers.get(REQUEST_ID_HEADER)))
-        _STARTED.set(time.perf_counter())
+        begin_request(request.headers.get(REQUEST_ID_HEADER))
 
     @bp.after_request
+    @ignores_raw_uploads
     async def finish(response: Response) -> Response:
-        request_id = _REQUEST_ID.get()
-        if request_id is not None:
-            response.headers[REQUEST_ID_HEADER] = request_id
-        path = logged_path(secrets)
-        access_log.info("%s %s %s", request.method, path, response.status_code, extra={
-            "method": request.method, "path": path, "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - _STARTED.get()) * 1000, 2)})
-        return response
+        return end_request(response, request.method, logged_path(secrets))
+
+
+def begin_request(request_id_header: str | None) -> None:
+    """Before a request of the service: its id (the client's, if sane) and its start, for the access record."""
+    _REQUEST_ID.set(_request_id_from(request_id_header))
+    _STARTED.set(time.perf_counter())
+
+
+def end_request(response: Response, method: str, path: str) -> Response:
+    """After it: the id as a header, and one access record."""
+    request_id = _REQUEST_ID.get()
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    access_log.info("%s %s %s", method, path, response.status_code, extra={
+        "method": method, "path": path, "status": response.status_code,
+        "duration_ms": round((time.perf_counter() - _STARTED.get()) * 1000, 2)})
+    return response

@@ -29,6 +29,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from .errors import Problem, StartupError
+from .lean_path import ignores_raw_uploads
 
 if TYPE_CHECKING:
     from quart import Request
@@ -117,6 +118,7 @@ def register_rate_limits(bp: Any, service: UploadService) -> None:
     uncounted = {f"{service.name}.{endpoint}" for endpoint in UNCOUNTED}
 
     @bp.before_request
+    @ignores_raw_uploads  # the lane counts the address itself (``check_address``)
     async def limit_address() -> None:
         if request.endpoint not in uncounted:
             await service.rate_limits.check_address(request)

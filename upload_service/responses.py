@@ -82,3 +82,11 @@ def as_problem(error: BaseException) -> Problem:
         return Problem(500, "the storage failed; nothing of this upload was kept", reason="storage_error")
     log.error("unhandled error", exc_info=error)
     return Problem(500, "an unexpected error happened; it was logged", reason="internal")
+
+
+async def error_answer(service: UploadService, error: Exception) -> Response:
+    """The service's answer to an error of one of its requests (its blueprint's error handler, and the raw-upload
+    lane): problem details, counted in the rejections metric."""
+    problem = as_problem(error)
+    service.metrics.rejected(problem.reason, problem.status)
+    return problem_response(problem)

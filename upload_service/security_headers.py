@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Quart, Response
 
+from .lean_path import ignores_raw_uploads
+
 LOCKED_DOWN = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 ALWAYS = {
     "X-Content-Type-Options": "nosniff",
@@ -20,17 +22,22 @@ ALWAYS = {
 
 
 def add_security_headers(response: Response, html_policy: str = LOCKED_DOWN) -> Response:
-    """Set what is missing of the security headers on ``response`` (headers a route set stay)."""
+    """Set what is missing of the security headers on ``response`` (headers a route set stay). The names present
+    are read once: ``setdefault`` per header scanned the whole list, lower-casing every name, each time."""
+    present = {name.lower() for name, _ in response.headers.items()}
     for name, value in ALWAYS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy",
-                                html_policy if response.mimetype == "text/html" else LOCKED_DOWN)
+        if name.lower() not in present:
+            response.headers.add(name, value)
+    if "content-security-policy" not in present:
+        policy = html_policy if response.mimetype == "text/html" else LOCKED_DOWN
+        response.headers.add("Content-Security-Policy", policy)
     return response
 
 
 def register_security_headers(target: Blueprint | Quart, html_policy: str = LOCKED_DOWN) -> None:
     """Every answer of ``target`` (the service's blueprint, or a whole stand-alone app) gets the headers."""
 
+    @ignores_raw_uploads  # the raw-upload lane adds them itself
     async def security_headers(response: Response) -> Response:
         return add_security_headers(response, html_policy)
 

@@ -27,6 +27,7 @@ from .api.fallback import register_api_fallback
 from .api.files import register_file_routes
 from .api.openapi import register_openapi_routes
 from .api.persist import register_persist_route
+from .api.raw_lane import RawUploadLane
 from .api.uploads import register_upload_routes
 from .attempts import KeyedAttempt, current_attempt
 from .auth import AuthProviders, check_csrf, require_identity
@@ -48,7 +49,7 @@ from .plugins import log_plugin_statuses, make_plugin_manager
 from .proxies import public_origin
 from .rate_limits import RateLimits, register_rate_limits
 from .reservations import Reservation, forget_file, release_hold, upload_slot
-from .responses import as_problem, describe_file, problem_response
+from .responses import describe_file, error_answer
 from .settings import PluginModel, Settings
 from .storage import Storage
 from .templating import service_template_loader
@@ -127,7 +128,8 @@ class UploadService:
         self.content_types = ContentTypePolicy.from_settings(self.settings)  # what uploads may be, by content
         app.register_blueprint(self._blueprint(), url_prefix=self.url_prefix or None)
         streamed = (f"{self.url_prefix}/api/", *(f"{self.url_prefix}{path}" for path in self._streamed_paths))
-        streaming = StreamingBodyMiddleware(app.asgi_app, streamed, self.settings.upload_min_rate)
+        lane = RawUploadLane(app.asgi_app, app, self)  # an API client's raw upload, answered below Quart
+        streaming = StreamingBodyMiddleware(lane, streamed, self.settings.upload_min_rate)
         # Quart's way to add ASGI middleware, but its types see asgi_app as a method taking TypedDict scopes
         app.asgi_app = streaming  # type: ignore[method-assign, assignment]
         app.before_serving(self.start)
@@ -190,9 +192,7 @@ class UploadService:
         return bp
 
     async def _error_response(self, error: Exception) -> Any:
-        problem = as_problem(error)
-        self.metrics.rejected(problem.reason, problem.status)
-        return problem_response(problem)
+        return await error_answer(self, error)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

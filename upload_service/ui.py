@@ -15,6 +15,7 @@ from werkzeug.routing import BuildError
 from .api.files import delete_own_file
 from .assets import Assets, origin
 from .auth import check_csrf, require_identity
+from .lean_path import ignores_raw_uploads
 from .responses import iso
 from .security_headers import register_security_headers
 from .sessions import csrf_token, sign_out
@@ -127,6 +128,7 @@ def register_ui_routes(bp: Blueprint, service: UploadService) -> None:
     register_security_headers(bp, policy)  # every answer of the blueprint; HTML pages with this page policy
 
     @bp.after_request
+    @ignores_raw_uploads  # static files only
     async def static_cache(response: Response) -> Response:
         """Fingerprinted static URLs never change; the modules app.js imports (no fingerprint) are revalidated."""
         if request.endpoint == f"{service.name}.static":

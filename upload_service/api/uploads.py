@@ -6,7 +6,7 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 import pybase64
-from quart import Blueprint, redirect, request
+from quart import Blueprint, Request, Response, redirect, request
 from werkzeug.routing import PathConverter
 
 from ..auth import CSRF_FIELD, check_csrf, needs_csrf, require_identity
@@ -206,14 +206,19 @@ def register_upload_routes(bp: Blueprint, service: UploadService) -> None:
     @service.idempotent
     async def upload_raw(filename: str) -> Any:
         """Stream the raw request body into one file named ``filename``."""
-        identity = await require_identity(service, request)
-        check_declared_length(request, service.settings.max_upload_size)
-        name = safe_filename(filename)
-        temporary = request.args.get("temporary", "").lower() in ("1", "true", "yes")
-        digests = ExpectedDigests.from_headers(request.headers)
-        async with UploadBatch(service, identity, temporary=temporary, path="raw") as batch:
-            info = batch.info(name, content_type_for(request.headers.get("Content-Type"), name), request.content_length)
-            await batch.add(info, body_chunks(request, service.settings.upload_idle_timeout), digests)
-            (file,) = await batch.commit()
-        described = describe(service, file)
-        return json_response(described, 201, {"Location": described["url"]})
+        return await store_raw(service, request, filename)
+
+
+async def store_raw(service: UploadService, request: Request, filename: str) -> Response:
+    """The raw upload's work and answer, for its route and for the lane below Quart (``raw_lane``)."""
+    identity = await require_identity(service, request)
+    check_declared_length(request, service.settings.max_upload_size)
+    name = safe_filename(filename)
+    temporary = request.args.get("temporary", "").lower() in ("1", "true", "yes")
+    digests = ExpectedDigests.from_headers(request.headers)
+    async with UploadBatch(service, identity, temporary=temporary, path="raw") as batch:
+        info = batch.info(name, content_type_for(request.headers.get("Content-Type"), name), request.content_length)
+        await batch.add(info, body_chunks(request, service.settings.upload_idle_timeout), digests)
+        (file,) = await batch.commit()
+    described = describe(service, file)
+    return json_response(described, 201, {"Location": described["url"]})

@@ -14,6 +14,7 @@ from upload_service import Identity, StartupError, bearer_token, hookimpl
 
 class StaticTokens:
     name = "api_tokens"
+    needs_request_context = False  # with a bearer token, only the request given is read
 
     def __init__(self, tokens: dict[str, str]) -> None:
         # Look tokens up by their hash, so the comparison time says nothing about a token's characters.

@@ -20,6 +20,7 @@ DEV_IDENTITY = Identity(id="dev:local", name="local developer", provider="dev", 
 
 class DevSignIn:
     name = "dev"
+    needs_request_context = False  # with a bearer token, only the request given is read
     title = "Sign in as the local developer"
     login_method = "post"  # the sign-in page posts a form with the CSRF token (other providers get a link)
     login_origins = ()  # the form post lands back on this service (the page's CSP form-action stays 'self')

@@ -52,6 +52,7 @@ def _token_issuer(token: str) -> str | None:
 
 class OIDCProvider:
     login_method = "get"
+    needs_request_context = False  # with a bearer token, only the request given is read
 
     def __init__(self, service: Any, config: ProviderConfig) -> None:
         self.service = service

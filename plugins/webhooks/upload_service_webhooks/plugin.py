@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from upload_service import StoredFile, hookimpl
 
 from .config import WebhookSettings, endpoints_from
 from .outbox import Outbox
-
-log = logging.getLogger("upload_service.webhooks")
 
 
 def outbox_of(service: Any) -> Outbox | None:
@@ -44,30 +42,31 @@ def background_tasks(service: Any) -> list[Any]:
     return [outbox.run] if outbox is not None else []
 
 
-async def _add(service: Any, event_type: str, data: dict[str, Any]) -> None:
+def _add(service: Any, event_type: str, data: Callable[[], dict[str, Any]]) -> Awaitable[Any] | None:
+    """The outbox write of an event, for the core to await; nothing (not even the event's data, or a task to
+    await) while no endpoint is configured: an installed, inactive plugin costs each upload nothing."""
     outbox = outbox_of(service)
-    if outbox is not None:
-        await outbox.add(event_type, data)
+    return None if outbox is None else outbox.add(event_type, data())
 
 
 @hookimpl
-async def upload_persisted(file: StoredFile, service: Any) -> None:
-    await _add(service, "file.persisted", service.describe(file))
+def upload_persisted(file: StoredFile, service: Any) -> Awaitable[Any] | None:
+    return _add(service, "file.persisted", lambda: service.describe(file))
 
 
 @hookimpl
-async def file_deleted(file: StoredFile, service: Any) -> None:
+def file_deleted(file: StoredFile, service: Any) -> Awaitable[Any] | None:
     """The hook is told no reason: a temporary upload deleted once past its expiry is what the cleanup sweep
     removes, so that is ``file.expired``; anything else is ``file.deleted``."""
     expired = file.temporary and file.expired()
-    await _add(service, "file.expired" if expired else "file.deleted", service.describe(file))
+    return _add(service, "file.expired" if expired else "file.deleted", lambda: service.describe(file))
 
 
 @hookimpl
-async def share_downloaded(share: dict[str, Any], files: list[StoredFile], service: Any) -> None:
-    await _add(service, "share.downloaded", {"share": share, "files": [service.describe(f) for f in files]})
+def share_downloaded(share: dict[str, Any], files: list[StoredFile], service: Any) -> Awaitable[Any] | None:
+    return _add(service, "share.downloaded", lambda: {"share": share, "files": [service.describe(f) for f in files]})
 
 
 @hookimpl
-async def file_request_received(file_request: dict[str, Any], file: StoredFile, service: Any) -> None:
-    await _add(service, "request.received", {"request": file_request, "file": service.describe(file)})
+def file_request_received(file_request: dict[str, Any], file: StoredFile, service: Any) -> Awaitable[Any] | None:
+    return _add(service, "request.received", lambda: {"request": file_request, "file": service.describe(file)})

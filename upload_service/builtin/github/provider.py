@@ -46,6 +46,7 @@ def looks_like_github_token(token: str) -> bool:
 
 class GitHubProvider:
     name = PROVIDER_NAME
+    needs_request_context = False  # with a bearer token, only the request given is read
     title = "Sign in with GitHub"
     login_method = "post"  # the sign-in page posts a form with the CSRF token; a plain GET link works too
 

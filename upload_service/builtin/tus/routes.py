@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Request, Response, request
 
-from upload_service import Param, Problem, Reply, StartupError, StoredFile, TusGrant, documented
+from upload_service import (
+    Param,
+    Problem,
+    Reply,
+    StartupError,
+    StoredFile,
+    TusGrant,
+    documented,
+    ignores_raw_uploads,
+)
 
 from .operations import TusUploads
 from .protocol import (
@@ -93,6 +102,7 @@ def register_tus_routes(bp: Blueprint, service: UploadService, uploads: TusUploa
     prefixes = tuple(f"{service.name}.{name}_" for name in names)
 
     @bp.after_request
+    @ignores_raw_uploads  # tus endpoints only
     async def tus_headers(response: Response) -> Response:
         """Every tus answer, errors included, says its protocol version and lets browsers read its headers."""
         if (request.endpoint or "").startswith(prefixes):
