@@ -16,6 +16,10 @@ process that dies between 2 and 3 leaves its pending note, which ``heal`` settle
 register in ``writers`` durably, with the machine's boot id, so a start that finds a writer of an earlier boot
 that never closed reconciles the whole index instead.
 
+A file SQLite finds damaged (not a database, malformed pages, a WAL that does not match), at open or at any later
+query, is ``discard``-ed: moved aside to ``objects.sqlite3.corrupt``, made anew and empty, and rebuilt in the
+background (``on_reset``) while callers read the disk, as for a deleted index.
+
 Blocking: call it in the storage's threads. Connections come from a small pool; writes of one process go through
 one leader at a time, which takes every write queued meanwhile into its transaction (a group commit).
 """
@@ -50,6 +54,8 @@ FILE = "objects.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
 POOL = 4  # connections kept open for reuse
 PENDING_GRACE = 60.0  # a pending note older than this is settled by the sweep even if its writer lives
+DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})  # result codes of a damaged file
+ASIDE = ".corrupt"  # an unreadable file is kept once under its name plus this, for a post-mortem
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects (
@@ -83,6 +89,16 @@ def expiry_of(metadata: dict[str, Any]) -> float | None:
     except ValueError:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def unreadable(error: BaseException) -> bool:
+    """Whether ``error`` says the index file is damaged (as opposed to busy or full): it is then made anew. A
+    table or column of the schema missing is damage too (a foreign WAL applied over the file, say): the schema
+    is checked at open, and a file of another schema is made anew anyway."""
+    if not isinstance(error, sqlite3.DatabaseError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    return code & 0xFF in DAMAGED or str(error).startswith(("no such table", "no such column"))
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
@@ -146,6 +162,8 @@ class ObjectIndex:
         self._queue: list[_Write] = []
         self.fault: Callable[[str], None] | None = None  # tests: called between a change and its settle
         self.journal = PendingJournal(self.folder / PENDING_FOLDER, self.writer)
+        self.on_reset: Callable[[], None] | None = None  # called when this storage made the file anew (a rebuild)
+        self.unsettled: set[str] = set()  # keys changed whose note failed: ``heal`` settles them
 
     # -- the file ---------------------------------------------------------------------------------------
 
@@ -173,17 +191,46 @@ class ObjectIndex:
             os.close(fd)
 
     def open(self) -> None:
-        """Make the file if it is missing or of another schema (under the lock), and register this writer."""
-        with self.locked():
-            if self._schema_on_disk() != SCHEMA:
-                self._recreate()
-            self.inode = os.stat(self.path).st_ino
-            self._epoch += 1
+        """Make the file if it is missing, of another schema or unreadable (under the lock), and register this
+        writer."""
+        for attempt in range(2):
+            with self.locked():
+                if self._schema_on_disk() != SCHEMA:
+                    self._recreate()
+                self.inode = os.stat(self.path).st_ino
+                self._epoch += 1
+            try:
+                self._register()
+                return
+            except sqlite3.DatabaseError as error:  # ``connection`` discarded an unreadable file: once more
+                if attempt or not unreadable(error):
+                    raise
+
+    def _register(self) -> None:
         with self.connection() as db:
             db.execute("PRAGMA synchronous = FULL")  # this note must survive a power loss (see the module's doc)
             with db:
                 db.execute("INSERT OR REPLACE INTO writers VALUES (?, ?, ?)", (self.writer, self.boot, time.time()))
             db.execute("PRAGMA synchronous = NORMAL")
+
+    def discard(self, epoch: int, error: sqlite3.Error) -> None:
+        """The file this storage opened at ``epoch`` is unreadable: move it aside and make it anew, unless
+        another thread or process did already (the next use of the index then opens the new file)."""
+        with self.locked():
+            if epoch == self._epoch and not self._replaced():
+                self._set_aside(error)
+                self._recreate()
+
+    def _set_aside(self, error: sqlite3.Error) -> None:
+        """Under the lock: keep the unreadable file (with its own WAL only) under another name, replacing an
+        older one, so that it can be looked at but never opened as the index again."""
+        aside = f"{self.path}{ASIDE}"
+        log.warning("the index %s is unreadable (%s): moved to %s and rebuilt; listings read the disk meanwhile",
+                    self.path, error, aside)
+        for suffix in ("", "-wal"):
+            Path(f"{aside}{suffix}").unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
 
     def close(self) -> None:
         """Unregister (a clean stop leaves nothing to reconcile) and close the journal and the connections."""
@@ -205,7 +252,9 @@ class ObjectIndex:
         try:
             with contextlib.closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)) as db:
                 row = db.execute("SELECT value FROM state WHERE name = 'schema'").fetchone()
-        except sqlite3.Error:
+        except sqlite3.Error as error:
+            if unreadable(error):
+                self._set_aside(error)
             return None
         return row[0] if row else None
 
@@ -217,14 +266,8 @@ class ObjectIndex:
             db.executescript(_SCHEMA_SQL)
             db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
                            [("schema", SCHEMA), ("complete", 0), ("dirty", 0), ("generation", 0)])
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                             check_same_thread=False)  # pooled: used by one thread at a time
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")  # WAL commits survive a crash of the process; see heal
-        return db
+        if self.on_reset is not None:
+            self.on_reset()
 
     def _replaced(self) -> bool:
         """Whether the file is no longer the one this storage opened (deleted, or rebuilt by someone)."""
@@ -233,39 +276,64 @@ class ObjectIndex:
         except FileNotFoundError:
             return True
 
-    def _writing(self) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                             check_same_thread=False)  # pooled: used by one thread at a time
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # WAL commits survive a crash of the process; see heal
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _writing(self, epoch: int) -> sqlite3.Connection:
         """The one connection writes use (under ``_write_lock``): taking one from the pool for each write made
         and closed connections all the time once more threads wrote at once than the pool keeps."""
-        if self._replaced():
-            self.open()
-        if self._writer is None or self._writer[1] != self._epoch:
+        if self._writer is None or self._writer[1] != epoch:
             if self._writer is not None:
                 self._writer[0].close()
-            self._writer = (self._connect(), self._epoch)
+                self._writer = None
+            self._writer = (self._connect(), epoch)
         return self._writer[0]
+
+    def _current(self) -> int:
+        """The epoch of the file now at ``path``, opening it first if it was replaced."""
+        if self._replaced():
+            self.open()
+        return self._epoch
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A connection to the current file (the file is reopened once replaced), from a small pool: one per
-        thread would hold three descriptors in each of the storage's threads."""
-        if self._replaced():
-            self.open()
+        thread would hold three descriptors in each of the storage's threads. A file found unreadable is
+        discarded (the error still reaches the caller, who reads the disk instead)."""
+        epoch = self._current()
         with self._pool_lock:
             taken = self._pool.pop() if self._pool else None
-            epoch = self._epoch
-        if taken is None or taken[1] != epoch:
-            if taken is not None:
-                taken[0].close()
-            taken = (self._connect(), epoch)
         try:
+            if taken is None or taken[1] != epoch:
+                if taken is not None:
+                    taken[0].close()
+                taken = None
+                taken = (self._connect(), epoch)
             yield taken[0]
+        except sqlite3.DatabaseError as error:
+            if unreadable(error):
+                self.discard(epoch, error)
+            raise
         finally:
-            with self._pool_lock:
-                keep = taken[1] == self._epoch and len(self._pool) < POOL
-                if keep:
-                    self._pool.append(taken)
-            if not keep:
-                taken[0].close()
+            if taken is not None:
+                self._give_back(taken)
+
+    def _give_back(self, taken: tuple[sqlite3.Connection, int]) -> None:
+        with self._pool_lock:
+            keep = taken[1] == self._epoch and len(self._pool) < POOL
+            if keep:
+                self._pool.append(taken)
+        if not keep:
+            taken[0].close()
 
     # -- state ------------------------------------------------------------------------------------------
 
@@ -317,14 +385,31 @@ class ObjectIndex:
                 item.done = True
 
     def _transaction(self, batch: list[_Write]) -> None:
-        db = self._writing()
-        db.execute("BEGIN IMMEDIATE")
+        """The batch in one transaction; in a new file if the current one turns out unreadable."""
         try:
-            for item in batch:
-                item.result = item.work(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+            self._attempt(batch)
+        except sqlite3.DatabaseError as error:
+            if not unreadable(error):
+                raise
+            self._attempt(batch)  # ``_attempt`` discarded the file
+
+    def _attempt(self, batch: list[_Write]) -> None:
+        epoch = self._current()
+        try:
+            db = self._writing(epoch)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for item in batch:
+                    item.result = item.work(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse even this
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as error:
+            if unreadable(error):
+                self.discard(epoch, error)
             raise
 
     def intend(self, *keys: str) -> int:
@@ -359,9 +444,15 @@ class ObjectIndex:
     @contextlib.contextmanager
     def changing(self, *keys: str) -> Iterator[None]:
         """Around one change of ``keys`` on disk: ``intend`` before, ``settle`` after, even if the change failed
-        (a refused commit leaves the key as it was, and settling says so). A failed settle is logged: the note
-        stays, and the sweep settles it."""
-        journal = self.intend(*keys)
+        (a refused commit leaves the key as it was, and settling says so). The change never fails because of the
+        index: a failed note is logged and its keys kept in ``unsettled``, a failed settle is logged and its note
+        stays in the journal, and the sweep settles both."""
+        try:
+            journal: int | None = self.intend(*keys)
+        except Exception:
+            log.exception("could not note a change of %s; the next sweep will settle it", ", ".join(keys))
+            journal = None
+            self.unsettled.update(keys)
         try:
             yield
         finally:
@@ -370,7 +461,8 @@ class ObjectIndex:
             except Exception:
                 log.exception("could not update the index for %s; the next sweep will", ", ".join(keys))
             else:
-                self.journal.done(journal)
+                if journal is not None:
+                    self.journal.done(journal)
 
     # -- reads ------------------------------------------------------------------------------------------
 
