@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -325,6 +326,48 @@ async def test_an_index_damaged_while_stopped_is_set_aside_and_rebuilt_at_start(
         assert (second.index.folder / "objects.sqlite3.corrupt").exists()
     finally:
         await second.close()
+
+
+async def test_the_sweep_removes_old_record_files_that_no_object_names(relaxed):
+    """Records over 3,000 bytes live in ``.records``; a refused commit, or a crash between a delete's two steps,
+    leaves one that nothing names. The sweep removes those once old, and spares every other: of an object, of a
+    change not yet settled in the index, of a staged file being committed, and a young one."""
+    storage, layout = relaxed, relaxed.layout
+    if not layout.xattrs:
+        pytest.skip("this file system keeps no user xattrs: objects are folders with meta.json")
+    large = {"pad": "x" * 4000}
+    for name in ("kept", "changing", "dup"):
+        await put(storage, f"files/o/{name}", metadata={**large, "name": name})
+    named = {key: json.loads(os.getxattr(layout.object_path(f"files/o/{key}"), ATTRIBUTE))["record"]
+             for key in ("kept", "changing", "dup")}
+    with pytest.raises(Exception, match="dup"):  # refused after its record was written
+        await put(storage, "files/o/dup", metadata={**large, "name": "second"})
+    crashed = layout.records / "crashed-between-unlinks.json"  # a deleted object's, as a crash leaves it
+    shutil.copyfile(layout.records / named["kept"], crashed)
+    staged = layout.records / "staged.json"
+    shutil.copyfile(layout.records / named["kept"], staged)
+    staging = layout.new_staging()
+    staging.write_bytes(b"x")
+    os.setxattr(staging, ATTRIBUTE, json.dumps({"record": staged.name}).encode())
+    with sqlite3.connect(storage.index.path) as db:  # renamed into place, not yet settled: its row still missing
+        db.execute("DELETE FROM objects WHERE key = 'files/o/changing'")
+        db.execute("INSERT INTO pending VALUES ('files/o/changing', ?, ?)", (storage.index.writer, time.time()))
+    before = {path.name for path in layout.records.iterdir()}
+    young = layout.records / "young.json"
+    shutil.copyfile(crashed, young)
+    old = time.time() - 2 * 3600
+    for path in layout.records.iterdir():
+        if path != young:
+            os.utime(path, (old, old))
+
+    await storage.sweep_staging()
+
+    left = {path.name for path in layout.records.iterdir()}
+    orphans = before - set(named.values()) - {staged.name}
+    assert len(orphans) == 2 and crashed.name in orphans  # the refused commit's and the crashed delete's
+    assert left == before - orphans | {young.name}
+    assert (await storage.stat("files/o/kept")).metadata["name"] == "kept"
+    assert (await storage.stat("files/o/dup")).metadata["name"] == "dup"
 
 
 @pytest.mark.process

@@ -48,7 +48,7 @@ from .pending import FOLDER as PENDING_FOLDER, PendingJournal
 
 log = logging.getLogger("upload_service.local_storage")
 
-SCHEMA = 1  # an index of another version is deleted and rebuilt: no migrations
+SCHEMA = 2  # an index of another version is deleted and rebuilt: no migrations
 FOLDER = ".index"
 FILE = "objects.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
@@ -60,15 +60,17 @@ _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects (
     key TEXT PRIMARY KEY, area TEXT NOT NULL, owner TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    created_at TEXT NOT NULL, expires_at REAL, metadata TEXT NOT NULL, generation INTEGER NOT NULL
+    created_at TEXT NOT NULL, expires_at REAL, metadata TEXT NOT NULL, record TEXT, generation INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_expiry ON objects (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS objects_record ON objects (record) WHERE record IS NOT NULL;
 CREATE TABLE IF NOT EXISTS pending (key TEXT NOT NULL, writer TEXT NOT NULL, at REAL NOT NULL,
                                     PRIMARY KEY (key, writer)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writers (name TEXT PRIMARY KEY, boot TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
 """
 _COLUMNS = "key, size, sha256, created_at, metadata"
 Objects = list[StoredObject]  # (``list`` is a method's name in the class below)
+Names = list[str]
 
 
 def boot_id() -> str:
@@ -118,11 +120,13 @@ def key_range(prefix: str, start_after: str | None) -> tuple[str, str]:
     return max(low, start_after or ""), high
 
 
-def _row(stored: StoredObject) -> tuple[Any, ...]:
-    """An object's row but its generation (the current one, read by the insert itself)."""
+def _row(stored: StoredObject, record: str | None) -> tuple[Any, ...]:
+    """An object's row but its generation (the current one, read by the insert itself); ``record``: the
+    ``.records`` file of its record, if it has one."""
     parts = stored.key.split("/")
     return (stored.key, parts[0], parts[1] if len(parts) > 2 else "", stored.size, stored.sha256,
-            stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode())
+            stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode(),
+            record)
 
 
 def _stored(row: tuple[Any, ...]) -> StoredObject:
@@ -429,16 +433,16 @@ class ObjectIndex:
         missing = 0
         for key in keys:
             try:
-                stored = self.layout.read_record(self.layout.object_path(key), key)
+                stored, name = self.layout.read_entry(self.layout.object_path(key), key)
             except (ValueError, KeyError, OSError):
                 log.warning("%s has an unreadable record: left out of the index", key)
-                stored = None
+                stored = name = None
             if stored is None:
                 missing += 1
                 db.execute("DELETE FROM objects WHERE key = ?", (key,))
             else:
-                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                           "(SELECT value FROM state WHERE name = 'generation'))", _row(stored))
+                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                           "(SELECT value FROM state WHERE name = 'generation'))", _row(stored, name))
         return missing
 
     @contextlib.contextmanager
@@ -497,6 +501,28 @@ class ObjectIndex:
             count, size = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE key >= ? AND key < ?",
                                      (low, high)).fetchone()
         return count, size
+
+    def referenced(self, names: Names) -> set[str]:
+        """Which of the ``.records`` files ``names`` hold the record of an object: of a key being changed (read
+        from the disk: its row may not say yet), then of an indexed one (a change settled meanwhile wrote its
+        row before dropping its note, so nothing slips between the two looks)."""
+        with self.connection() as db:
+            changing = [key for (key,) in db.execute("SELECT DISTINCT key FROM pending")]
+        found: set[str | None] = set()
+        for key in changing:
+            with contextlib.suppress(ValueError, KeyError, OSError):
+                found.add(self.layout.read_entry(self.layout.object_path(key), key)[1])
+        with self.connection() as db:
+            found |= {name for name in names
+                      if db.execute("SELECT 1 FROM objects INDEXED BY objects_record WHERE record = ?",
+                                    (name,)).fetchone()}
+        return {name for name in names if name in found}
+
+    def trusted(self) -> bool:
+        """Whether the index lists every object and no writer of an earlier boot may have lost notes."""
+        with self.connection() as db:
+            state = self.state(db)
+        return bool(state.get("complete")) and not state.get("dirty")
 
     def count(self) -> int:
         with self.connection() as db:

@@ -26,7 +26,7 @@ from .owner import OwnerLock
 from .reading import read_range
 from .reindex import heal, rebuild
 from .resumable import LocalResumableUploads
-from .sweep import sweep_leftovers
+from .sweep import sweep_leftovers, sweep_records
 from .threads import IOThreads
 
 log = logging.getLogger("upload_service.local_storage")
@@ -77,11 +77,14 @@ class LocalStorage:
         self.index.open()
         self._heal_quietly()
 
-    def _heal_quietly(self) -> None:
-        """Heal the index and rebuild it if needed, logging what fails (it is tried again at the next sweep)."""
+    def _heal_quietly(self, *, records: bool = False) -> None:
+        """Heal the index and rebuild it if needed, then (``records``) sweep the ``.records`` files no object
+        names, logging what fails (it is tried again at the next sweep)."""
         try:
             heal(self.index)
             self._rebuild_if_needed()
+            if records and (swept := sweep_records(self.layout, self.index)):
+                log.info("removed %d record files that no object names", swept)
         except sqlite3.Error:
             log.exception("could not heal the index; the next sweep will try again")
 
@@ -253,9 +256,9 @@ class LocalStorage:
         return await self.threads.run(self._sweep_sync)
 
     def _sweep_sync(self) -> int:
-        """What dead writers left: staging folders, and index notes of changes they did not settle."""
+        """What dead writers left: staging folders, index notes of changes they did not settle, record files."""
         removed = sweep_leftovers(self.layout)
-        self._heal_quietly()
+        self._heal_quietly(records=True)
         return removed
 
     def _check_sync(self) -> None:

@@ -1,4 +1,5 @@
-"""The sweep of what dead writers left in ``.staging`` and ``.trash`` (kill -9, power loss): files and folders.
+"""The sweep of what dead writers left in ``.staging`` and ``.trash`` (kill -9, power loss): files and folders;
+and of ``.records`` files that no object names (``sweep_records``).
 
 A staging folder belongs to the storage named at the start of its name, which holds an flock on its lock in
 ``.owners`` for as long as it is open (see ``owner``): a folder whose owner's lock can be taken belongs to
@@ -15,11 +16,14 @@ import shutil
 import time
 from pathlib import Path
 
+from .index import ObjectIndex
 from .layout import DATA, Layout
 from .owner import held
 
 STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a lock file (or an older writer's folder) and
 # locking it
+RECORD_GRACE_SECONDS = 3600.0  # a commit writes a record file, names it on the staged file and renames that into
+# place in one call of one thread, so a record file this old is named by an object or by none
 
 
 def sweep_leftovers(layout: Layout) -> int:
@@ -49,10 +53,26 @@ def _remove(entry: os.DirEntry[str]) -> None:
             os.unlink(entry.path)
 
 
-def _settled(entry: os.DirEntry[str], now: float) -> bool:
+def sweep_records(layout: Layout, index: ObjectIndex) -> int:
+    """Remove the ``.records`` files that no object names, older than ``RECORD_GRACE_SECONDS``: what a crash
+    between the two steps of a delete or an update leaves, or a commit refused after its record was written, or
+    two updates of one object racing. Only with an index that can say which are named (complete, not dirty);
+    a record named by a staged file (a commit under way) stays. Returns how many went."""
+    now = time.time()
+    old = [entry.name for entry in os.scandir(layout.records) if _settled(entry, now, RECORD_GRACE_SECONDS)]
+    if not old or not index.trusted():
+        return 0
+    staged = layout.record_names(layout.staging)  # before the index: a staged file is noted, then renamed
+    orphans = set(old) - staged - index.referenced(old)
+    for name in orphans:
+        (layout.records / name).unlink(missing_ok=True)
+    return len(orphans)
+
+
+def _settled(entry: os.DirEntry[str], now: float, grace: float = STAGING_GRACE_SECONDS) -> bool:
     """Older than the grace (a younger lock file may be about to be locked); False if it is gone meanwhile."""
     try:
-        return now - entry.stat(follow_symlinks=False).st_mtime >= STAGING_GRACE_SECONDS
+        return now - entry.stat(follow_symlinks=False).st_mtime >= grace
     except FileNotFoundError:  # removed meanwhile (a commit's rename, a storage closing)
         return False
 
