@@ -121,8 +121,7 @@ def key_range(prefix: str, start_after: str | None) -> tuple[str, str]:
 
 
 def _row(stored: StoredObject, record: str | None) -> tuple[Any, ...]:
-    """An object's row but its generation (the current one, read by the insert itself); ``record``: the
-    ``.records`` file of its record, if it has one."""
+    """An object's row but its generation; ``record``: the ``.records`` file of its record, if it has one."""
     parts = stored.key.split("/")
     return (stored.key, parts[0], parts[1] if len(parts) > 2 else "", stored.size, stored.sha256,
             stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode(),
@@ -430,20 +429,21 @@ class ObjectIndex:
     def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> int:
         """Inside a write transaction: make the rows of ``keys`` say what their records say now; returns how many
         of them have no record (gone, or a file without its xattr)."""
-        missing = 0
-        for key in keys:
+        generation = db.execute("SELECT value FROM state WHERE name = 'generation'").fetchone()[0]
+        rows, gone = [], []
+        for key in dict.fromkeys(keys):
             try:
-                stored, name = self.layout.read_entry(self.layout.object_path(key), key)
+                stored, name = self.layout.read_entry(self.layout.object_file(key), key)
             except (ValueError, KeyError, OSError):
                 log.warning("%s has an unreadable record: left out of the index", key)
                 stored = name = None
             if stored is None:
-                missing += 1
-                db.execute("DELETE FROM objects WHERE key = ?", (key,))
+                gone.append((key,))
             else:
-                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                           "(SELECT value FROM state WHERE name = 'generation'))", _row(stored, name))
-        return missing
+                rows.append((*_row(stored, name), generation))
+        db.executemany("DELETE FROM objects WHERE key = ?", gone)
+        db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(gone)
 
     @contextlib.contextmanager
     def changing(self, *keys: str) -> Iterator[None]:

@@ -53,6 +53,7 @@ class Layout:
     def __init__(self, root: Path, durability: Durability = "full") -> None:
         self.root = Path(root).resolve()
         self.objects = self.root / "objects"
+        self._objects = str(self.objects)
         self.staging = self.root / ".staging"
         self.trash = self.root / ".trash"
         self.resumable = self.root / ".resumable"
@@ -66,6 +67,10 @@ class Layout:
 
     def object_path(self, key: str) -> Path:
         return self.objects.joinpath(*check_key(key).split("/"))
+
+    def object_file(self, key: str) -> str:
+        """``object_path`` as a string, without ``pathlib``'s parsing (a rebuild reads every object's record)."""
+        return f"{self._objects}/{check_key(key)}"
 
     def prefix_dir(self, prefix: str) -> Path:
         """The folder under which the objects of a listing prefix (``files/owner/``) live."""
@@ -161,12 +166,12 @@ class Layout:
 
     # -- records ------------------------------------------------------------------------------------
 
-    def read_record(self, path: Path, key: str) -> StoredObject | None:
+    def read_record(self, path: Path | str, key: str) -> StoredObject | None:
         """The object at ``path``, or None: not there, not an object, or (after a power cut under
         ``DURABILITY=relaxed``) a file shorter than its record says."""
         return self.read_entry(path, key)[0]
 
-    def read_entry(self, path: Path, key: str) -> tuple[StoredObject | None, str | None]:
+    def read_entry(self, path: Path | str, key: str) -> tuple[StoredObject | None, str | None]:
         """``read_record``, and the name of the ``.records`` file that holds the record, if one does."""
         try:
             raw = os.getxattr(path, ATTRIBUTE)
@@ -274,10 +279,10 @@ def _stored(record: dict[str, Any], key: str) -> StoredObject:
                         created_at=datetime.fromisoformat(record["created_at"]), metadata=record.get("metadata", {}))
 
 
-def read_meta(folder: Path, key: str) -> StoredObject | None:
+def read_meta(folder: Path | str, key: str) -> StoredObject | None:
     """The object of the older layout whose folder is ``folder``, or None if it has no ``meta.json``."""
     try:
-        with open(folder / META, encoding="utf-8") as handle:
+        with open(os.path.join(folder, META), encoding="utf-8") as handle:
             record = json.load(handle)
     except (FileNotFoundError, NotADirectoryError):
         return None

@@ -30,23 +30,26 @@ BATCH = 500  # keys per write transaction: short enough that live writers wait a
 
 
 def walk(objects: Path, key: str = "") -> Iterator[str]:
-    """Every object's key under ``objects`` (a file, or a folder with a ``meta.json`` of the older layout), lazily:
-    a million keys are never in memory at once."""
+    """Every object's key under ``objects`` (a file, or a folder with a ``meta.json`` of the older layout), folder
+    by folder in name order, so that a batch of keys falls on a few neighbouring pages of the index (in the order
+    ``scandir`` gives, each key of a batch landed on a page of its own, and every batch rewrote hundreds of pages).
+    One folder's names are in memory at a time (a million names of an owner: ~80 MB, briefly)."""
     try:
-        entries = os.scandir(objects)
+        with os.scandir(objects) as entries:
+            found = sorted((entry.name, entry.is_file(follow_symlinks=False), entry.is_dir(follow_symlinks=False))
+                           for entry in entries)
     except (FileNotFoundError, NotADirectoryError):
         return
-    with entries:
-        for entry in entries:
-            child = f"{key}/{entry.name}" if key else entry.name
-            if entry.is_file(follow_symlinks=False):
-                yield child
-            elif not entry.is_dir(follow_symlinks=False):
-                continue
-            elif os.path.exists(os.path.join(entry.path, META)):
-                yield child
-            else:
-                yield from walk(Path(entry.path), child)
+    for name, is_file, is_dir in found:
+        child = f"{key}/{name}" if key else name
+        if is_file:
+            yield child
+        elif not is_dir:
+            continue
+        elif os.path.exists(os.path.join(objects, name, META)):
+            yield child
+        else:
+            yield from walk(objects / name, child)
 
 
 def rebuild(index: ObjectIndex, stop: threading.Event | None = None, *, wait: bool = True) -> int | None:
