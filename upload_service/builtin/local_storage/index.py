@@ -33,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -93,6 +93,11 @@ def expiry_of(metadata: dict[str, Any]) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+class Damaged(sqlite3.DatabaseError):
+    """A row the index never wrote (metadata that is not JSON, a time that is not one): SQLite read a damaged
+    page without noticing."""
+
+
 def unreadable(error: BaseException) -> bool:
     """Whether ``error`` says the index file is damaged (as opposed to busy or full): it is then made anew. A
     table or column of the schema missing is damage too (a foreign WAL applied over the file, say): the schema
@@ -100,7 +105,8 @@ def unreadable(error: BaseException) -> bool:
     if not isinstance(error, sqlite3.DatabaseError):
         return False
     code = getattr(error, "sqlite_errorcode", None) or 0
-    return code & 0xFF in DAMAGED or str(error).startswith(("no such table", "no such column"))
+    return (isinstance(error, Damaged) or code & 0xFF in DAMAGED
+            or str(error).startswith(("no such table", "no such column")))
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
@@ -128,10 +134,14 @@ def _row(stored: StoredObject, record: str | None) -> tuple[Any, ...]:
             record)
 
 
-def _stored(row: tuple[Any, ...]) -> StoredObject:
-    key, size, sha256, created_at, metadata = row
-    return StoredObject(key=key, size=size, sha256=sha256, created_at=datetime.fromisoformat(created_at),
-                        metadata=msgspec.json.decode(metadata))
+def _stored(rows: Iterable[tuple[Any, ...]]) -> Objects:
+    """The objects of rows of ``_COLUMNS`` (``Damaged`` if one cannot be what the index wrote)."""
+    try:
+        return [StoredObject(key=key, size=size, sha256=sha256, created_at=datetime.fromisoformat(created_at),
+                             metadata=msgspec.json.decode(metadata))
+                for key, size, sha256, created_at, metadata in rows]
+    except (ValueError, TypeError, msgspec.DecodeError) as error:
+        raise Damaged(f"a row of the index is damaged: {error}") from error
 
 
 class _Write:
@@ -478,7 +488,7 @@ class ObjectIndex:
             query += " LIMIT ?"
             args.append(limit)
         with self.connection() as db:
-            return [_stored(row) for row in db.execute(query, args)]
+            return _stored(db.execute(query, args))
 
     def list_expired(self, prefix: str, before: float, start_after: str | None,
                      limit: int | None) -> Objects:
@@ -492,7 +502,7 @@ class ObjectIndex:
             query += " LIMIT ?"
             args.append(limit)
         with self.connection() as db:
-            return [_stored(row) for row in db.execute(query, args)]
+            return _stored(db.execute(query, args))
 
     def totals(self, prefix: str) -> tuple[int, int]:
         """How many objects are under ``prefix`` and their bytes."""

@@ -85,20 +85,22 @@ class LocalStorage:
             self._rebuild_if_needed()
             if records and (swept := sweep_records(self.layout, self.index)):
                 log.info("removed %d record files that no object names", swept)
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):
             log.exception("could not heal the index; the next sweep will try again")
 
     def _rebuild_if_needed(self) -> None:
         """Rebuild when the index is new, incomplete or dirty."""
+        if self._needs_rebuild():
+            self._schedule_rebuild()
+
+    def _needs_rebuild(self) -> bool:
         with self.index.connection() as db:
             state = self.index.state(db)
-        if not state.get("complete") or state.get("dirty"):
-            self._schedule_rebuild()
+        return not state.get("complete") or bool(state.get("dirty"))
 
     def _schedule_rebuild(self) -> None:
         """Rebuild in the background (``list`` reads the disk meanwhile), unless a rebuild of this storage is
-        running already (it starts again by itself if the file is made anew); another process already
-        rebuilding is left to it. Also the index's ``on_reset``."""
+        running already (it starts again by itself if the file is made anew). Also the index's ``on_reset``."""
         with self._rebuild_lock:
             if self._stop.is_set() or not self.threads.is_open:
                 return
@@ -106,8 +108,13 @@ class LocalStorage:
                 self._rebuild = self.threads.pool.submit(self._rebuild_quietly)
 
     def _rebuild_quietly(self) -> int | None:
+        """Rebuild; while another process holds the rebuild lock, look again every second until the index is
+        complete (that process may be finishing a file that was made anew since) or this storage closes."""
         try:
-            return rebuild(self.index, self._stop, wait=False)
+            while True:
+                count = rebuild(self.index, self._stop, wait=False)
+                if count is not None or self._stop.wait(1.0) or not self._needs_rebuild():
+                    return count
         except Exception:
             log.exception("rebuilding the index failed; listings read the disk until a rebuild succeeds")
             return None
@@ -159,7 +166,7 @@ class LocalStorage:
         try:
             if self.index.usable():
                 return read(*args)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:
             log.warning("could not read the index (%s): reading the disk", error)
         return None
 
