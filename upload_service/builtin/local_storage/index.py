@@ -44,7 +44,7 @@ import msgspec
 from upload_service.storage import StoredObject, check_prefix
 
 from .layout import Layout
-from .pending import FOLDER as PENDING_FOLDER, PendingJournal
+from .pending import FOLDER as PENDING_FOLDER, PendingJournal, read_notes
 
 log = logging.getLogger("upload_service.local_storage")
 
@@ -513,11 +513,12 @@ class ObjectIndex:
         return count, size
 
     def referenced(self, names: Names) -> set[str]:
-        """Which of the ``.records`` files ``names`` hold the record of an object: of a key being changed (read
-        from the disk: its row may not say yet), then of an indexed one (a change settled meanwhile wrote its
-        row before dropping its note, so nothing slips between the two looks)."""
+        """Which of the ``.records`` files ``names`` hold the record of an object: of a key being changed (noted
+        in a journal; read from the disk, as its row may not say yet), then of an indexed one (a change settled
+        meanwhile wrote its row before its note went, so nothing slips between the two looks)."""
         with self.connection() as db:
-            changing = [key for (key,) in db.execute("SELECT DISTINCT key FROM pending")]
+            changing = {key for (key,) in db.execute("SELECT key FROM pending")}  # of versions before journals
+        changing |= {note.key for note in read_notes(self.journal.folder)}
         found: set[str | None] = set()
         for key in changing:
             with contextlib.suppress(ValueError, KeyError, OSError):
