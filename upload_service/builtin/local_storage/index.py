@@ -411,6 +411,11 @@ class ObjectIndex:
         try:
             db = self._writing(epoch)
             db.execute("BEGIN IMMEDIATE")
+            while self._replaced():  # deleted or set aside while this waited for the lock: write to the new file
+                db.execute("ROLLBACK")
+                epoch = self._current()
+                db = self._writing(epoch)
+                db.execute("BEGIN IMMEDIATE")
             try:
                 for item in batch:
                     item.result = item.work(db)
