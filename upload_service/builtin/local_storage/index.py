@@ -70,7 +70,6 @@ CREATE TABLE IF NOT EXISTS writers (name TEXT PRIMARY KEY, boot TEXT NOT NULL, a
 """
 _COLUMNS = "key, size, sha256, created_at, metadata"
 Objects = list[StoredObject]  # (``list`` is a method's name in the class below)
-Names = list[str]
 
 
 def boot_id() -> str:
@@ -517,22 +516,23 @@ class ObjectIndex:
                                      (low, high)).fetchone()
         return count, size
 
-    def referenced(self, names: Names) -> set[str]:
-        """Which of the ``.records`` files ``names`` hold the record of an object: of a key being changed (noted
-        in a journal; read from the disk, as its row may not say yet), then of an indexed one (a change settled
-        meanwhile wrote its row before its note went, so nothing slips between the two looks)."""
+    def named_records(self) -> set[str]:
+        """The ``.records`` files that hold objects' records: those of keys being changed (noted in a journal;
+        read from the disk, as their rows may not say yet), then those the index names (one read of its index on
+        them: a change settled between the two looks wrote its row before its note went, and a move's row names
+        the record before and after it, so nothing slips between)."""
         with self.connection() as db:
             changing = {key for (key,) in db.execute("SELECT key FROM pending")}  # of versions before journals
         changing |= {note.key for note in read_notes(self.journal.folder)}
-        found: set[str | None] = set()
+        found: set[str] = set()
         for key in changing:
             with contextlib.suppress(ValueError, KeyError, OSError):
-                found.add(self.layout.read_entry(self.layout.object_path(key), key)[1])
+                if (name := self.layout.read_entry(self.layout.object_file(key), key)[1]) is not None:
+                    found.add(name)
         with self.connection() as db:
-            found |= {name for name in names
-                      if db.execute("SELECT 1 FROM objects INDEXED BY objects_record WHERE record = ?",
-                                    (name,)).fetchone()}
-        return {name for name in names if name in found}
+            found.update(name for (name,) in db.execute(
+                "SELECT record FROM objects INDEXED BY objects_record WHERE record IS NOT NULL"))
+        return found
 
     def trusted(self) -> bool:
         """Whether the index lists every object and no writer of an earlier boot may have lost notes."""

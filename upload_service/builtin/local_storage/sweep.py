@@ -57,22 +57,33 @@ def sweep_records(layout: Layout, index: ObjectIndex) -> int:
     """Remove the ``.records`` files that no object names, older than ``RECORD_GRACE_SECONDS``: what a crash
     between the two steps of a delete or an update leaves, or a commit refused after its record was written, or
     two updates of one object racing. Only with an index that can say which are named (complete, not dirty);
-    a record named by a staged file (a commit under way) stays. Returns how many went."""
-    now = time.time()
-    old = [entry.name for entry in os.scandir(layout.records) if _settled(entry, now, RECORD_GRACE_SECONDS)]
-    if not old or not index.trusted():
+    a record named by a staged file (a commit under way) stays. Files are listed first, then what names them
+    (staged files, then the index), and only the unnamed ones are looked at for their age: a sweep costs a
+    listing of ``.records`` and one read of the index's names, however many large records there are. Returns
+    how many went."""
+    names = {entry.name for entry in os.scandir(layout.records)}
+    if not names or not index.trusted():
         return 0
     staged = layout.record_names(layout.staging)  # before the index: a staged file is noted, then renamed
-    orphans = set(old) - staged - index.referenced(old)
+    unnamed = names - staged - index.named_records()
+    now = time.time()
+    orphans = [name for name in unnamed if _older(layout.records / name, now, RECORD_GRACE_SECONDS)]
     for name in orphans:
         (layout.records / name).unlink(missing_ok=True)
     return len(orphans)
 
 
-def _settled(entry: os.DirEntry[str], now: float, grace: float = STAGING_GRACE_SECONDS) -> bool:
+def _older(path: Path, now: float, grace: float) -> bool:
+    try:
+        return now - path.stat().st_mtime >= grace
+    except FileNotFoundError:
+        return False
+
+
+def _settled(entry: os.DirEntry[str], now: float) -> bool:
     """Older than the grace (a younger lock file may be about to be locked); False if it is gone meanwhile."""
     try:
-        return now - entry.stat(follow_symlinks=False).st_mtime >= grace
+        return now - entry.stat(follow_symlinks=False).st_mtime >= STAGING_GRACE_SECONDS
     except FileNotFoundError:  # removed meanwhile (a commit's rename, a storage closing)
         return False
 
