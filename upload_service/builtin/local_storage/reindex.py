@@ -63,12 +63,12 @@ def rebuild(index: ObjectIndex, stop: threading.Event | None = None, *, wait: bo
     with index.rebuilding(wait=wait) as taken:
         if not taken:
             return None
-        while (count := _rebuild(index, stop)) is _REPLACED:
+        while (count := _rebuild(index, stop)) == _REPLACED:
             log.info("the index was made anew during its rebuild: starting again")
         return count
 
 
-_REPLACED = -1
+_REPLACED = -1  # what ``_rebuild`` returns when the file it rebuilt was made anew meanwhile
 
 
 def _rebuild(index: ObjectIndex, stop: threading.Event | None) -> int | None:
