@@ -16,6 +16,10 @@ process that dies between 2 and 3 leaves its pending note, which ``heal`` settle
 register in ``writers`` durably, with the machine's boot id, so a start that finds a writer of an earlier boot
 that never closed reconciles the whole index instead.
 
+A file SQLite finds damaged (not a database, malformed pages, a WAL that does not match), at open or at any later
+query, is ``discard``-ed: moved aside to ``objects.sqlite3.corrupt``, made anew and empty, and rebuilt in the
+background (``on_reset``) while callers read the disk, as for a deleted index.
+
 Blocking: call it in the storage's threads. Connections come from a small pool; writes of one process go through
 one leader at a time, which takes every write queued meanwhile into its transaction (a group commit).
 """
@@ -29,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -40,23 +44,26 @@ import msgspec
 from upload_service.storage import StoredObject, check_prefix
 
 from .layout import Layout
-from .pending import FOLDER as PENDING_FOLDER, PendingJournal
+from .pending import FOLDER as PENDING_FOLDER, PendingJournal, read_notes
 
 log = logging.getLogger("upload_service.local_storage")
 
-SCHEMA = 1  # an index of another version is deleted and rebuilt: no migrations
+SCHEMA = 2  # an index of another version is deleted and rebuilt: no migrations
 FOLDER = ".index"
 FILE = "objects.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
 POOL = 4  # connections kept open for reuse
 PENDING_GRACE = 60.0  # a pending note older than this is settled by the sweep even if its writer lives
+DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})  # result codes of a damaged file
+ASIDE = ".corrupt"  # an unreadable file is kept once under its name plus this, for a post-mortem
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS objects (
     key TEXT PRIMARY KEY, area TEXT NOT NULL, owner TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    created_at TEXT NOT NULL, expires_at REAL, metadata TEXT NOT NULL, generation INTEGER NOT NULL
+    created_at TEXT NOT NULL, expires_at REAL, metadata TEXT NOT NULL, record TEXT, generation INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_expiry ON objects (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS objects_record ON objects (record) WHERE record IS NOT NULL;
 CREATE TABLE IF NOT EXISTS pending (key TEXT NOT NULL, writer TEXT NOT NULL, at REAL NOT NULL,
                                     PRIMARY KEY (key, writer)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS writers (name TEXT PRIMARY KEY, boot TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
@@ -85,6 +92,22 @@ def expiry_of(metadata: dict[str, Any]) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+class Damaged(sqlite3.DatabaseError):
+    """A row the index never wrote (metadata that is not JSON, a time that is not one): SQLite read a damaged
+    page without noticing."""
+
+
+def unreadable(error: BaseException) -> bool:
+    """Whether ``error`` says the index file is damaged (as opposed to busy or full): it is then made anew. A
+    table or column of the schema missing is damage too (a foreign WAL applied over the file, say): the schema
+    is checked at open, and a file of another schema is made anew anyway."""
+    if not isinstance(error, sqlite3.DatabaseError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    return (isinstance(error, Damaged) or code & 0xFF in DAMAGED
+            or str(error).startswith(("no such table", "no such column")))
+
+
 def prefix_range(prefix: str) -> tuple[str, str]:
     """The keys under ``prefix`` are those in [prefix, end): '/' sorts just below '0', so end is the prefix with its
     final '/' turned into '0'."""
@@ -102,17 +125,22 @@ def key_range(prefix: str, start_after: str | None) -> tuple[str, str]:
     return max(low, start_after or ""), high
 
 
-def _row(stored: StoredObject) -> tuple[Any, ...]:
-    """An object's row but its generation (the current one, read by the insert itself)."""
+def _row(stored: StoredObject, record: str | None) -> tuple[Any, ...]:
+    """An object's row but its generation; ``record``: the ``.records`` file of its record, if it has one."""
     parts = stored.key.split("/")
     return (stored.key, parts[0], parts[1] if len(parts) > 2 else "", stored.size, stored.sha256,
-            stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode())
+            stored.created_at.isoformat(), expiry_of(stored.metadata), msgspec.json.encode(stored.metadata).decode(),
+            record)
 
 
-def _stored(row: tuple[Any, ...]) -> StoredObject:
-    key, size, sha256, created_at, metadata = row
-    return StoredObject(key=key, size=size, sha256=sha256, created_at=datetime.fromisoformat(created_at),
-                        metadata=msgspec.json.decode(metadata))
+def _stored(rows: Iterable[tuple[Any, ...]]) -> Objects:
+    """The objects of rows of ``_COLUMNS`` (``Damaged`` if one cannot be what the index wrote)."""
+    try:
+        return [StoredObject(key=key, size=size, sha256=sha256, created_at=datetime.fromisoformat(created_at),
+                             metadata=msgspec.json.decode(metadata))
+                for key, size, sha256, created_at, metadata in rows]
+    except (ValueError, TypeError, msgspec.DecodeError) as error:
+        raise Damaged(f"a row of the index is damaged: {error}") from error
 
 
 class _Write:
@@ -146,6 +174,8 @@ class ObjectIndex:
         self._queue: list[_Write] = []
         self.fault: Callable[[str], None] | None = None  # tests: called between a change and its settle
         self.journal = PendingJournal(self.folder / PENDING_FOLDER, self.writer)
+        self.on_reset: Callable[[], None] | None = None  # called when this storage made the file anew (a rebuild)
+        self.unsettled: set[str] = set()  # keys changed whose note failed: ``heal`` settles them
 
     # -- the file ---------------------------------------------------------------------------------------
 
@@ -173,17 +203,46 @@ class ObjectIndex:
             os.close(fd)
 
     def open(self) -> None:
-        """Make the file if it is missing or of another schema (under the lock), and register this writer."""
-        with self.locked():
-            if self._schema_on_disk() != SCHEMA:
-                self._recreate()
-            self.inode = os.stat(self.path).st_ino
-            self._epoch += 1
+        """Make the file if it is missing, of another schema or unreadable (under the lock), and register this
+        writer."""
+        for attempt in range(2):
+            with self.locked():
+                if self._schema_on_disk() != SCHEMA:
+                    self._recreate()
+                self.inode = os.stat(self.path).st_ino
+                self._epoch += 1
+            try:
+                self._register()
+                return
+            except sqlite3.DatabaseError as error:  # ``connection`` discarded an unreadable file: once more
+                if attempt or not unreadable(error):
+                    raise
+
+    def _register(self) -> None:
         with self.connection() as db:
             db.execute("PRAGMA synchronous = FULL")  # this note must survive a power loss (see the module's doc)
             with db:
                 db.execute("INSERT OR REPLACE INTO writers VALUES (?, ?, ?)", (self.writer, self.boot, time.time()))
             db.execute("PRAGMA synchronous = NORMAL")
+
+    def discard(self, epoch: int, error: sqlite3.Error) -> None:
+        """The file this storage opened at ``epoch`` is unreadable: move it aside and make it anew, unless
+        another thread or process did already (the next use of the index then opens the new file)."""
+        with self.locked():
+            if epoch == self._epoch and not self._replaced():
+                self._set_aside(error)
+                self._recreate()
+
+    def _set_aside(self, error: sqlite3.Error) -> None:
+        """Under the lock: keep the unreadable file (with its own WAL only) under another name, replacing an
+        older one, so that it can be looked at but never opened as the index again."""
+        aside = f"{self.path}{ASIDE}"
+        log.warning("the index %s is unreadable (%s): moved to %s and rebuilt; listings read the disk meanwhile",
+                    self.path, error, aside)
+        for suffix in ("", "-wal"):
+            Path(f"{aside}{suffix}").unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
 
     def close(self) -> None:
         """Unregister (a clean stop leaves nothing to reconcile) and close the journal and the connections."""
@@ -205,7 +264,9 @@ class ObjectIndex:
         try:
             with contextlib.closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)) as db:
                 row = db.execute("SELECT value FROM state WHERE name = 'schema'").fetchone()
-        except sqlite3.Error:
+        except sqlite3.Error as error:
+            if unreadable(error):
+                self._set_aside(error)
             return None
         return row[0] if row else None
 
@@ -217,14 +278,8 @@ class ObjectIndex:
             db.executescript(_SCHEMA_SQL)
             db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
                            [("schema", SCHEMA), ("complete", 0), ("dirty", 0), ("generation", 0)])
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                             check_same_thread=False)  # pooled: used by one thread at a time
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")  # WAL commits survive a crash of the process; see heal
-        return db
+        if self.on_reset is not None:
+            self.on_reset()
 
     def _replaced(self) -> bool:
         """Whether the file is no longer the one this storage opened (deleted, or rebuilt by someone)."""
@@ -233,39 +288,64 @@ class ObjectIndex:
         except FileNotFoundError:
             return True
 
-    def _writing(self) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                             check_same_thread=False)  # pooled: used by one thread at a time
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # WAL commits survive a crash of the process; see heal
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _writing(self, epoch: int) -> sqlite3.Connection:
         """The one connection writes use (under ``_write_lock``): taking one from the pool for each write made
         and closed connections all the time once more threads wrote at once than the pool keeps."""
-        if self._replaced():
-            self.open()
-        if self._writer is None or self._writer[1] != self._epoch:
+        if self._writer is None or self._writer[1] != epoch:
             if self._writer is not None:
                 self._writer[0].close()
-            self._writer = (self._connect(), self._epoch)
+                self._writer = None
+            self._writer = (self._connect(), epoch)
         return self._writer[0]
+
+    def _current(self) -> int:
+        """The epoch of the file now at ``path``, opening it first if it was replaced."""
+        if self._replaced():
+            self.open()
+        return self._epoch
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A connection to the current file (the file is reopened once replaced), from a small pool: one per
-        thread would hold three descriptors in each of the storage's threads."""
-        if self._replaced():
-            self.open()
+        thread would hold three descriptors in each of the storage's threads. A file found unreadable is
+        discarded (the error still reaches the caller, who reads the disk instead)."""
+        epoch = self._current()
         with self._pool_lock:
             taken = self._pool.pop() if self._pool else None
-            epoch = self._epoch
-        if taken is None or taken[1] != epoch:
-            if taken is not None:
-                taken[0].close()
-            taken = (self._connect(), epoch)
         try:
+            if taken is None or taken[1] != epoch:
+                if taken is not None:
+                    taken[0].close()
+                taken = None
+                taken = (self._connect(), epoch)
             yield taken[0]
+        except sqlite3.DatabaseError as error:
+            if unreadable(error):
+                self.discard(epoch, error)
+            raise
         finally:
-            with self._pool_lock:
-                keep = taken[1] == self._epoch and len(self._pool) < POOL
-                if keep:
-                    self._pool.append(taken)
-            if not keep:
-                taken[0].close()
+            if taken is not None:
+                self._give_back(taken)
+
+    def _give_back(self, taken: tuple[sqlite3.Connection, int]) -> None:
+        with self._pool_lock:
+            keep = taken[1] == self._epoch and len(self._pool) < POOL
+            if keep:
+                self._pool.append(taken)
+        if not keep:
+            taken[0].close()
 
     # -- state ------------------------------------------------------------------------------------------
 
@@ -317,14 +397,36 @@ class ObjectIndex:
                 item.done = True
 
     def _transaction(self, batch: list[_Write]) -> None:
-        db = self._writing()
-        db.execute("BEGIN IMMEDIATE")
+        """The batch in one transaction; in a new file if the current one turns out unreadable."""
         try:
-            for item in batch:
-                item.result = item.work(db)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+            self._attempt(batch)
+        except sqlite3.DatabaseError as error:
+            if not unreadable(error):
+                raise
+            self._attempt(batch)  # ``_attempt`` discarded the file
+
+    def _attempt(self, batch: list[_Write]) -> None:
+        epoch = self._current()
+        try:
+            db = self._writing(epoch)
+            db.execute("BEGIN IMMEDIATE")
+            while self._replaced():  # deleted or set aside while this waited for the lock: write to the new file
+                db.execute("ROLLBACK")
+                epoch = self._current()
+                db = self._writing(epoch)
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                for item in batch:
+                    item.result = item.work(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse even this
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as error:
+            if unreadable(error):
+                self.discard(epoch, error)
             raise
 
     def intend(self, *keys: str) -> int:
@@ -341,27 +443,34 @@ class ObjectIndex:
     def record(self, db: sqlite3.Connection, keys: tuple[str, ...] | list[str]) -> int:
         """Inside a write transaction: make the rows of ``keys`` say what their records say now; returns how many
         of them have no record (gone, or a file without its xattr)."""
-        missing = 0
-        for key in keys:
+        generation = db.execute("SELECT value FROM state WHERE name = 'generation'").fetchone()[0]
+        rows, gone = [], []
+        for key in dict.fromkeys(keys):
             try:
-                stored = self.layout.read_record(self.layout.object_path(key), key)
+                stored, name = self.layout.read_entry(self.layout.object_file(key), key)
             except (ValueError, KeyError, OSError):
                 log.warning("%s has an unreadable record: left out of the index", key)
-                stored = None
+                stored = name = None
             if stored is None:
-                missing += 1
-                db.execute("DELETE FROM objects WHERE key = ?", (key,))
+                gone.append((key,))
             else:
-                db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                           "(SELECT value FROM state WHERE name = 'generation'))", _row(stored))
-        return missing
+                rows.append((*_row(stored, name), generation))
+        db.executemany("DELETE FROM objects WHERE key = ?", gone)
+        db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(gone)
 
     @contextlib.contextmanager
     def changing(self, *keys: str) -> Iterator[None]:
         """Around one change of ``keys`` on disk: ``intend`` before, ``settle`` after, even if the change failed
-        (a refused commit leaves the key as it was, and settling says so). A failed settle is logged: the note
-        stays, and the sweep settles it."""
-        journal = self.intend(*keys)
+        (a refused commit leaves the key as it was, and settling says so). The change never fails because of the
+        index: a failed note is logged and its keys kept in ``unsettled``, a failed settle is logged and its note
+        stays in the journal, and the sweep settles both."""
+        try:
+            journal: int | None = self.intend(*keys)
+        except Exception:
+            log.exception("could not note a change of %s; the next sweep will settle it", ", ".join(keys))
+            journal = None
+            self.unsettled.update(keys)
         try:
             yield
         finally:
@@ -370,7 +479,8 @@ class ObjectIndex:
             except Exception:
                 log.exception("could not update the index for %s; the next sweep will", ", ".join(keys))
             else:
-                self.journal.done(journal)
+                if journal is not None:
+                    self.journal.done(journal)
 
     # -- reads ------------------------------------------------------------------------------------------
 
@@ -382,7 +492,7 @@ class ObjectIndex:
             query += " LIMIT ?"
             args.append(limit)
         with self.connection() as db:
-            return [_stored(row) for row in db.execute(query, args)]
+            return _stored(db.execute(query, args))
 
     def list_expired(self, prefix: str, before: float, start_after: str | None,
                      limit: int | None) -> Objects:
@@ -396,7 +506,7 @@ class ObjectIndex:
             query += " LIMIT ?"
             args.append(limit)
         with self.connection() as db:
-            return [_stored(row) for row in db.execute(query, args)]
+            return _stored(db.execute(query, args))
 
     def totals(self, prefix: str) -> tuple[int, int]:
         """How many objects are under ``prefix`` and their bytes."""
@@ -405,6 +515,30 @@ class ObjectIndex:
             count, size = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE key >= ? AND key < ?",
                                      (low, high)).fetchone()
         return count, size
+
+    def named_records(self) -> set[str]:
+        """The ``.records`` files that hold objects' records: those of keys being changed (noted in a journal;
+        read from the disk, as their rows may not say yet), then those the index names (one read of its index on
+        them: a change settled between the two looks wrote its row before its note went, and a move's row names
+        the record before and after it, so nothing slips between)."""
+        with self.connection() as db:
+            changing = {key for (key,) in db.execute("SELECT key FROM pending")}  # of versions before journals
+        changing |= {note.key for note in read_notes(self.journal.folder)}
+        found: set[str] = set()
+        for key in changing:
+            with contextlib.suppress(ValueError, KeyError, OSError):
+                if (name := self.layout.read_entry(self.layout.object_file(key), key)[1]) is not None:
+                    found.add(name)
+        with self.connection() as db:
+            found.update(name for (name,) in db.execute(
+                "SELECT record FROM objects INDEXED BY objects_record WHERE record IS NOT NULL"))
+        return found
+
+    def trusted(self) -> bool:
+        """Whether the index lists every object and no writer of an earlier boot may have lost notes."""
+        with self.connection() as db:
+            state = self.state(db)
+        return bool(state.get("complete")) and not state.get("dirty")
 
     def count(self) -> int:
         with self.connection() as db:

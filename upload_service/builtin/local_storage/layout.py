@@ -53,6 +53,7 @@ class Layout:
     def __init__(self, root: Path, durability: Durability = "full") -> None:
         self.root = Path(root).resolve()
         self.objects = self.root / "objects"
+        self._objects = str(self.objects)
         self.staging = self.root / ".staging"
         self.trash = self.root / ".trash"
         self.resumable = self.root / ".resumable"
@@ -66,6 +67,10 @@ class Layout:
 
     def object_path(self, key: str) -> Path:
         return self.objects.joinpath(*check_key(key).split("/"))
+
+    def object_file(self, key: str) -> str:
+        """``object_path`` as a string, without ``pathlib``'s parsing (a rebuild reads every object's record)."""
+        return f"{self._objects}/{check_key(key)}"
 
     def prefix_dir(self, prefix: str) -> Path:
         """The folder under which the objects of a listing prefix (``files/owner/``) live."""
@@ -161,29 +166,44 @@ class Layout:
 
     # -- records ------------------------------------------------------------------------------------
 
-    def read_record(self, path: Path, key: str) -> StoredObject | None:
+    def read_record(self, path: Path | str, key: str) -> StoredObject | None:
         """The object at ``path``, or None: not there, not an object, or (after a power cut under
         ``DURABILITY=relaxed``) a file shorter than its record says."""
+        return self.read_entry(path, key)[0]
+
+    def read_entry(self, path: Path | str, key: str) -> tuple[StoredObject | None, str | None]:
+        """``read_record``, and the name of the ``.records`` file that holds the record, if one does."""
         try:
             raw = os.getxattr(path, ATTRIBUTE)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return None, None
         except OSError as error:
             if error.errno == errno.ENODATA or error.errno in NO_XATTRS:  # a folder of the older layout
-                return read_meta(path, key)
+                return read_meta(path, key), None
             raise
         record = msgspec.json.decode(raw)
-        if "record" in record:  # too large for the xattr: kept in ``.records``
+        name = record.get("record")
+        if name is not None:  # too large for the xattr: kept in ``.records``
             try:
-                record = msgspec.json.decode((self.records / record["record"]).read_bytes())
+                record = msgspec.json.decode((self.records / name).read_bytes())
             except FileNotFoundError:
-                return None
+                return None, name
         try:
             if os.stat(path).st_size != record["size"]:
-                return None
+                return None, name
         except FileNotFoundError:
-            return None
-        return _stored(record, key)
+            return None, None
+        return _stored(record, key), name
+
+    def record_names(self, folder: Path) -> set[str]:
+        """The ``.records`` files the files directly in ``folder`` name (``.staging``: records being committed)."""
+        names = set()
+        for entry in os.scandir(folder):
+            with contextlib.suppress(OSError, msgspec.DecodeError):  # gone meanwhile, a folder, no record yet
+                name = msgspec.json.decode(os.getxattr(entry.path, ATTRIBUTE)).get("record")
+                if name is not None:
+                    names.add(name)
+        return names
 
     def write_record(self, path: Path, stored: StoredObject) -> None:
         """Replace the record of the object at ``path`` atomically, and flush it (``FileNotFoundError`` if gone)."""
@@ -259,10 +279,10 @@ def _stored(record: dict[str, Any], key: str) -> StoredObject:
                         created_at=datetime.fromisoformat(record["created_at"]), metadata=record.get("metadata", {}))
 
 
-def read_meta(folder: Path, key: str) -> StoredObject | None:
+def read_meta(folder: Path | str, key: str) -> StoredObject | None:
     """The object of the older layout whose folder is ``folder``, or None if it has no ``meta.json``."""
     try:
-        with open(folder / META, encoding="utf-8") as handle:
+        with open(os.path.join(folder, META), encoding="utf-8") as handle:
             record = json.load(handle)
     except (FileNotFoundError, NotADirectoryError):
         return None

@@ -6,13 +6,14 @@ import asyncio
 import errno
 import logging
 import secrets
+import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from upload_service.storage import ObjectExists, ObjectNotFound, StoredObject
 
@@ -25,11 +26,12 @@ from .owner import OwnerLock
 from .reading import read_range
 from .reindex import heal, rebuild
 from .resumable import LocalResumableUploads
-from .sweep import sweep_leftovers
+from .sweep import sweep_leftovers, sweep_records
 from .threads import IOThreads
 
 log = logging.getLogger("upload_service.local_storage")
 Objects = list[StoredObject]  # (``list`` is a method's name in the class below)
+T = TypeVar("T")
 
 
 class IndexedLayout(Layout):
@@ -49,7 +51,7 @@ class LocalStorage:
     storage holds its owner lock, which keeps its staging files from any worker's sweep. ``durability``
     (``DURABILITY``): ``full`` flushes every change to disk before it returns, ``relaxed`` leaves that to the
     kernel (see ``group_commit``). Listings, expired objects and totals come from the index (``index``) once it
-    is complete, and from the disk until then.
+    is complete, and from the disk until then, or whenever the index fails: a request never fails because of it.
     """
 
     name = "local"
@@ -62,6 +64,8 @@ class LocalStorage:
         self.owner = OwnerLock(self.layout)
         self._stop = threading.Event()
         self._rebuild: Future[int | None] | None = None
+        self._rebuild_lock = threading.Lock()
+        self.index.on_reset = self._schedule_rebuild
 
     async def open(self) -> None:
         self.threads.open()
@@ -71,22 +75,46 @@ class LocalStorage:
     def _open_sync(self) -> None:
         self.owner.acquire()
         self.index.open()
-        heal(self.index)
-        self._rebuild_if_needed()
+        self._heal_quietly()
+
+    def _heal_quietly(self, *, records: bool = False) -> None:
+        """Heal the index and rebuild it if needed, then (``records``) sweep the ``.records`` files no object
+        names, logging what fails (it is tried again at the next sweep)."""
+        try:
+            heal(self.index)
+            self._rebuild_if_needed()
+            if records and (swept := sweep_records(self.layout, self.index)):
+                log.info("removed %d record files that no object names", swept)
+        except (sqlite3.Error, OSError):
+            log.exception("could not heal the index; the next sweep will try again")
 
     def _rebuild_if_needed(self) -> None:
-        """Rebuild in the background when the index is new, incomplete or dirty (``list`` reads the disk
-        meanwhile); another process already rebuilding is left to it."""
-        if self._rebuild is not None and not self._rebuild.done():
-            return
+        """Rebuild when the index is new, incomplete or dirty."""
+        if self._needs_rebuild():
+            self._schedule_rebuild()
+
+    def _needs_rebuild(self) -> bool:
         with self.index.connection() as db:
             state = self.index.state(db)
-        if not state.get("complete") or state.get("dirty"):
-            self._rebuild = self.threads.pool.submit(self._rebuild_quietly)
+        return not state.get("complete") or bool(state.get("dirty"))
+
+    def _schedule_rebuild(self) -> None:
+        """Rebuild in the background (``list`` reads the disk meanwhile), unless a rebuild of this storage is
+        running already (it starts again by itself if the file is made anew). Also the index's ``on_reset``."""
+        with self._rebuild_lock:
+            if self._stop.is_set() or not self.threads.is_open:
+                return
+            if self._rebuild is None or self._rebuild.done():
+                self._rebuild = self.threads.pool.submit(self._rebuild_quietly)
 
     def _rebuild_quietly(self) -> int | None:
+        """Rebuild; while another process holds the rebuild lock, look again every second until the index is
+        complete (that process may be finishing a file that was made anew since) or this storage closes."""
         try:
-            return rebuild(self.index, self._stop, wait=False)
+            while True:
+                count = rebuild(self.index, self._stop, wait=False)
+                if count is not None or self._stop.wait(1.0) or not self._needs_rebuild():
+                    return count
         except Exception:
             log.exception("rebuilding the index failed; listings read the disk until a rebuild succeeds")
             return None
@@ -132,10 +160,19 @@ class LocalStorage:
     async def delete(self, key: str) -> bool:
         return await self.threads.run(self._delete_sync, key)
 
+    def _indexed(self, read: Callable[..., T], *args: Any) -> T | None:
+        """``read(*args)`` from the index once it is complete; None when it is not, or cannot be read (the caller
+        reads the disk: an unreadable file is made anew and rebuilt meanwhile, see ``ObjectIndex.discard``)."""
+        try:
+            if self.index.usable():
+                return read(*args)
+        except (sqlite3.Error, OSError) as error:
+            log.warning("could not read the index (%s): reading the disk", error)
+        return None
+
     def _list_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
-        if self.index.usable():
-            return self.index.list(prefix, start_after, limit)
-        return self._walk_sync(prefix, start_after, limit)
+        found = self._indexed(self.index.list, prefix, start_after, limit)
+        return found if found is not None else self._walk_sync(prefix, start_after, limit)
 
     def _walk_sync(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredObject]:
         """The listing from the disk itself (every key of the prefix, sorted): while the index is being built."""
@@ -161,8 +198,9 @@ class LocalStorage:
 
     def _expired_sync(self, prefix: str, before: float, start_after: str | None,
                       limit: int | None) -> Objects:
-        if self.index.usable():
-            return self.index.list_expired(prefix, before, start_after, limit)
+        expired = self._indexed(self.index.list_expired, prefix, before, start_after, limit)
+        if expired is not None:
+            return expired
         found = []
         for stored in self._walk_sync(prefix, start_after, None):
             expiry = expiry_of(stored.metadata)
@@ -176,8 +214,9 @@ class LocalStorage:
         return await self.threads.run(self._totals_sync, prefix)
 
     def _totals_sync(self, prefix: str) -> tuple[int, int]:
-        if self.index.usable():
-            return self.index.totals(prefix)
+        totals = self._indexed(self.index.totals, prefix)
+        if totals is not None:
+            return totals
         found = self._walk_sync(prefix, None, None)
         return len(found), sum(stored.size for stored in found)
 
@@ -224,10 +263,9 @@ class LocalStorage:
         return await self.threads.run(self._sweep_sync)
 
     def _sweep_sync(self) -> int:
-        """What dead writers left: staging folders, and index notes of changes they did not settle."""
+        """What dead writers left: staging folders, index notes of changes they did not settle, record files."""
         removed = sweep_leftovers(self.layout)
-        heal(self.index)
-        self._rebuild_if_needed()
+        self._heal_quietly(records=True)
         return removed
 
     def _check_sync(self) -> None:

@@ -1,4 +1,5 @@
-"""The sweep of what dead writers left in ``.staging`` and ``.trash`` (kill -9, power loss): files and folders.
+"""The sweep of what dead writers left in ``.staging`` and ``.trash`` (kill -9, power loss): files and folders;
+and of ``.records`` files that no object names (``sweep_records``).
 
 A staging folder belongs to the storage named at the start of its name, which holds an flock on its lock in
 ``.owners`` for as long as it is open (see ``owner``): a folder whose owner's lock can be taken belongs to
@@ -15,11 +16,14 @@ import shutil
 import time
 from pathlib import Path
 
+from .index import ObjectIndex
 from .layout import DATA, Layout
 from .owner import held
 
 STAGING_GRACE_SECONDS = 2.0  # covers the instant between creating a lock file (or an older writer's folder) and
 # locking it
+RECORD_GRACE_SECONDS = 3600.0  # a commit writes a record file, names it on the staged file and renames that into
+# place in one call of one thread, so a record file this old is named by an object or by none
 
 
 def sweep_leftovers(layout: Layout) -> int:
@@ -47,6 +51,33 @@ def _remove(entry: os.DirEntry[str]) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(entry.path)
+
+
+def sweep_records(layout: Layout, index: ObjectIndex) -> int:
+    """Remove the ``.records`` files that no object names, older than ``RECORD_GRACE_SECONDS``: what a crash
+    between the two steps of a delete or an update leaves, or a commit refused after its record was written, or
+    two updates of one object racing. Only with an index that can say which are named (complete, not dirty);
+    a record named by a staged file (a commit under way) stays. Files are listed first, then what names them
+    (staged files, then the index), and only the unnamed ones are looked at for their age: a sweep costs a
+    listing of ``.records`` and one read of the index's names, however many large records there are. Returns
+    how many went."""
+    names = {entry.name for entry in os.scandir(layout.records)}
+    if not names or not index.trusted():
+        return 0
+    staged = layout.record_names(layout.staging)  # before the index: a staged file is noted, then renamed
+    unnamed = names - staged - index.named_records()
+    now = time.time()
+    orphans = [name for name in unnamed if _older(layout.records / name, now, RECORD_GRACE_SECONDS)]
+    for name in orphans:
+        (layout.records / name).unlink(missing_ok=True)
+    return len(orphans)
+
+
+def _older(path: Path, now: float, grace: float) -> bool:
+    try:
+        return now - path.stat().st_mtime >= grace
+    except FileNotFoundError:
+        return False
 
 
 def _settled(entry: os.DirEntry[str], now: float) -> bool:
