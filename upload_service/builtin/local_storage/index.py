@@ -53,7 +53,7 @@ FOLDER = ".index"
 FILE = "objects.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
 POOL = 4  # connections kept open for reuse
-PENDING_GRACE = 60.0  # a pending note older than this is settled by the sweep even if its writer lives
+PENDING_GRACE = 60.0  # a note of the older ``pending`` table this old is settled by the sweep even if its writer lives
 DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})  # result codes of a damaged file
 ASIDE = ".corrupt"  # an unreadable file is kept once under its name plus this, for a post-mortem
 _SCHEMA_SQL = """
@@ -463,8 +463,8 @@ class ObjectIndex:
     def changing(self, *keys: str) -> Iterator[None]:
         """Around one change of ``keys`` on disk: ``intend`` before, ``settle`` after, even if the change failed
         (a refused commit leaves the key as it was, and settling says so). The change never fails because of the
-        index: a failed note is logged and its keys kept in ``unsettled``, a failed settle is logged and its note
-        stays in the journal, and the sweep settles both."""
+        index: a failed note or settle is logged and its keys kept in ``unsettled`` (a failed settle's note stays
+        in the journal too, should the process die first), and this storage's next sweep settles them."""
         try:
             journal: int | None = self.intend(*keys)
         except Exception:
@@ -478,6 +478,7 @@ class ObjectIndex:
                 self.settle(*keys)
             except Exception:
                 log.exception("could not update the index for %s; the next sweep will", ", ".join(keys))
+                self.unsettled.update(keys)
             else:
                 if journal is not None:
                     self.journal.done(journal)

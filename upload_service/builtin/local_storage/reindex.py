@@ -114,12 +114,14 @@ def _finish(db: sqlite3.Connection, generation: int) -> int:
 
 
 def heal(index: ObjectIndex) -> int:
-    """Settle the pending notes of writers that died (their owner lock is free), notes older than
-    ``PENDING_GRACE`` and this storage's ``unsettled`` keys (whose note failed); mark the index dirty (for a
-    rebuild) when a writer of another boot never closed. Return how many keys were settled.
+    """Settle the pending notes of writers that died (their owner lock is free) and this storage's
+    ``unsettled`` keys (whose note or settle failed); mark the index dirty (for a rebuild) when a writer of
+    another boot never closed. Return how many keys were settled.
 
-    Notes are read from the writers' journals (``pending``), and from the ``pending`` table that versions
-    before the journals kept."""
+    Notes are read from the writers' journals (``pending``), and from the ``pending`` table that versions before
+    the journals kept (settled after ``PENDING_GRACE`` even if their writer lives). A live writer's journal is
+    left alone: every note in it has settled, or is in that writer's own ``unsettled``, which its sweeps settle
+    (re-settling its old notes at every sweep would read a million records for a busy worker's journal)."""
     with index.connection() as db:
         writers = dict(db.execute("SELECT name, boot FROM writers").fetchall())
         rows = db.execute("SELECT key, writer, at FROM pending").fetchall()
@@ -129,7 +131,8 @@ def heal(index: ObjectIndex) -> int:
     dead = {name for name in names if not held(index.layout.owners / name)}
     lost = any(not writers[name] or writers[name] != index.boot for name in dead if name in writers)
     now = time.time()
-    stale = [note for note in notes if note.writer in dead or now - note.at > PENDING_GRACE]
+    stale = [note for note in notes
+             if note.writer in dead or (note.journal is None and now - note.at > PENDING_GRACE)]
     unsettled = list(index.unsettled)
 
     def work(db: sqlite3.Connection) -> None:
