@@ -2,7 +2,8 @@
 after committing and before answering (test-only fault points, ``tests/plugins/crash_after_commit.py``) leaves
 one set of files, which the retry is answered with: behind nginx with ``deploy/nginx.conf`` as shipped, nginx's
 retry of a body it held whole or the client's after nginx's 502, when the answer was kept and then lost; the
-client's when the instance died before it could keep it (raw PUT, JSON batch, persist, delete).
+client's when the instance died before it could keep it (raw PUT, JSON batch, persist, delete), and counted once
+in the owner's usage.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from upload_service.builtin.local_storage.layout import Layout
+from upload_service.usage import Usage
 
 from .cluster import Nginx
 from .conftest import stored_files
@@ -70,8 +74,8 @@ def test_a_repeat_on_another_instance_while_the_first_runs_is_a_409(twins) -> No
 
 @dataclass
 class Pair:
-    """Two instances on one UPLOAD_DIR (the file locker spans them) with the fault point on, nginx in front; an
-    instance that died is started again on its port before the next test."""
+    """Two instances on one UPLOAD_DIR (the file locker spans them) with the fault point on and quotas (so a usage
+    ledger), nginx in front; an instance that died is started again on its port before the next test."""
 
     root: Path
     instances: list[Server]
@@ -94,7 +98,7 @@ class Pair:
         folder.mkdir()
         return start_server(folder, port=port, upload_dir=str(self.root / "uploads"),
                             plugins="tests.plugins.crash_after_commit", crash_after_commit_dir=str(self.root),
-                            forwarded_allow_ips="127.0.0.1")
+                            forwarded_allow_ips="127.0.0.1", user_quota_files="100000")
 
     def _nginx(self) -> Nginx:
         """nginx with deploy/nginx.conf as shipped; it marks a dead instance down, so every retry in these tests
@@ -126,6 +130,19 @@ class Pair:
         its id, or a folder)."""
         return {path.parent.name if path.name == "data" else path.name
                 for path in stored_files(self.root / "uploads", area)}
+
+    def usage(self) -> Usage:
+        """The one owner's usage ledger as the instances left it."""
+        layout = Layout(self.root / "uploads")
+        (path,) = (layout.objects / "usage").iterdir()
+        stored = layout.read_record(path, f"usage/{path.name}")
+        assert stored is not None
+        return Usage.from_metadata(stored.metadata)
+
+    def stored(self) -> tuple[int, int]:
+        """The files and bytes the storage holds, persistent and temporary (what the usage ledger should say)."""
+        paths = stored_files(self.root / "uploads", "files/") + stored_files(self.root / "uploads", "temp/")
+        return len(paths), sum(path.stat().st_size for path in paths)
 
     def alive(self) -> list[Server]:
         return [server for server in self.instances if server.process.poll() is None]
@@ -201,7 +218,9 @@ def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answe
         pair: Pair, kind) -> None:
     """The dead attempt left its mark and its work but no answer: the retry adopts the work (the same file ids),
     finds the files persisted (all, or the first two of three when it died between two moves: it moves the
-    rest) or the file gone, and answers as the first would have."""
+    rest) or the file gone, and answers as the first would have. The owner's usage is then what the storage
+    holds: the files of an upload that died before it settled its usage are counted by the retry that adopts them,
+    which also takes over the dead attempt's hold at once."""
     first, second = pair.instances
     name = uuid.uuid4().hex
     headers = key()
@@ -232,6 +251,8 @@ def test_a_retry_after_an_instance_died_between_its_commit_and_keeping_the_answe
     with pair.client(second) as client:
         answer = client.request(method, path, headers=headers, **body)
         again = client.request(method, path, headers=headers, **body)
+    usage = pair.usage()
+    assert (usage.files, usage.bytes) == pair.stored() and usage.holds == {}
     if kind == "delete":
         assert answer.status_code == again.status_code == 204 and pair.files() == before - {doomed}
         return

@@ -3,7 +3,9 @@
 A keyed request's new files get ids derived from its key (``Attempt.file_id``), not random ones. So when an
 instance dies after committing and before the answer was kept, the retry (``retrying``: it found the dead
 attempt's mark) commits to the same ids, finds the files already there, and answers with them instead of
-storing them twice; persist and delete, finding their work done, answer as the first would have.
+storing them twice; persist and delete, finding their work done, answer as the first would have. Its hold in the
+owner's usage ledger has a name derived from the key too (``Attempt.tag``), so the retry takes the dead attempt's
+hold over at once, and a note beside it says whether the files it adopts were counted (``reservations``).
 
 Plugins see an attempt as a ``KeyedAttempt`` (``service.keyed_attempt()``): an id the same in every attempt of one
 key, so work of their own that the first attempt recorded under it (a link's ``max_files`` slot) is found again by
@@ -37,6 +39,11 @@ class Attempt:
         """The id of this request's next new file: the same, in the same order, in every attempt."""
         digest = hmac.new(self.seed, str(next(self._numbers)).encode(), hashlib.sha256).digest()
         return new_file_id(self.started, int.from_bytes(digest[:8], "big") >> 14)
+
+    def tag(self, purpose: str) -> str:
+        """A name for ``purpose`` that every attempt of this request shares and no other request has (a key used
+        again once expired is another request)."""
+        return hmac.new(self.seed, f"{purpose} {self.started!r}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def public(self) -> KeyedAttempt:
         """What plugins may know of it: its id (from the secret seed, and the start of the key's first attempt,

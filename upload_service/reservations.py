@@ -5,6 +5,13 @@ a concurrent-upload slot; a body of unknown size reserves more room as it stream
 what is left of the quota, if that still covers what arrived). Once the files are committed the hold is settled
 into the owner's totals; an upload that ends any other way (refused, failed, cut off, timed out) releases it.
 With no quota and no concurrency limit configured, a reservation does nothing and costs nothing.
+
+The reservation of an ``Idempotency-Key`` request counts exactly, whenever its instance died: its hold's name
+comes from the key, so a retry takes over the hold of an attempt that died, at once, rather than after its lease;
+and from its first change until its files are settled, a note in the ledger (``usage.NOTE``) says that files of
+this key may be stored and not counted. Settling removes the note in the same change that counts the files, so
+the retry that adopts a dead attempt's files counts them only if it found the note: the dead attempt died
+before settling. This costs no change of the ledger more than an upload without a key makes.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
+from .attempts import Attempt
 from .concurrency import check_slot
 from .quotas import Quotas
 from .randomness import random_hex
-from .usage import Hold, Usage
+from .usage import NOTE, Hold, Usage
 
 if TYPE_CHECKING:
     from .identity import Identity
@@ -45,14 +53,44 @@ class Reservation:
         self.slot = slot
         self.active = self.quotas.enabled or bool(self.max_slots)
         self.done = False
+        self.note_ttl = service.settings.idempotency_ttl
+        self._note: tuple[str, float] | None = None  # (name, expiry) of the note of a keyed request
+        self._found_note: bool | None = None  # whether the note was there before this attempt's first change
+        self._take_over = False  # the hold of this name, if any, is a dead attempt's
 
     @classmethod
-    async def open(cls, service: UploadService, identity: Identity, *, slot: bool) -> Reservation:
-        """A new hold for one request, taking a slot if ``slot`` (429 when the owner has none left)."""
-        reservation = cls(service, identity, f"req-{random_hex(8)}", slot=slot)
+    async def open(cls, service: UploadService, identity: Identity, *, slot: bool,
+                   attempt: Attempt | None = None) -> Reservation:
+        """A new hold for one request, taking a slot if ``slot`` (429 when the owner has none left); in a keyed
+        request's ``attempt``, named after its key and noted (see the module's docstring)."""
+        name = f"req-{random_hex(8)}" if attempt is None else f"req-{attempt.tag('usage hold')}"
+        reservation = cls(service, identity, name, slot=slot)
+        if attempt is not None:
+            reservation._take_over = True
+            reservation.note(attempt)
         if reservation.max_slots:  # without a slot to take, the hold is made by the first ``add``
             await reservation._change(0, 0)
         return reservation
+
+    def note(self, attempt: Attempt) -> None:
+        """Note in the ledger, with every change from now on, that ``attempt`` may store files not counted yet."""
+        self._note = (f"{NOTE}{attempt.tag('usage note')}", attempt.started + self.note_ttl)
+
+    async def noted(self) -> None:
+        """Make sure the note is in the ledger (before the first file of the attempt is committed)."""
+        if self.active and self._note is not None and self._found_note is None:
+            await self._change(0, 0)
+
+    def _begin(self, usage: Usage) -> None:
+        """What every change does first: take over a dead attempt's hold, and write the note."""
+        if self._take_over:
+            usage.holds.pop(self.name, None)
+            self._take_over = False
+        if self._note is not None:
+            name, until = self._note
+            if self._found_note is None:
+                self._found_note = name in usage.holds
+            usage.holds[name] = Hold(until=until)
 
     async def add(self, more_bytes: int, more_files: int, *, base: int | None = None) -> None:
         """Hold ``more_bytes`` and ``more_files`` more (and renew the lease); ``QuotaExceeded`` if they don't fit.
@@ -67,6 +105,9 @@ class Reservation:
             return
 
         def edit(usage: Usage) -> None:
+            if self.done:  # a renewal that queued behind the settling change: the hold is gone, and stays so
+                return
+            self._begin(usage)
             hold = usage.holds.get(self.name)
             if hold is None:
                 check_slot(usage, self.max_slots)
@@ -89,6 +130,7 @@ class Reservation:
             return
 
         def edit(usage: Usage) -> None:
+            self._begin(usage)
             hold = usage.holds.setdefault(self.name, Hold(slot=self.slot))
             for name in names:
                 taken = usage.holds.pop(name, None)
@@ -107,6 +149,7 @@ class Reservation:
         """
 
         def edit(usage: Usage) -> int:
+            self._begin(usage)
             hold = usage.holds.setdefault(self.name, Hold(slot=self.slot))
             if hold.bytes < target:
                 hold.bytes = min(hold.bytes, covered)
@@ -135,13 +178,23 @@ class Reservation:
             seen += len(chunk)
             yield chunk
 
-    async def settle(self, stored_bytes: int, stored_files: int) -> None:
-        """The upload's files are stored: count them in the owner's totals instead of the hold."""
+    async def settle(self, stored_bytes: int, stored_files: int, *, adopted_bytes: int = 0,
+                     adopted_files: int = 0) -> None:
+        """The upload's files are stored: count them in the owner's totals instead of the hold.
+
+        ``adopted_*``: the files a dead attempt of this keyed request committed, which this retry answers with;
+        counted only if that attempt did not settle them (its note was there).
+        """
         if not self.active or self.done:
             return
+        self.done = True
+        if self._found_note:
+            stored_bytes, stored_files = stored_bytes + adopted_bytes, stored_files + adopted_files
 
         def edit(usage: Usage) -> None:
             usage.holds.pop(self.name, None)
+            if self._note is not None:
+                usage.holds.pop(self._note[0], None)
             usage.bytes += stored_bytes
             usage.files += stored_files
 
@@ -149,15 +202,21 @@ class Reservation:
             await asyncio.shield(self.ledger.change(self.owner, edit))
         except Exception:  # the files are safe; the hold expires and the next recount counts them
             log.exception("could not settle %s in the usage ledger", self.name)
-        self.done = True
 
     async def release(self) -> None:
         """Give the hold back (the upload ended without storing anything); errors are logged, never raised."""
         if not self.active or self.done:
             return
         self.done = True
+        # the note goes too unless a dead attempt left it: the files it may have stored are still not counted
+        names = [self.name, *([self._note[0]] if self._note is not None and self._found_note is False else [])]
+
+        def edit(usage: Usage) -> None:
+            for name in names:
+                usage.holds.pop(name, None)
+
         try:
-            await asyncio.shield(self.ledger.change(self.owner, lambda usage: usage.holds.pop(self.name, None)))
+            await asyncio.shield(self.ledger.change(self.owner, edit))
         except Exception:  # the hold expires at the end of its lease anyway
             log.exception("could not release %s in the usage ledger", self.name)
 

@@ -62,8 +62,11 @@ class UploadBatch:
     async def __aenter__(self) -> UploadBatch:
         await self._stack.__aenter__()
         try:
+            attempt = current_attempt()
             if self.reservation is None:
-                self.reservation = await Reservation.open(self.service, self.identity, slot=True)
+                self.reservation = await Reservation.open(self.service, self.identity, slot=True, attempt=attempt)
+            elif attempt is not None:
+                self.reservation.note(attempt)
             self._stack.push_async_callback(self.reservation.release)  # a no-op once settled
             await self._stack.enter_async_context(self.reservation.renewing())
         except BaseException:
@@ -124,6 +127,8 @@ class UploadBatch:
     async def commit(self) -> list[StoredFile]:
         """Make every staged file visible, run ``process_upload``, and notify; all or nothing."""
         committed: list[StoredFile] = []
+        assert self.reservation is not None
+        await self.reservation.noted()  # a keyed request's files may be counted by its retry: say so first
         try:
             for info, writer in self._staged:
                 committed.append(await self._commit_one(info, writer))
@@ -131,9 +136,10 @@ class UploadBatch:
         except BaseException:
             await asyncio.shield(self._remove(committed))
             raise
-        assert self.reservation is not None
-        counted = [file for file in processed if file.id not in self._adopted]  # the dead attempt counted its own
-        await self.reservation.settle(sum(file.size for file in counted), len(counted))
+        new = [file for file in processed if file.id not in self._adopted]
+        adopted = [file for file in processed if file.id in self._adopted]  # counted if the dead attempt did not
+        await self.reservation.settle(sum(file.size for file in new), len(new),
+                                      adopted_bytes=sum(file.size for file in adopted), adopted_files=len(adopted))
         for file in processed:
             self.service.metrics.uploaded(self.path, file.size)
             if not file.temporary:

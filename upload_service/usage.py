@@ -12,6 +12,10 @@ settled into the stored totals or released. Holds carry a deadline that their ow
 the holds of an instance that died expire by themselves. The stored totals are counted from storage when the
 ledger is made and again, when nothing is in progress, once they are older than ``RECOUNT_AFTER``; that heals
 what a crash between storing and settling (or deleting and uncounting) left behind.
+
+A *note* (a hold named ``note-...`` that holds nothing) says that an ``Idempotency-Key`` request may have
+committed files it has not counted yet: its retry counts the files it adopts only while the note is there
+(``reservations``). Notes live as long as the key; a recount, which counts every file, drops them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 AREA = "usage"
 RECOUNT_AFTER = 3600.0
+NOTE = "note-"
 
 
 @dataclass
@@ -61,6 +66,11 @@ class Usage:
     @property
     def slots(self) -> int:
         return sum(1 for hold in self.holds.values() if hold.slot)
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether an upload holds anything (notes aside): its files may be stored and not counted yet."""
+        return any(not name.startswith(NOTE) for name in self.holds)
 
     def drop_expired(self, now: float) -> None:
         self.holds = {name: hold for name, hold in self.holds.items() if hold.until > now}
@@ -114,8 +124,8 @@ class UsageLedger:
             return usage
         usage = Usage.from_metadata(stored.metadata)
         usage.drop_expired(now)
-        if not usage.holds and now - usage.counted_at > RECOUNT_AFTER:
-            usage = await self.count(owner)
+        if not usage.in_progress and now - usage.counted_at > RECOUNT_AFTER:
+            usage = await self.count(owner)  # counts what notes say may be missing: they go
         return usage
 
 
