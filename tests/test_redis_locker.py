@@ -1,32 +1,80 @@
-"""The Redis locker driven directly against a real redis-server: take-over, expiry, compare-and-delete."""
+"""The Redis locker driven directly against a real redis-server: take-over, expiry, compare-and-delete, and a dead
+holder's lock taken over at once (its process killed) while a live but stalled one's is not."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from redis.asyncio import Redis
 
 from upload_service import Locker
 from upload_service.errors import Problem
+from upload_service.identity import owner_key
+from upload_service.testing import TEST_LOGIN
 from upload_service_redis.locker import RedisLocker
 
 from .lockers import check_namespaces, check_take_over
 
 UPLOAD = "upload-dddddddddddddddd"
+# Another instance's process holding a lock, whose event loop then stalls: it extends nothing any more, but it is
+# alive (its heartbeat thread beats) until the test kills it with SIGKILL.
+HOLDER = """
+import asyncio, sys, time
+from redis.asyncio import Redis
+from upload_service_redis.locker import RedisLocker
+
+async def main():
+    url, prefix, namespace, name = sys.argv[1:]
+    locker = RedisLocker(Redis.from_url(url), prefix=prefix, ttl=30, alive=0.5, beat=0.1)
+    async with locker.hold(namespace, name):
+        print("held", flush=True)
+        time.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+@contextmanager
+def holder(url: str, prefix: str, namespace: str, name: str) -> Iterator[subprocess.Popen]:
+    """A process that holds ``namespace:name`` (30 s ttl) and stalls, until killed."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, url, prefix, namespace, name], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"held\n"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+_made: list[RedisLocker] = []
 
 
 @pytest.fixture
 async def client(redis_server):
     client = Redis.from_url(redis_server.url)
     yield client
+    while _made:
+        await _made.pop().heart.stop()
     await client.aclose()
 
 
 def locker(client: Redis, **options) -> RedisLocker:
     """A locker under a fresh prefix, as a separate instance of the service would have (same prefix there)."""
-    return RedisLocker(client, prefix=options.pop("prefix", f"t{secrets.token_hex(4)}:"), **options)
+    made = RedisLocker(client, prefix=options.pop("prefix", f"t{secrets.token_hex(4)}:"), **options)
+    _made.append(made)
+    return made
+
+
+async def lock_keys(client: Redis, prefix: str) -> list[bytes]:
+    """The keys of locks and release requests (a process's alive key aside: it outlives its locks a while)."""
+    return sorted(key for key in await client.keys(f"{prefix}*") if not key.startswith(f"{prefix}alive:".encode()))
 
 
 async def test_is_a_locker(client) -> None:
@@ -82,12 +130,12 @@ async def test_release_never_deletes_the_next_holders_lock(client) -> None:
 async def test_release_and_forget_leave_no_keys(client) -> None:
     one = locker(client)
     async with one.hold("tus", UPLOAD):
-        assert await client.keys(f"{one.prefix}*") == [f"{one.prefix}lock:tus:{UPLOAD}".encode()]
-    assert await client.keys(f"{one.prefix}*") == []
+        assert await lock_keys(client, one.prefix) == [f"{one.prefix}lock:tus:{UPLOAD}".encode()]
+    assert await lock_keys(client, one.prefix) == []
     async with one.hold("tus", UPLOAD) as lock:
         await client.set(f"{one.prefix}release:tus:{UPLOAD}", "1")
         lock.forget()
-    assert await client.keys(f"{one.prefix}*") == []
+    assert await lock_keys(client, one.prefix) == []
 
 
 async def test_namespaces_keep_locks_apart(client) -> None:
@@ -98,6 +146,42 @@ async def test_keys_say_their_namespace(client) -> None:
     """A ledger lock and a tus lock of the same name are two keys; nothing is left to sweep."""
     one = locker(client)
     async with one.hold("usage", "0123456789abcdef"), one.hold("tus", "0123456789abcdef"):
-        assert sorted(await client.keys(f"{one.prefix}*")) == [f"{one.prefix}lock:tus:0123456789abcdef".encode(),
+        assert await lock_keys(client, one.prefix) == [f"{one.prefix}lock:tus:0123456789abcdef".encode(),
                                                                f"{one.prefix}lock:usage:0123456789abcdef".encode()]
     assert await one.sweep() == 0
+
+
+@pytest.mark.process
+async def test_a_dead_holders_lock_is_taken_over_at_once_and_a_stalled_live_ones_is_not(client, redis_server):
+    """The lock's ttl is 30 s: a holder whose process lives keeps it while it stalls, past its alive key's expiry
+    (0.5 s); once its process is killed, the lock is taken within about that expiry, not after the ttl."""
+    one = locker(client, wait=1.5, poll=0.02)
+    with holder(redis_server.url, one.prefix, "usage", "0123456789abcdef") as process:
+        with pytest.raises(Problem):  # 1.5 s of asking: the stalled holder's lock stays its own
+            async with one.hold("usage", "0123456789abcdef"):
+                pass
+        process.kill()
+        process.wait()
+        started = time.monotonic()
+        one.wait = 5
+        async with one.hold("usage", "0123456789abcdef"):
+            took = time.monotonic() - started
+    assert took < 2.5, f"took {took:.1f} s"
+
+
+def test_a_delete_behind_a_dead_instances_usage_ledger_lock_answers_at_once(upload_service_factory, redis_server):
+    """An instance killed while it held an owner's usage-ledger lock (30 s lease): a DELETE on another instance
+    takes the lock over as soon as the dead one's alive key is gone, answers 204 within seconds, and frees the
+    quota (not 15 s of REDIS_LOCK_WAIT, then 204 with the file still counted)."""
+    prefix = f"t{secrets.token_hex(4)}:"
+    running = upload_service_factory(locker="redis", redis_url=redis_server.url, user_quota_files="1",
+                                     plugin_settings={"REDIS_KEY_PREFIX": prefix, "REDIS_LOCK_TTL": "30s"})
+    api = running.client()
+    file_id = api.put("/api/files/a.txt", content=b"a").json()["id"]
+    with holder(redis_server.url, prefix, "usage", owner_key(f"token:{TEST_LOGIN}")) as process:
+        process.kill()
+        started = time.monotonic()
+        assert api.delete(f"/api/files/{file_id}").status_code == 204
+        took = time.monotonic() - started
+    assert took < 5, f"took {took:.1f} s"
+    assert api.put("/api/files/b.txt", content=b"b").status_code == 201  # the delete was uncounted

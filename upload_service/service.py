@@ -234,9 +234,10 @@ class UploadService:
         await asyncio.gather(*tasks, return_exceptions=True)
         self.metrics.close()
         await self.content_types.close()
-        closer = getattr(self.storage, "close", None)
-        if closer is not None:
-            await closer()
+        for part in (self.storage, self._locker):  # a locker may keep connections too (``redis``: and a heartbeat)
+            closer = getattr(part, "close", None)
+            if closer is not None:
+                await closer()
 
     # -- what routes and plugins call -----------------------------------------------------------------
 
