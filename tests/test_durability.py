@@ -18,6 +18,7 @@ from upload_service import Settings
 from upload_service.builtin.local_storage import LocalStorage, group_commit
 from upload_service.builtin.local_storage.buffered import WRITE_BUFFER
 from upload_service.builtin.local_storage.layout import XATTR_ROOM
+from upload_service.storage import record_writer
 
 from .conftest import object_files
 from .faults import wait_for
@@ -221,5 +222,25 @@ async def test_full_keeps_working_where_folders_stand_in_for_xattrs(tmp_path):
         assert (storage.layout.objects / "files/o/a/meta.json").exists()
         assert await _read(storage, "files/o/a") == b"kept"
         assert await asyncio.wait_for(storage.delete("files/o/a"), 5)
+    finally:
+        await storage.close()
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+async def test_a_record_waits_for_no_commit_of_its_own_where_the_next_one_covers_it(tmp_path, in_order):
+    """``record_writer``: a ``lazy`` record (an Idempotency-Key's answer) is never committed on its own; an
+    ``ordered`` one (its mark) only where a later commit would not make it durable too (not ext4 or xfs)."""
+    storage = LocalStorage(tmp_path, "full")
+    storage.layout.flush.in_order = in_order
+    await storage.open()
+    try:
+        commits = storage.layout.flush.requests
+        for flush in ("lazy", "ordered"):
+            async with record_writer(storage, flush) as writer:
+                await writer.commit(f"idempotency/o/{flush}", {"state": flush})
+            assert (await storage.stat(f"idempotency/o/{flush}")).metadata == {"state": flush}
+        assert storage.layout.flush.requests - commits == (0 if in_order else 1)
+        await _put(storage, "files/o/work", b"the work")  # an ordinary object: committed, as ever
+        assert storage.layout.flush.requests - commits == (1 if in_order else 2)
     finally:
         await storage.close()

@@ -13,6 +13,11 @@ headers the route set, body) is kept beside it as ``...-answer``. While a reques
 once. A repeat after the first finished gets the kept answer with ``Idempotent-Replayed: true``, and nothing
 runs again.
 
+Neither record waits for a flush of its own (``upload_service.storage.record_writer``): the mark must be durable
+before any effect of the work is, and on local disk the work's own commit makes it so; an answer a crash loses
+only makes the retry take the work over, as below. So a key costs a small upload two small writes, not two
+journal commits.
+
 An instance can die between doing the work and keeping its answer. Its lock goes with it (the kernel drops a
 file lock, Redis lets a lease expire), and the retry finds the mark of a started attempt: it runs as an
 ``attempts.Attempt`` that is ``retrying``. New files of a keyed request have ids derived from the key, so the
@@ -47,7 +52,6 @@ import base64
 import functools
 import hashlib
 import hmac
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -61,11 +65,10 @@ from .body import peek_body
 from .errors import ObjectExists, Problem, UploadRejected
 from .locking import LockBusy
 from .responses import as_problem, problem_response
+from .storage import RecordFlush, record_writer
 
 if TYPE_CHECKING:
     from .service import UploadService
-
-log = logging.getLogger("upload_service.idempotency")
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -109,8 +112,12 @@ class IdempotencyKeys:
         return f"{AREA}/{owner}/{digest}", f"{owner}-{digest}"
 
     async def load(self, record_key: str) -> dict[str, Any] | None:
-        """The key's answer if it has one, else the mark of an attempt at work or dead, until they expire."""
-        return await self._unexpired(_answer_key(record_key)) or await self._unexpired(record_key)
+        """The key's answer if it has one, else the mark of an attempt at work or dead, until they expire.
+
+        The mark is looked for first: without one there is no answer (it is written before the answer, and made
+        durable no later; both expire at once), so a new key costs one look, not two."""
+        mark = await self._unexpired(record_key)
+        return None if mark is None else await self._unexpired(_answer_key(record_key)) or mark
 
     async def _unexpired(self, key: str) -> dict[str, Any] | None:
         stored = await self.service.storage.stat(key)
@@ -118,41 +125,45 @@ class IdempotencyKeys:
             return None
         return stored.metadata
 
-    async def mark(self, record_key: str, fingerprint: str) -> dict[str, Any]:
-        """Note, before any work, that an attempt starts: a retry after it died then knows to look for its work."""
+    async def mark(self, record_key: str, fingerprint: str) -> dict[str, Any] | None:
+        """Note, before any work, that an attempt starts: a retry after it died then knows to look for its work.
+        None when an earlier attempt's mark is there (one create-if-absent: a new key costs no look before it).
+
+        Durable before any effect of the work is (``ordered``), not necessarily at once: on local disk the work's
+        own commit makes it durable too, which spares a journal commit per request."""
         now = time.time()
         record = {"state": "started", "fingerprint": fingerprint, "method": request.method, "path": request.path,
                   "started": now, "expires_at": now + self.service.settings.idempotency_ttl}
         try:
-            await self._create(record_key, record)
-        except ObjectExists:  # an expired record (we hold the lock: nothing fresh can be there) or another's
-            if await self._unexpired(record_key) is not None:  # a locker that does not span machines (LOCKER=file)
-                log.warning("two attempts of one idempotency key at once: use LOCKER=redis across machines")
-                raise _in_progress() from None
-            await self.service.storage.delete(record_key)
-            await self._create(record_key, record)
+            await self._create(record_key, record, "ordered")
+        except ObjectExists:
+            if await self._unexpired(record_key) is not None:
+                return None
+            await self.service.storage.delete(record_key)  # expired (we hold the lock: nothing fresh comes)
+            await self._create(record_key, record, "ordered")
         return record
 
     async def keep(self, record_key: str, record: dict[str, Any], response: Response) -> None:
         """Keep the attempt's answer beside its mark, to be replayed for ``IDEMPOTENCY_TTL``. A new object, never
         a change of the mark: a change waits for a dead attempt's unfinished change of the same object (S3's
-        journal), a new object waits for nothing."""
+        journal), a new object waits for nothing. Not flushed on its own (``lazy``): an answer a crash loses makes
+        the retry find the mark and take the work over, as when the instance died before keeping it. It expires
+        with the mark."""
         body = await response.get_data(as_text=False)
         answered = {**record, "state": "answered", "status": response.status_code,
-                    "expires_at": time.time() + self.service.settings.idempotency_ttl,
                     "headers": [[name, value] for name, value in response.headers.items()
                                 if name.lower() not in UNKEPT_HEADERS],
                     "varied": varied(response),
                     "body": base64.b64encode(body).decode()}
         try:
-            await self._create(_answer_key(record_key), answered)
+            await self._create(_answer_key(record_key), answered, "lazy")
         except ObjectExists:  # an expired answer, or the one a dead attempt kept as it died (the same work)
             if await self._unexpired(_answer_key(record_key)) is None:
                 await self.service.storage.delete(_answer_key(record_key))
-                await self._create(_answer_key(record_key), answered)
+                await self._create(_answer_key(record_key), answered, "lazy")
 
-    async def _create(self, record_key: str, record: dict[str, Any]) -> None:
-        async with self.service.storage.writer() as writer:
+    async def _create(self, record_key: str, record: dict[str, Any], flush: RecordFlush) -> None:
+        async with record_writer(self.service.storage, flush) as writer:
             await writer.commit(record_key, record)
 
     async def sweep(self) -> int:
@@ -255,12 +266,17 @@ async def answer_once(service: UploadService, owner: str, key: str, view: Callab
     try:
         async with service.locker.hold("idempotency", lock_name, take_over=False) as lock:
             lock.forget()  # one lock per key: its traces (a lock file) go when it is let go
-            if answered(record := await keys.load(record_key)):
-                return await _replayed(service, record)
             taken = await fingerprint(service)
-            retrying = record is not None  # the mark of an attempt that died: its work may be done, in part
-            if record is None:
-                record = await keys.mark(record_key, taken)
+            # no mark a moment ago: most likely a new key, so mark it at once (nothing can come meanwhile: we hold
+            # its lock); else, or if an attempt marked it since, look again: it answered, died or failed
+            fresh = await keys.mark(record_key, taken) if record is None else None
+            retrying = fresh is None  # the mark of an attempt that died: its work may be done, in part
+            if fresh is not None:
+                record = fresh
+            elif answered(record := await keys.load(record_key)):
+                return await _replayed(service, record, taken)
+            elif record is None:  # expired this very moment
+                raise _in_progress()
             elif record.get("fingerprint") != taken:
                 raise _mismatch()
             else:
@@ -272,8 +288,8 @@ async def answer_once(service: UploadService, owner: str, key: str, view: Callab
         raise _in_progress() from None
 
 
-async def _replayed(service: UploadService, record: dict[str, Any]) -> Response:
-    if record.get("fingerprint") != await fingerprint(service):
+async def _replayed(service: UploadService, record: dict[str, Any], taken: str | None = None) -> Response:
+    if record.get("fingerprint") != (taken or await fingerprint(service)):
         raise _mismatch()
     if names := differs(record):
         raise _mismatch(f"its answer depends on {', '.join(names)}, which differs")

@@ -22,16 +22,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 from .aio import complete
 from .errors import ObjectExists, ObjectNotFound, StorageBusy, StorageError, StorageFull
 
 __all__ = [
-    "Appending", "ObjectExists", "ObjectNotFound", "ObjectWriter", "OffsetMismatch", "ResumableBase",
+    "Appending", "ObjectExists", "ObjectNotFound", "ObjectWriter", "OffsetMismatch", "RecordFlush", "ResumableBase",
     "ResumableStorage", "ResumableUpload", "RunningHashes", "StagedUpload", "Storage", "StorageBusy", "StorageError",
     "StorageFull",
-    "StoredObject", "WriterBase", "check_key", "check_prefix",
+    "StoredObject", "WriterBase", "check_key", "check_prefix", "record_writer",
 ]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -92,6 +92,23 @@ class ObjectWriter(Protocol):
     def sha256(self) -> str: ...
     async def __aenter__(self) -> ObjectWriter: ...
     async def __aexit__(self, *exc_info: Any) -> None: ...
+
+
+RecordFlush = Literal["ordered", "lazy"]
+
+
+def record_writer(storage: Storage, flush: RecordFlush) -> ObjectWriter:
+    """A writer for a small record that need not be flushed on its own before its commit returns.
+
+    ``ordered``: the record must be durable before any change the storage makes durable after it is (an
+    ``Idempotency-Key``'s mark, written before the work it guards). ``lazy``: a crash may lose it (the kept
+    answer: its retry finds the mark and takes over). A backend whose flush is the costly part of a small write
+    offers ``record_writer(flush)`` (local disk: no flush of its own where the file system journals changes in
+    order, so the next change's flush covers the record); any other backend's ``writer()`` is used, durable at
+    once, which is always enough.
+    """
+    special = getattr(storage, "record_writer", None)
+    return special(flush) if special is not None else storage.writer()
 
 
 @runtime_checkable

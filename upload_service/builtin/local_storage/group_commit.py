@@ -40,6 +40,7 @@ class WriteBack:
     """``DURABILITY=relaxed``: write-back is left to the kernel; nothing waits for the disk."""
 
     durable = False
+    in_order = True  # nothing is flushed: there is no order to keep
 
     def data(self, fd: int) -> None:
         start_writeback(fd, 0, 0)  # the whole file: its blocks get allocated now, before the rename
@@ -57,7 +58,8 @@ class _Request:
 
 class GroupCommit:
     """``DURABILITY=full``: ``data`` returns once a file's bytes are on the disk, ``commit`` once every change made
-    before it is, committed in groups.
+    before it is, committed in groups. ``in_order``: whether a commit also makes durable every change made before
+    it anywhere on the file system (ext4, xfs).
 
     ``sync`` flushes one open folder (``os.fsync``; a test counts calls through it). ``groups`` and ``requests``
     count the commits led and the requests they covered.

@@ -39,6 +39,7 @@ from .group_commit import Durability, GroupCommit, WriteBack, flusher
 META = "meta.json"
 DATA = "data"
 ATTRIBUTE = "user.upload_service"
+Flusher = GroupCommit | WriteBack
 XATTR_ROOM = 3000  # bytes of record kept in the xattr; ext4 holds at most one block (4 KiB) of them per file
 NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 TOO_LARGE = frozenset({errno.E2BIG, errno.ERANGE, errno.ENOSPC})
@@ -62,7 +63,7 @@ class Layout:
         self.owner = random_hex(8)  # this storage's name: its staging folders start with it
         for folder in (self.objects, self.staging, self.trash, self.resumable, self.owners, self.records):
             folder.mkdir(parents=True, exist_ok=True)
-        self.flush: GroupCommit | WriteBack = flusher(durability, self.objects)
+        self.flush: Flusher = flusher(durability, self.objects)
         self.xattrs = _keeps_xattrs(self.staging)
 
     def object_path(self, key: str) -> Path:
@@ -100,21 +101,23 @@ class Layout:
         else:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def seal(self, staging: Path, fd: int, stored: StoredObject) -> None:
-        """Give the complete, still hidden staged object its record and flush it (``fd``: its bytes, open)."""
+    def seal(self, staging: Path, fd: int, stored: StoredObject, flush: Flusher | None = None) -> None:
+        """Give the complete, still hidden staged object its record and flush it (``fd``: its bytes, open);
+        ``flush``: another flusher than the storage's (a record written as under ``DURABILITY=relaxed``)."""
+        flush = flush or self.flush
         if self.xattrs:
-            self._set_record(fd, stored)
-            self.flush.data(fd)
+            self._set_record(fd, stored, flush)
+            flush.data(fd)
         else:
-            self.flush.data(fd)
-            write_json(staging / META, _record(stored), self.flush.data, fresh=True)
+            flush.data(fd)
+            write_json(staging / META, _record(stored), flush.data, fresh=True)
 
-    def place(self, staging: Path, key: str) -> None:
+    def place(self, staging: Path, key: str, flush: Flusher | None = None) -> None:
         """Rename a sealed staging file (or folder) into place as ``key``: the atomic commit."""
         target = self.object_path(key)
         try:
             rename_into(staging, target)
-            self.flush.commit(target.parent)
+            (flush or self.flush).commit(target.parent)
         except OSError as error:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise ObjectExists(key) from error
@@ -221,7 +224,8 @@ class Layout:
         if old is not None:
             old.unlink(missing_ok=True)
 
-    def _set_record(self, fd: int, stored: StoredObject) -> None:
+    def _set_record(self, fd: int, stored: StoredObject, flush: Flusher | None = None) -> None:
+        flush = flush or self.flush
         encoded = msgspec.json.encode(_record(stored))
         if len(encoded) <= XATTR_ROOM:
             try:
@@ -231,8 +235,8 @@ class Layout:
                 if error.errno not in TOO_LARGE:
                     raise
         name = f"{random_hex(16)}.json"
-        write_json(self.records / name, _record(stored), self.flush.data, fresh=True)
-        self.flush.commit(self.records)
+        write_json(self.records / name, _record(stored), flush.data, fresh=True)
+        flush.commit(self.records)
         os.setxattr(fd, ATTRIBUTE, msgspec.json.encode({"record": name}))
 
     def _record_file(self, target: int | Path) -> Path | None:

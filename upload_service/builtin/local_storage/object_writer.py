@@ -15,6 +15,7 @@ from .buffered import BufferedFileWriter
 from .durable import storage_error
 
 if TYPE_CHECKING:
+    from .layout import Flusher
     from .storage import LocalStorage
 
 
@@ -29,8 +30,9 @@ class LocalObjectWriter(WriterBase):
     lock keeps it from the sweep), and ``commit`` reopens it for its record.
     """
 
-    def __init__(self, storage: LocalStorage) -> None:
+    def __init__(self, storage: LocalStorage, flush: Flusher | None = None) -> None:
         self._storage = storage
+        self._flush = flush  # another flusher than the storage's (``LocalStorage.record_writer``)
         self._staging = storage.layout.new_staging()
         self._fd: int | None = None
         self._hash = hashlib.sha256()
@@ -107,12 +109,12 @@ class LocalObjectWriter(WriterBase):
                 if rest:
                     self._out.store_sync(rest)  # hashes it too, unless ``finish`` did
             stored = StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
-            layout.seal(self._staging, self._fd, stored)  # type: ignore[arg-type]
+            layout.seal(self._staging, self._fd, stored, self._flush)  # type: ignore[arg-type]
         except OSError as error:
             raise storage_error(error) from error
         finally:
             self._close()
-        layout.place(self._staging, key)
+        layout.place(self._staging, key, self._flush)
         return stored
 
     def _close(self) -> None:

@@ -15,12 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from upload_service.storage import ObjectExists, ObjectNotFound, StoredObject
+from upload_service.storage import ObjectExists, ObjectNotFound, RecordFlush, StoredObject
 
 from .durable import rename_into, storage_error
-from .group_commit import Durability
+from .group_commit import Durability, WriteBack
 from .index import ObjectIndex, expiry_of
-from .layout import Layout
+from .layout import Flusher, Layout
 from .object_writer import LocalObjectWriter
 from .owner import OwnerLock
 from .reading import read_range
@@ -39,9 +39,9 @@ class IndexedLayout(Layout):
 
     index: ObjectIndex
 
-    def place(self, folder: Path, key: str) -> None:
+    def place(self, folder: Path, key: str, flush: Flusher | None = None) -> None:
         with self.index.changing(key):
-            super().place(folder, key)
+            super().place(folder, key, flush)
 
 
 class LocalStorage:
@@ -143,6 +143,13 @@ class LocalStorage:
 
     def writer(self) -> LocalObjectWriter:
         return LocalObjectWriter(self)
+
+    def record_writer(self, flush: RecordFlush) -> LocalObjectWriter:
+        """A small record (``upload_service.storage.record_writer``) written without a flush of its own: ``lazy``
+        always, ``ordered`` where the file system journals in order (ext4, xfs), as the next change's commit then
+        makes it durable too; elsewhere it is flushed like any object. Saves a journal commit per record."""
+        unflushed = flush == "lazy" or self.layout.flush.in_order
+        return LocalObjectWriter(self, WriteBack() if unflushed else None)
 
     def _load(self, key: str) -> StoredObject | None:
         return self.layout.read_record(self.layout.object_path(key), key)
