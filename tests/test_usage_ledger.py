@@ -10,7 +10,7 @@ import time
 
 from upload_service.identity import owner_key
 from upload_service.testing import TEST_LOGIN
-from upload_service.usage import RECOUNT_AFTER, Hold, Usage, UsageLedger
+from upload_service.usage import NOTE, RECOUNT_AFTER, Hold, Usage, UsageLedger
 
 OWNER = owner_key(f"token:{TEST_LOGIN}")
 
@@ -66,3 +66,21 @@ async def test_stale_totals_are_counted_again_from_storage(upload_service_factor
     assert client.put("/api/files/b.txt", content=b"b").status_code == 201  # recounted: 1 file, then 2
     usage = await UsageLedger(running.service).read(OWNER)
     assert (usage.files, usage.bytes) == (2, len(b"stored") + 1)
+
+
+async def test_a_note_of_an_unsettled_keyed_upload_neither_blocks_a_recount_nor_outlives_it(upload_service_factory):
+    """A note (an Idempotency-Key upload that may have stored files it did not count, its instance dead) lasts
+    as long as the key, but a recount counts every file anyway: it runs past the note, and drops it."""
+    running = upload_service_factory(user_quota_files="5")
+    client = running.client()
+    assert client.put("/api/files/real.txt", content=b"stored").status_code == 201
+
+    def dead_keyed_upload(usage: Usage) -> None:
+        usage.holds[f"{NOTE}0123"] = Hold(until=time.time() + 86400)
+        usage.files, usage.bytes = 0, 0  # its file stored, not counted
+        usage.counted_at = time.time() - RECOUNT_AFTER - 1
+
+    await leave(running, dead_keyed_upload)
+    assert client.put("/api/files/b.txt", content=b"b").status_code == 201
+    usage = await UsageLedger(running.service).read(OWNER)
+    assert (usage.files, usage.bytes, usage.holds) == (2, len(b"stored") + 1, {})
