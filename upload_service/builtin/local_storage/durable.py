@@ -54,6 +54,22 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
 
 
 _RENAMEAT2 = _renameat2()
+AT_SYMLINK_FOLLOW = 0x400
+
+
+def _linkat() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).linkat
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_LINKAT = _linkat()
 
 
 def rename_noreplace(source: Path, target: Path) -> None:
@@ -86,6 +102,54 @@ def rename_into(source: Path, target: Path) -> None:
     except FileNotFoundError:
         target.parent.mkdir(parents=True, exist_ok=True)
         rename_noreplace(source, target)
+
+
+def open_unnamed(folder: Path) -> int | None:
+    """A new file with no name yet in ``folder`` (``O_TMPFILE``), made if missing; None where the file system or
+    kernel has no unnamed files. Written, given its record and then named by ``link_unnamed``, a small object
+    never enters ``.staging`` and is never renamed out of it: a rename across folders takes the file system's
+    rename lock and both folders' locks, where a link takes one folder's; and a process killed before the link
+    leaves nothing behind for the sweep."""
+    for attempt in range(2):
+        try:
+            return os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o640)
+        except FileNotFoundError:
+            if attempt:
+                raise
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.EISDIR):  # EISDIR: a kernel without it
+                return None
+            raise
+    return None
+
+
+def link_unnamed(fd: int, target: Path) -> None:
+    """Give the unnamed file ``fd`` the name ``target``; ``FileExistsError`` if the name is taken (nothing is
+    replaced). ``linkat`` of ``/proc/self/fd/<fd>`` following the link (ctypes, as ``os.link`` follows it only
+    given a folder descriptor); ``linkat(AT_EMPTY_PATH)`` would need a capability the service lacks."""
+    if _LINKAT is None:
+        raise OSError(errno.ENOSYS, "linkat is not available")
+    if _LINKAT(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), AT_FDCWD, os.fsencode(target), AT_SYMLINK_FOLLOW) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(target))
+
+
+def unnamed_files_work(folder: Path) -> bool:
+    """Whether ``open_unnamed`` and ``link_unnamed`` work in ``folder`` (tried once, at start)."""
+    probe = folder / f".unnamed-{random_hex(6)}"
+    try:
+        fd = open_unnamed(folder)
+        if fd is None:
+            return False
+        try:
+            link_unnamed(fd, probe)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    probe.unlink(missing_ok=True)
+    return True
 
 
 def write_json(path: Path, data: dict[str, Any], flush: Callable[[int], None], *, fresh: bool = False) -> None:

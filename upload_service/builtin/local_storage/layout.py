@@ -33,7 +33,7 @@ import msgspec
 from upload_service import random_hex
 from upload_service.storage import ObjectExists, StoredObject, check_key, check_prefix
 
-from .durable import rename_into, storage_error, write_json
+from .durable import link_unnamed, open_unnamed, rename_into, storage_error, unnamed_files_work, write_json
 from .group_commit import Durability, GroupCommit, WriteBack, flusher
 
 META = "meta.json"
@@ -65,6 +65,7 @@ class Layout:
             folder.mkdir(parents=True, exist_ok=True)
         self.flush: Flusher = flusher(durability, self.objects)
         self.xattrs = _keeps_xattrs(self.staging)
+        self.unnamed_files = unnamed_files_work(self.staging)  # with xattrs, small objects skip staging (``link``)
 
     def object_path(self, key: str) -> Path:
         return self.objects.joinpath(*check_key(key).split("/"))
@@ -111,6 +112,22 @@ class Layout:
         else:
             flush.data(fd)
             write_json(staging / META, _record(stored), flush.data, fresh=True)
+
+    def open_unnamed(self, key: str) -> int | None:
+        """An unnamed file in ``key``'s folder for a new object to be written, sealed and ``link``-ed as ``key``;
+        None where the storage keeps objects otherwise (then it is staged and placed)."""
+        return open_unnamed(self.object_path(key).parent) if self.xattrs and self.unnamed_files else None
+
+    def link(self, fd: int, key: str, flush: Flusher | None = None) -> None:
+        """Name a sealed unnamed file ``key``: the atomic commit of an object that was never staged."""
+        target = self.object_path(key)
+        try:
+            link_unnamed(fd, target)
+            (flush or self.flush).commit(target.parent)
+        except OSError as error:
+            if error.errno == errno.EEXIST:
+                raise ObjectExists(key) from error
+            raise storage_error(error) from error
 
     def place(self, staging: Path, key: str, flush: Flusher | None = None) -> None:
         """Rename a sealed staging file (or folder) into place as ``key``: the atomic commit."""

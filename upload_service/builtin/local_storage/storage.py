@@ -35,13 +35,18 @@ T = TypeVar("T")
 
 
 class IndexedLayout(Layout):
-    """The layout whose commits (``place``, for new objects and finished tus uploads alike) keep the index."""
+    """The layout whose commits (``place`` and ``link``, for new objects and finished tus uploads alike) keep the
+    index."""
 
     index: ObjectIndex
 
     def place(self, folder: Path, key: str, flush: Flusher | None = None) -> None:
         with self.index.changing(key):
             super().place(folder, key, flush)
+
+    def link(self, fd: int, key: str, flush: Flusher | None = None) -> None:
+        with self.index.changing(key):
+            super().link(fd, key, flush)
 
 
 class LocalStorage:
