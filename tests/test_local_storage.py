@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from upload_service.builtin.local_storage import LocalObjectWriter, LocalStorage
+from upload_service.builtin.local_storage import LocalObjectWriter, LocalStorage, layout as layout_module
 from upload_service.builtin.local_storage.buffered import WRITE_BUFFER, BufferedFileWriter
 from upload_service.errors import ObjectExists, ObjectNotFound
 
@@ -51,6 +51,25 @@ async def test_committing_over_an_existing_key_is_refused(storage):
     with pytest.raises(ObjectExists):
         await _put(storage, "files/o/a", b"second")
     assert b"".join([c async for c in storage.read("files/o/a")]) == b"first"
+    assert list(storage.layout.staging.iterdir()) == []
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+async def test_a_small_object_is_linked_from_an_unnamed_file_and_a_large_one_staged(storage, monkeypatch, unnamed):
+    assert storage.layout.unnamed_files, "O_TMPFILE and linkat work on the test machine's file systems"
+    storage.layout.unnamed_files = unnamed
+    staged = []
+    rename_into = layout_module.rename_into
+    monkeypatch.setattr(layout_module, "rename_into",
+                        lambda source, target: staged.append(target.name) or rename_into(source, target))
+    await _put(storage, "files/o/small", b"s" * 10_000, {"n": 1})
+    await _put(storage, "files/o/large", b"l" * (WRITE_BUFFER + 1))
+    assert staged == (["large"] if unnamed else ["small", "large"])
+    assert (await storage.stat("files/o/small")).metadata == {"n": 1}
+    assert b"".join([c async for c in storage.read("files/o/small")]) == b"s" * 10_000
+    with pytest.raises(ObjectExists):  # a taken name is refused as a rename refuses it
+        await _put(storage, "files/o/small", b"other")
+    assert b"".join([c async for c in storage.read("files/o/small")]) == b"s" * 10_000
     assert list(storage.layout.staging.iterdir()) == []
 
 
