@@ -88,12 +88,14 @@ def wait_until_up(url: str, process: subprocess.Popen | None = None, timeout: fl
 
 
 def _preloaded() -> list[str]:
-    """The core, Hypercorn and every installed plugin's module (each server loads them all by entry point)."""
+    """The core, Hypercorn and every installed plugin's module (each server loads them all by entry point), and
+    this module: each child unpickles ``_run_command`` from it, and would otherwise import it, and httpx with it
+    (a fifth of a forked start's CPU)."""
     from importlib.metadata import entry_points
 
     plugins = sorted({entry.module for entry in entry_points(group="upload_service")})
     return ["upload_service.app", "upload_service.cli", "upload_service.workers", "hypercorn.asyncio.run",
-            "upload_service_s3.storage", "upload_service_redis.locker", *plugins]
+            "upload_service_s3.storage", "upload_service_redis.locker", *plugins, __name__]
 _forkserver: Any = None
 
 
