@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from .servers import Server
+from .servers import Server, tls
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -60,7 +60,8 @@ def dev_settings(**settings: str) -> dict[str, str]:
 
 def dev_client(server: Server) -> httpx.Client:
     """An API client acting as the same user as the browser's dev sign-in."""
-    client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {DEV_TOKEN}"}, timeout=30)
+    client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {DEV_TOKEN}"}, timeout=30,
+                          verify=tls())
     server.clients.append(client)
     return client
 

@@ -20,7 +20,7 @@ import httpx
 
 from .redis_server import RedisServer
 from .s3 import Bucket
-from .servers import ROOT, TOKENS, Server, free_port, start_server, wait_until_up
+from .servers import ROOT, TOKENS, Server, free_port, start_server, tls, wait_until_up
 
 LOG_FORMAT = "$request_method|$uri|$status|$upstream_addr|$upstream_status"  # what Nginx.access_log reads
 NGINX_CONF = """
@@ -181,7 +181,7 @@ class Cluster:
 
     def client(self, user: str = "alice", **options) -> httpx.Client:
         client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKENS[user]}"}, timeout=60,
-                              **options)
+                              **{"verify": tls(), **options})
         self.clients.append(client)
         return client
 

@@ -23,7 +23,7 @@ import httpx
 
 from .cluster_load import USERS, TusGaveUp, run_clients, tus_upload
 from .conftest import object_files
-from .servers import TOKENS
+from .servers import TOKENS, tls
 
 KiB, MiB = 1024, 1024 * 1024
 SMALL = (0, 1, 1000, 10 * KiB, 100 * KiB)
@@ -94,7 +94,7 @@ class LoadClient:
         self.rng = random.Random(seed * 7919 + number)
         self.report = report
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKENS[self.user]}"},
-                                 timeout=180, limits=httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE))
+                                 timeout=180, limits=httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE), verify=tls())
         self.owned: list[Sent] = []
         self.previous, self.ended = "", time.perf_counter()
 
@@ -259,7 +259,8 @@ def check_store(base_url: str, report: LoadReport, upload_dir: Path | None = Non
     acknowledged = {sent.seed for sent in report.live.values()}
     listed: dict[str, dict] = {}
     for user in USERS:
-        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKENS[user]}"}, timeout=120) as http:
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKENS[user]}"}, timeout=120,
+                          verify=tls()) as http:
             for file in _all_files(http, temporary=False) + _all_files(http, temporary=True):
                 listed[file["id"]] = file
                 digest = hashlib.sha256()

@@ -26,7 +26,7 @@ from upload_service.usage import Usage
 from .cluster import Nginx
 from .conftest import stored_files
 from .faults import connect, read_answer, received, request_head, wait_for
-from .servers import TOKENS, Server, start_server
+from .servers import TOKENS, Server, start_server, tls
 
 
 def key() -> dict[str, str]:
@@ -123,7 +123,8 @@ class Pair:
 
     def client(self, server: Server | None = None) -> httpx.Client:
         url = self.nginx.url if server is None else server.url
-        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['alice']}"}, timeout=30)
+        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['alice']}"}, timeout=30,
+                            verify=tls())
 
     def files(self, area: str = "files/") -> set[str]:
         """The ids of the persistent (or ``temp/``: temporary) files in the storage (an object is a file named by
