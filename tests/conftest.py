@@ -70,6 +70,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     _heaviest_modules_first(items, weights)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker sends the collected ids to the scheduler
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Give each grouped test the ``@group`` suffix by which ``--dist loadgroup`` keeps a group on one process.
+
+    pytest-xdist's worker sets it by assigning ``item._nodeid``, which pytest 9.2 ignores: it builds ids from a
+    structured ``NodeId`` (pytest-dev/pytest-xdist#1386). No test was grouped then, and every process that ran a
+    test of a module made the module's fixtures (its server, a browser, a built venv) again. Set here until
+    pytest-xdist does it, and fail rather than let the grouping go silently again.
+    """
+    if not getattr(session.config.option, "loadgroup", False):  # set on pytest-xdist's workers under loadgroup
+        return
+    for item in session.items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = type(item._id).parse(item.nodeid + suffix)
+        if names and not item.nodeid.endswith(suffix):
+            raise pytest.UsageError(f"{item.nodeid}: its xdist group could not be set (tests/conftest.py)")
+
+
 def _shares_a_module_fixture(item: pytest.Item) -> bool:
     """Whether the test uses a module- or class-scoped fixture (a module's server, a browser, a built venv).
 
