@@ -28,7 +28,7 @@ from upload_service.settings import Settings
 from .cluster import NGINX_CONF, deployed_nginx_conf
 from .conftest import staging_entries, stored_files
 from .faults import connect, read_answer, read_answer_head, received, request_head, rss_mib, wait_for, worker_pids
-from .servers import ROOT, Server, free_port
+from .servers import ROOT, Server, free_port, tls
 from .tcp_proxy import BreakingProxy
 from .tus import create, offset_of
 
@@ -79,7 +79,7 @@ class UploadLoad:
                 self.sent.add(digest)
             try:
                 answer = httpx.put(f"{self.server.url}/api/files/load-{number}.bin", content=data, headers=headers,
-                                   timeout=30)
+                                   timeout=30, verify=tls())
             except httpx.TransportError:
                 with self._lock:
                     self.broken += 1

@@ -12,7 +12,7 @@ import httpx
 
 from .github_fixtures import github, server, shared  # noqa: F401 (fixtures)
 from .github_helpers import browser, sign_in
-from .servers import TOKENS, free_port
+from .servers import TOKENS, free_port, tls
 
 USER_ROUTE = "GET /api/v3/user"
 
@@ -59,7 +59,7 @@ def test_a_burst_of_calls_costs_one_github_call(server, github):
     before = github.count(USER_ROUTE)
 
     def list_files(_: int) -> int:
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as client:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, verify=tls()) as client:
             return client.get("/api/files").status_code
 
     with ThreadPoolExecutor(12) as pool:

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .servers import TOKENS
+from .servers import TOKENS, tls
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of ``/metrics`` by (name, sorted labels), read by prometheus-client's own parser."""
-    answer = httpx.get(url + "/metrics")
+    answer = httpx.get(url + "/metrics", verify=tls())
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(answer.text) for sample in family.samples}
