@@ -73,12 +73,12 @@ def test_kill_9_mid_upload_leaves_no_visible_file_and_cleanup_sweeps_staging(mak
 @pytest.mark.process
 def test_cleanup_command_sweeps_once(make_server):
     server = make_server()
+    server.stop()  # before the leftover appears: the server's own first sweep, in the background, may run late
     leftover = server.upload_dir / ".staging" / "deadbeef"
     leftover.mkdir()
     (leftover / "data").write_bytes(b"half")
     old = time.time() - 60
     os.utime(leftover, (old, old))
-    server.stop()
     result = subprocess.run([sys.executable, "-m", "upload_service.cli", "cleanup"], env=server.env,
                             capture_output=True, text=True, check=True)
     assert '"removed": 1' in result.stdout
