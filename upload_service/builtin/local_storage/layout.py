@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -120,20 +121,17 @@ class Layout:
 
     def link(self, fd: int, key: str, flush: Flusher | None = None) -> None:
         """Name a sealed unnamed file ``key``: the atomic commit of an object that was never staged."""
-        target = self.object_path(key)
-        try:
-            link_unnamed(fd, target)
-            (flush or self.flush).commit(target.parent)
-        except OSError as error:
-            if error.errno == errno.EEXIST:
-                raise ObjectExists(key) from error
-            raise storage_error(error) from error
+        self._commit(key, lambda target: link_unnamed(fd, target), flush)
 
     def place(self, staging: Path, key: str, flush: Flusher | None = None) -> None:
         """Rename a sealed staging file (or folder) into place as ``key``: the atomic commit."""
+        self._commit(key, lambda target: rename_into(staging, target), flush)
+
+    def _commit(self, key: str, name: Callable[[Path], None], flush: Flusher | None) -> None:
+        """``name(target)`` gives the object its key's path (refusing a taken one), then the folder is flushed."""
         target = self.object_path(key)
         try:
-            rename_into(staging, target)
+            name(target)
             (flush or self.flush).commit(target.parent)
         except OSError as error:
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
