@@ -99,46 +99,31 @@ class LocalObjectWriter(WriterBase):
         return stored
 
     def _commit_sync(self, key: str, rest: list[bytes], created: datetime, metadata: dict[str, Any]) -> StoredObject:
-        """Last buffer, record, flush, rename into place: one trip to a worker thread for a small file."""
+        """Last buffer, record, flush, then the key: one trip to a worker thread for a small file. A file nothing
+        of which was written yet (all of it in ``rest``) goes into an unnamed file in its own folder and is linked
+        as ``key`` (``open_unnamed``: no staging file to create and rename out); a staged one is renamed into place."""
         layout = self._storage.layout
-        if not self._closed and self._fd is None:  # nothing written yet: all of it is in ``rest``
-            try:
-                self._fd = layout.open_unnamed(key)
-            except OSError as error:
-                raise storage_error(error) from error
-            if self._fd is not None:
-                return self._commit_unnamed(key, rest, created, metadata)
+        unnamed = False
         try:
             if self._closed:
                 self._fd = os.open(layout.staged_data(self._staging), os.O_RDONLY)
             else:
-                self._open()
+                if self._fd is None and (fd := layout.open_unnamed(key)) is not None:
+                    self._fd = self._out.fd = fd
+                    unnamed = True
+                self._open()  # the staging file, unless the file is open already
                 if rest:
                     self._out.store_sync(rest)  # hashes it too, unless ``finish`` did
             stored = StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
             layout.seal(self._staging, self._fd, stored, self._flush)  # type: ignore[arg-type]
+            if unnamed:
+                layout.link(self._fd, key, self._flush)  # type: ignore[arg-type]
         except OSError as error:
             raise storage_error(error) from error
         finally:
             self._close()
-        layout.place(self._staging, key, self._flush)
-        return stored
-
-    def _commit_unnamed(self, key: str, rest: list[bytes], created: datetime, metadata: dict[str, Any]) -> StoredObject:
-        """A small object written into an unnamed file in its own folder, sealed and linked as ``key``: no staging
-        file to create and rename out (see ``open_unnamed``)."""
-        layout = self._storage.layout
-        try:
-            self._out.fd = self._fd  # type: ignore[assignment]
-            if rest:
-                self._out.store_sync(rest)
-            stored = StoredObject(key=key, size=self.size, sha256=self.sha256, created_at=created, metadata=metadata)
-            layout.seal(self._staging, self._fd, stored, self._flush)  # type: ignore[arg-type]
-            layout.link(self._fd, key, self._flush)  # type: ignore[arg-type]
-        except OSError as error:
-            raise storage_error(error) from error
-        finally:
-            self._close()
+        if not unnamed:
+            layout.place(self._staging, key, self._flush)
         return stored
 
     def _close(self) -> None:
