@@ -10,7 +10,8 @@ Everything else the request would have met in Quart is absent, or the lane is no
   bookkeeping lives in the route's decorator), the app at the root of its server (no ASGI ``root_path``), and
   the request routed, by the app's own URL map, to this service's ``upload_raw``;
 - only while every request function of the app and of the service's blueprint is marked
-  ``ignores_raw_uploads``, no Quart request signal has receivers, and every auth provider says
+  ``ignores_raw_uploads``, no Quart request signal has receivers, the app makes its requests with Quart's own
+  ``ASGIHTTPConnection`` (the lane has it make this one too), and every auth provider says
   ``needs_request_context = False`` (decided once, at the first such request: registration is over by then).
 
 A host app or plugin that adds an unmarked ``before_request`` simply sends every request through Quart again.
@@ -18,13 +19,12 @@ A host app or plugin that adds an unmarked ``before_request`` simply sends every
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING
 
 from quart import Quart, Request
+from quart.asgi import ASGIHTTPConnection
 from quart.signals import got_request_exception, request_finished, request_started, request_tearing_down
 from quart.utils import encode_headers
-from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
@@ -54,7 +54,7 @@ class RawUploadLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "PUT" and self._candidate(scope) and self.open():
-            request = self._request(scope)
+            request = self._request(scope, send)
             filename = self._routed(request)
             if filename is not None:
                 await self._answer(request, filename, send)
@@ -81,7 +81,8 @@ class RawUploadLane:
                                                    app.teardown_request_funcs)
                          for key in (None, bp) for function in registry.get(key, ())]
             self._open = (
-                all_ignore_raw_uploads(functions)
+                app.asgi_http_class is ASGIHTTPConnection  # the request is made as an app of its own would make it
+                and all_ignore_raw_uploads(functions)
                 and not any(app.url_value_preprocessors.get(key) for key in (None, bp))
                 and not any(signal.receivers for signal in SIGNALS)
                 and all(getattr(provider, "needs_request_context", True) is False
@@ -89,19 +90,10 @@ class RawUploadLane:
             )
         return self._open
 
-    def _request(self, scope: Scope) -> Request:
-        """The request Quart would have made of ``scope`` (its ``ASGIHTTPConnection`` does the same)."""
-        headers = Headers()
-        headers["Remote-Addr"] = (scope.get("client") or ["<local>"])[0]
-        for name, value in scope["headers"]:
-            headers.add(name.decode("latin1").title(), value.decode("latin1"))
-        if scope["http_version"] < "1.1":
-            headers.setdefault("Host", self.app.config["SERVER_NAME"] or "")
-        path = scope["path"] if scope["path"][0] == "/" else urlparse(scope["path"]).path
-        return self.app.request_class(
-            scope["method"], scope["scheme"], path, scope["query_string"], headers, "", scope["http_version"],
-            max_content_length=self.app.config["MAX_CONTENT_LENGTH"], body_timeout=self.app.config["BODY_TIMEOUT"],
-            send_push_promise=_no_push, scope=scope)  # type: ignore[arg-type]  # a dict with extension keys
+    def _request(self, scope: Scope, send: Send) -> Request:
+        """The request Quart makes of ``scope``, by Quart's own ``ASGIHTTPConnection`` (only its context is skipped)."""
+        connection = ASGIHTTPConnection(self.app, scope)  # type: ignore[arg-type]  # a dict with extension keys
+        return connection._create_request_from_scope(send)  # type: ignore[arg-type]
 
     def _routed(self, request: Request) -> str | None:
         """The filename, if the app's URL map sends ``request`` to this service's raw upload."""
@@ -123,8 +115,4 @@ class RawUploadLane:
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": encode_headers(response.headers)})
         await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _no_push(path: str, headers: Any) -> None:
-    """HTTP/2 server push: nothing to push for an upload's answer."""
 
