@@ -69,7 +69,7 @@ class Metrics:
         self._labelled(self.bytes, path, self.backend).inc(size)
 
     def rejected(self, reason: str, status: int) -> None:
-        self.rejections.labels(reason, str(status)).inc()
+        self._labelled(self.rejections, reason, str(status)).inc()
 
     def close(self) -> None:
         """In multiprocess mode, drop this process's live gauges (active uploads) when it stops serving."""

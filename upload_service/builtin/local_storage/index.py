@@ -175,7 +175,7 @@ class ObjectIndex:
         self.fault: Callable[[str], None] | None = None  # tests: called between a change and its settle
         self.journal = PendingJournal(self.folder / PENDING_FOLDER, self.writer)
         self.on_reset: Callable[[], None] | None = None  # called when this storage made the file anew (a rebuild)
-        self.unsettled: set[str] = set()  # keys changed whose note failed: ``heal`` settles them
+        self.unsettled: set[str] = set()  # keys changed whose note or settle failed: ``heal`` settles them
 
     # -- the file ---------------------------------------------------------------------------------------
 
