@@ -325,11 +325,16 @@ def test_the_openapi_document_names_the_header_and_its_answers(server: Server) -
     assert "Idempotency-Key" not in [p["name"] for p in get["parameters"]]
 
 
-def test_an_answer_expires_after_the_ttl_and_the_sweep_removes_it(upload_service_factory) -> None:
-    running = upload_service_factory(idempotency_ttl="1s")
+def keyed_upload_with_a_short_ttl(factory, name: str):
+    """A service keeping answers for 1 s, its client, a key, and the first keyed upload of ``name`` under it."""
+    running = factory(idempotency_ttl="1s")
     client = running.client()
     headers = key()
-    first = client.put("/api/files/ttl.txt", content=b"ttl", headers=headers)
+    return running, client, headers, client.put(f"/api/files/{name}", content=name.encode(), headers=headers)
+
+
+def test_an_answer_expires_after_the_ttl_and_the_sweep_removes_it(upload_service_factory) -> None:
+    running, client, headers, first = keyed_upload_with_a_short_ttl(upload_service_factory, "ttl.txt")
     kept = running.run(running.service.storage.list("idempotency/"))
     assert [stored.key.endswith("-answer") for stored in kept] == [False, True]  # the mark, and the answer
     def swept() -> bool:
@@ -337,7 +342,7 @@ def test_an_answer_expires_after_the_ttl_and_the_sweep_removes_it(upload_service
         return running.run(running.service.storage.list("idempotency/")) == []
 
     assert wait_for(swept, timeout=5)
-    later = client.put("/api/files/ttl.txt", content=b"ttl", headers=headers)
+    later = client.put("/api/files/ttl.txt", content=b"ttl.txt", headers=headers)
     assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
     assert "Idempotent-Replayed" not in later.headers
 
@@ -363,14 +368,11 @@ def test_a_browser_form_with_a_key_takes_its_csrf_token_from_the_form_and_a_forg
 
 
 def test_an_expired_key_not_yet_swept_is_a_new_key(upload_service_factory) -> None:
-    running = upload_service_factory(idempotency_ttl="1s")
-    client = running.client()
-    headers = key()
-    first = client.put("/api/files/old.txt", content=b"old", headers=headers)
+    running, client, headers, first = keyed_upload_with_a_short_ttl(upload_service_factory, "old.txt")
     records = running.run(running.service.storage.list("idempotency/"))
     expires = max(stored.metadata["expires_at"] for stored in records)
     assert wait_for(lambda: time.time() > expires, timeout=5)
-    later = client.put("/api/files/old.txt", content=b"old", headers=headers)  # over the stale records
-    again = client.put("/api/files/old.txt", content=b"old", headers=headers)
+    later = client.put("/api/files/old.txt", content=b"old.txt", headers=headers)  # over the stale records
+    again = client.put("/api/files/old.txt", content=b"old.txt", headers=headers)
     assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true" and again.json() == later.json()
