@@ -40,6 +40,10 @@ async def answers(app: Quart) -> list[tuple[int, dict[str, str], dict]]:
         ({"Authorization": "Bearer wrong-token-0123456789"}, b"hello"),  # 401
         ({**BEARER, "Content-Digest": f"sha-256=:{digest}:"}, b"hello"),  # 400, nothing stored
         ({**BEARER}, b"x" * 2048),  # 413
+        ({**BEARER, "Idempotency-Key": '"k-1"'}, b"keyed"),  # stored
+        ({**BEARER, "Idempotency-Key": '"k-1"'}, b"keyed"),  # the first answer, replayed
+        ({**BEARER, "Idempotency-Key": '"k-1"'}, b"other"),  # 422: the key of another request
+        ({**BEARER, "Idempotency-Key": '""'}, b"keyed"),  # 400: not a key
     ]
     seen = []
     async with app.test_app() as running:
@@ -68,8 +72,8 @@ async def test_the_lane_answers_as_the_route_does(tmp_path):
     through_lane = await answers(fast)
     through_quart = await answers(routed)
     assert lane_of(fast).open() and not lane_of(routed).open()
-    assert calls == ["/api/files/a b.txt"] * 4
-    assert [status for status, _, _ in through_lane] == [201, 401, 400, 413]
+    assert calls == ["/api/files/a b.txt"] * 8
+    assert [status for status, _, _ in through_lane] == [201, 401, 400, 413, 201, 201, 422, 400]
     assert through_lane == through_quart
     assert through_lane[0][1]["x-request-id"] == "req-1"
     assert through_lane[0][1]["content-security-policy"].startswith("default-src 'none'")
@@ -96,7 +100,6 @@ async def test_a_marked_request_function_keeps_the_lane_and_is_skipped(tmp_path)
 
 @pytest.mark.parametrize("headers", [
     {**BEARER, "Cookie": "upload_service_session=x"},
-    {**BEARER, "Idempotency-Key": '"k-1"'},
     {"Authorization": "Basic YTpi"},
 ])
 async def test_requests_the_lane_leaves_to_quart(tmp_path, headers):
@@ -114,3 +117,28 @@ async def test_requests_the_lane_leaves_to_quart(tmp_path, headers):
         await running.test_client().put("/api/files/n.txt", headers=headers, data=b"1")
         await running.test_client().put("/api/files/n.txt", headers=BEARER, data=b"1")
     assert len(taken) == 1  # only the plain bearer-token upload
+
+
+async def test_keyed_uploads_take_the_lane_and_are_done_once(tmp_path):
+    """Behind the shipped nginx config every PUT carries a key (nginx's request id): the lane still takes them."""
+    app = make_app(tmp_path)
+    lane = lane_of(app)
+    taken = []
+    original = lane._answer
+
+    async def spy(*args):
+        taken.append(args)
+        await original(*args)
+
+    lane._answer = spy  # type: ignore[method-assign]
+    keyed = {**BEARER, "Idempotency-Key": '"nginx-request-id-1"'}
+    async with app.test_app() as running:
+        client = running.test_client()
+        first = await client.put("/api/files/k.txt", headers=keyed, data=b"once")
+        again = await client.put("/api/files/k.txt", headers=keyed, data=b"once")
+        listed = await (await client.get("/api/files", headers=BEARER)).get_json()
+    assert len(taken) == 2
+    assert first.status_code == again.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    assert await first.get_json() == await again.get_json()
+    assert [file["filename"] for file in listed["files"]] == ["k.txt"]

@@ -57,7 +57,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
-from quart import Response, make_response, request
+from quart import Request, Response, make_response, request
 
 from .aio import complete
 from .attempts import Attempt, enter_attempt, leave_attempt
@@ -125,7 +125,7 @@ class IdempotencyKeys:
             return None
         return stored.metadata
 
-    async def mark(self, record_key: str, fingerprint: str) -> dict[str, Any] | None:
+    async def mark(self, record_key: str, fingerprint: str, request: Request) -> dict[str, Any] | None:
         """Note, before any work, that an attempt starts: a retry after it died then knows to look for its work.
         None when an earlier attempt's mark is there (one create-if-absent: a new key costs no look before it).
 
@@ -143,7 +143,7 @@ class IdempotencyKeys:
             await self._create(record_key, record, "ordered")
         return record
 
-    async def keep(self, record_key: str, record: dict[str, Any], response: Response) -> None:
+    async def keep(self, record_key: str, record: dict[str, Any], request: Request, response: Response) -> None:
         """Keep the attempt's answer beside its mark, to be replayed for ``IDEMPOTENCY_TTL``. A new object, never
         a change of the mark: a change waits for a dead attempt's unfinished change of the same object (S3's
         journal), a new object waits for nothing. Not flushed on its own (``lazy``): an answer a crash loses makes
@@ -153,7 +153,7 @@ class IdempotencyKeys:
         answered = {**record, "state": "answered", "status": response.status_code,
                     "headers": [[name, value] for name, value in response.headers.items()
                                 if name.lower() not in UNKEPT_HEADERS],
-                    "varied": varied(response),
+                    "varied": varied(request, response),
                     "body": base64.b64encode(body).decode()}
         try:
             await self._create(_answer_key(record_key), answered, "lazy")
@@ -183,13 +183,13 @@ def _answer_key(record_key: str) -> str:
     return f"{record_key}-answer"
 
 
-def varied(response: Response) -> dict[str, str]:
+def varied(request: Request, response: Response) -> dict[str, str]:
     """This request's values of the headers the answer depends on (its ``Vary``), which a replay must match."""
     names = {name.strip().lower() for value in response.headers.getlist("Vary") for name in value.split(",")}
     return {name: _normal(request.headers.get(name, "")) for name in sorted(names - {"", "*"})}
 
 
-def differs(record: dict[str, Any]) -> list[str]:
+def differs(request: Request, record: dict[str, Any]) -> list[str]:
     """The headers a kept answer varies on whose values in this request are other than in the first."""
     return [name for name, value in record.get("varied", {}).items() if _normal(request.headers.get(name, "")) != value]
 
@@ -214,7 +214,7 @@ def keepable(status: int) -> bool:
     return status < 500 and status not in RETRYABLE
 
 
-async def fingerprint(service: UploadService) -> str:
+async def fingerprint(service: UploadService, request: Request) -> str:
     """What makes a repeat the same request (see the module's docstring)."""
     media = (request.mimetype or "").lower()
     parts = [request.method, request.path, request.query_string.decode("latin-1"), media,
@@ -246,35 +246,36 @@ def scoped(scope: str) -> str:
     return f"scope-{hashlib.sha256(scope.encode()).hexdigest()[:32]}"
 
 
-async def _owner(service: UploadService, key_scope: KeyScope | None, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> str | None:
+async def _owner(service: UploadService, request: Request,
+                 key_scope: Callable[[], Awaitable[str | None]] | None) -> str | None:
     """Whose key it is: the route's scope (None: this request takes no key), else the signed-in caller's."""
     if key_scope is not None:
-        scope = await key_scope(*args, **kwargs)
+        scope = await key_scope()
         return None if scope is None else scoped(scope)
     # CSRF stays the route's to check (a plain form carries its token in a field): a replay changes nothing, and
     # a cross-site page can neither set this header nor read an answer
     return (await service.require_identity(request, check_csrf=False)).owner_key
 
 
-async def answer_once(service: UploadService, owner: str, key: str, view: Callable[[], Awaitable[Any]]) -> Response:
+async def answer_once(service: UploadService, request: Request, owner: str, key: str,
+                      view: Callable[[], Awaitable[Any]]) -> Response:
     """Run ``view`` once per (owner, key): replay a kept answer, 409 while another runs, 422 for another request."""
     keys: IdempotencyKeys = service.idempotency_keys
     record_key, lock_name = keys.names(owner, key)
     if answered(record := await keys.load(record_key)):  # no lock needed: an answer never changes
-        return await _replayed(service, record)
+        return await _replayed(service, request, record)
     try:
         async with service.locker.hold("idempotency", lock_name, take_over=False) as lock:
             lock.forget()  # one lock per key: its traces (a lock file) go when it is let go
-            taken = await fingerprint(service)
+            taken = await fingerprint(service, request)
             # no mark a moment ago: most likely a new key, so mark it at once (nothing can come meanwhile: we hold
             # its lock); else, or if an attempt marked it since, look again: it answered, died or failed
-            fresh = await keys.mark(record_key, taken) if record is None else None
+            fresh = await keys.mark(record_key, taken, request) if record is None else None
             retrying = fresh is None  # the mark of an attempt that died: its work may be done, in part
             if fresh is not None:
                 record = fresh
             elif answered(record := await keys.load(record_key)):
-                return await _replayed(service, record, taken)
+                return await _replayed(service, request, record, taken)
             elif record is None:  # expired this very moment
                 raise _in_progress()
             elif record.get("fingerprint") != taken:
@@ -283,35 +284,51 @@ async def answer_once(service: UploadService, owner: str, key: str, view: Callab
                 service.metrics.counter("idempotent_resumed", "Idempotency-Key requests that found the mark of an "
                                         "earlier attempt without an answer (it died or failed)").inc()
             seed = hmac.new(service.secret_key.encode(), record_key.encode(), hashlib.sha256).digest()
-            return await _run(keys, record_key, record, Attempt(seed, record["started"], retrying), view)
+            return await _run(keys, request, record_key, record, Attempt(seed, record["started"], retrying), view)
     except LockBusy:
         raise _in_progress() from None
 
 
-async def _replayed(service: UploadService, record: dict[str, Any], taken: str | None = None) -> Response:
-    if record.get("fingerprint") != (taken or await fingerprint(service)):
+async def _replayed(service: UploadService, request: Request, record: dict[str, Any],
+                    taken: str | None = None) -> Response:
+    if record.get("fingerprint") != (taken or await fingerprint(service, request)):
         raise _mismatch()
-    if names := differs(record):
+    if names := differs(request, record):
         raise _mismatch(f"its answer depends on {', '.join(names)}, which differs")
     service.metrics.counter("idempotent_replays", "requests answered with a kept Idempotency-Key answer").inc()
     return replay(record)
 
 
-async def _run(keys: IdempotencyKeys, record_key: str, record: dict[str, Any], attempt: Attempt,
+async def _run(keys: IdempotencyKeys, request: Request, record_key: str, record: dict[str, Any], attempt: Attempt,
                view: Callable[[], Awaitable[Any]]) -> Response:
     entered = enter_attempt(attempt)
     try:
-        response = cast(Response, await make_response(await view()))
+        result = await view()
+        # a view's own Response needs no app context (the raw-upload lane has none); anything else Quart makes one of
+        response = result if isinstance(result, Response) else cast(Response, await make_response(result))
     except BaseException as error:
         problem = as_problem(error) if isinstance(error, Problem | UploadRejected) else None  # a decided refusal
         if problem is not None and keepable(problem.status):
-            await complete(keys.keep(record_key, record, problem_response(problem)))
+            await complete(keys.keep(record_key, record, request, problem_response(problem)))
         raise  # a 5xx or a client gone: the mark stays, and the retry looks for what this attempt left done
     finally:
         leave_attempt(entered)
     if keepable(response.status_code):
-        await keys.keep(record_key, record, response)
+        await keys.keep(record_key, record, request, response)
     return response
+
+
+async def keyed(service: UploadService, request: Request, view: Callable[[], Awaitable[Any]],
+                key_scope: Callable[[], Awaitable[str | None]] | None = None) -> Any:
+    """``view()`` done once per ``Idempotency-Key`` of ``request`` (as it is without the header): the work of
+    ``idempotent`` routes, and of the raw-upload lane, which answers without Quart's request context."""
+    header = request.headers.get(HEADER)
+    if header is None:
+        return await view()
+    owner = await _owner(service, request, key_scope)
+    if owner is None:
+        return await view()
+    return await answer_once(service, request, owner, parse_key(header), view)
 
 
 def idempotent(service: UploadService, view: V, key_scope: KeyScope | None = None) -> V:
@@ -320,13 +337,8 @@ def idempotent(service: UploadService, view: V, key_scope: KeyScope | None = Non
 
     @functools.wraps(view)
     async def once(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get(HEADER)
-        if header is None:
-            return await view(*args, **kwargs)
-        owner = await _owner(service, key_scope, args, kwargs)
-        if owner is None:
-            return await view(*args, **kwargs)
-        return await answer_once(service, owner, parse_key(header), lambda: view(*args, **kwargs))
+        scope = None if key_scope is None else functools.partial(key_scope, *args, **kwargs)
+        return await keyed(service, request, functools.partial(view, *args, **kwargs), scope)
 
     once.idempotent = True  # type: ignore[attr-defined]  # the OpenAPI document adds the header and 409/422
     return once  # type: ignore[return-value]

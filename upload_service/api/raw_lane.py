@@ -6,9 +6,10 @@ much CPU as storing the file. This ASGI middleware does that route's work itself
 (``store_raw``), the service's error answers, the access record with the request id, the security headers.
 Everything else the request would have met in Quart is absent, or the lane is not taken:
 
-- only an API client's upload: a ``Bearer`` token, no cookie (so no session), no ``Idempotency-Key`` (its
-  bookkeeping lives in the route's decorator), the app at the root of its server (no ASGI ``root_path``), and
-  the request routed, by the app's own URL map, to this service's ``upload_raw``;
+- only an API client's upload: a ``Bearer`` token, no cookie (so no session), the app at the root of its server
+  (no ASGI ``root_path``), and the request routed, by the app's own URL map, to this service's ``upload_raw``;
+  with an ``Idempotency-Key`` (every request behind the shipped nginx config has one), the lane does the key's
+  bookkeeping as the route's decorator does (``idempotency.keyed``);
 - only while every request function of the app and of the service's blueprint is marked
   ``ignores_raw_uploads``, no Quart request signal has receivers, the app makes its requests with Quart's own
   ``ASGIHTTPConnection`` (the lane has it make this one too), and every auth provider says
@@ -19,6 +20,7 @@ A host app or plugin that adds an unmarked ``before_request`` simply sends every
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from quart import Quart, Request
@@ -29,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from ..body import ASGIApp, Receive, Scope, Send
+from ..idempotency import keyed
 from ..lean_path import all_ignore_raw_uploads
 from ..logs import REQUEST_ID_HEADER, begin_request, end_request
 from ..responses import error_answer
@@ -67,7 +70,7 @@ class RawUploadLane:
             return False
         bearer = False
         for name, value in scope["headers"]:
-            if name == b"cookie" or name == b"idempotency-key":
+            if name == b"cookie":
                 return False
             if name == b"authorization":
                 bearer = value[:7].lower() == b"bearer "
@@ -106,7 +109,7 @@ class RawUploadLane:
     async def _answer(self, request: Request, filename: str, send: Send) -> None:
         begin_request(request.headers.get(REQUEST_ID_HEADER))
         try:
-            response = await store_raw(self.service, request, filename)
+            response = await keyed(self.service, request, functools.partial(store_raw, self.service, request, filename))
         except Exception as error:  # what the blueprint's error handler answers
             response = await error_answer(self.service, error)
         add_security_headers(response)
