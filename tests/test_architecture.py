@@ -27,7 +27,7 @@ LAYERS = [
         "errors", "identity", "storage", "settings", "files", "randomness", "aio", "filenames", "digests",
         "locking", "hookspecs", "hookcalls", "metrics", "tokens", "multipart", "body", "security_headers",
         "session_cookie", "proxies", "templating", "assets", "hypercorn_tuning", "logs", "sessions", "json_body",
-        "attempts", "lean_path",
+        "attempts", "lean_path", "tls",
     }),
     ("domain logic", {
         "usage", "quotas", "concurrency", "reservations", "content_types", "uploads", "lockers", "rate_limits",

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         parse_size as parse_size,
     )
     from .storage import StoredObject as StoredObject
+    from .tls import tls_context as tls_context
     from .uploads import UploadBatch as UploadBatch
 
 # public name -> the internal module that defines it
@@ -117,6 +118,8 @@ _HOMES = {
     "Param": "api.openapi",
     "Reply": "api.openapi",
     "ignores_raw_uploads": "lean_path",
+    # outgoing HTTPS (identity providers, webhooks)
+    "tls_context": "tls",
     # asyncio and ids
     "complete": "aio",
     "random_hex": "randomness",
