@@ -6,6 +6,7 @@ like GitHub Enterprise, ``GITHUB_API_URL`` (``/user``, ``/user/emails``, ``/user
 or denies when ``deny`` is set), so a browser or an HTTP client goes straight through. Codes are single-use and checked
 against PKCE S256, the client credentials and the redirect URI, and errors come back as GitHub sends them:
 HTTP 200 with ``{"error": ...}``. ``down`` makes every route answer 503; ``calls`` counts requests by route.
+Given a certificate and its key, it answers over TLS (``https://``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import base64
 import hashlib
 import json
 import secrets
+import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -52,7 +55,7 @@ class Grant:
 
 
 class GitHubDouble:
-    def __init__(self) -> None:
+    def __init__(self, certificate: tuple[Path, Path] | None = None) -> None:
         self.client_id, self.client_secret = CLIENT_ID, CLIENT_SECRET
         self.users: dict[int, FakeUser] = {}
         self.tokens: dict[str, tuple[int, set[str]]] = {}
@@ -68,13 +71,18 @@ class GitHubDouble:
         # a port from this test worker's own slice: an ephemeral one may have just belonged to another worker's
         # double, whose services would then count their calls here
         self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), _handler(self))
+        self.scheme = "https" if certificate else "http"
+        if certificate:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(*certificate)
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # -- running ---------------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def api_url(self) -> str:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from .github_helpers import SESSION_COOKIE, browser, csrf_from, hypercorn, sign_in, signed_in_identity
+from .github_helpers import SESSION_COOKIE, browser, csrf_from, hypercorn, self_signed, sign_in, signed_in_identity
 
 
 def session_cookie_header(response: httpx.Response) -> str:
@@ -75,26 +69,10 @@ def test_logout_needs_post_with_csrf_and_ends_the_session(make_server, github_do
     assert 'action="/login"' in client.get("/").text
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture
 def https_server(tmp_path: Path, github_double) -> Iterator[tuple[str, ssl.SSLContext | bool]]:
     """The stand-alone app served by Hypercorn over TLS (a self-signed certificate for 127.0.0.1)."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     settings = {"secret_key": "test-secret-key-0123456789abcdef", **github_double.settings()}
     with hypercorn("upload_service.app:create_app()", tmp_path, settings, certfile=cert, keyfile=key) as running:
         yield running

@@ -17,6 +17,8 @@ from typing import Any
 import httpx2
 from joserfc.jwk import KeySet
 
+from upload_service import tls_context
+
 from .config import ProviderConfig
 
 log = logging.getLogger("upload_service.oidc")
@@ -37,7 +39,9 @@ class Metadata:
 
 
 def http_client() -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": "upload-service"})
+    """A client for one discovery, key fetch or sign-in, on the process's one TLS context."""
+    return httpx2.AsyncClient(timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": "upload-service"},
+                              verify=tls_context())
 
 
 async def get_json(http: httpx2.AsyncClient, url: str, what: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx2
 
-from upload_service import LockBusy, ObjectExists, ObjectNotFound, StoredObject, iso, random_hex
+from upload_service import LockBusy, ObjectExists, ObjectNotFound, StoredObject, iso, random_hex, tls_context
 
 from . import signing
 from .config import Endpoint, WebhookSettings
@@ -36,6 +36,11 @@ PAGE = 500
 CONCURRENCY = 32
 STOP_WAIT = 2.0  # seconds a stop gives cut deliveries to give their claims back (else their leases lapse)
 LEASE_MARGIN = 5.0  # seconds a claim outlives its attempts' timeout: then a crashed sender's entry is sent again
+
+
+def http_client(timeout: float) -> httpx2.AsyncClient:
+    """The client of one delivery loop or replay, on the process's one TLS context (not one of its own each)."""
+    return httpx2.AsyncClient(timeout=timeout, follow_redirects=False, verify=tls_context())
 
 
 def event_body(event_type: str, data: dict[str, Any]) -> bytes:
@@ -83,7 +88,7 @@ class Outbox:
     async def run(self) -> None:
         """The background task: send what is due, then sleep until the next is due, an event is added here, or
         ``WEBHOOK_POLL_INTERVAL`` passes (for events other instances added)."""
-        async with httpx2.AsyncClient(timeout=self.settings.timeout, follow_redirects=False) as self.http:
+        async with http_client(self.settings.timeout) as self.http:
             try:
                 while True:
                     self.wake.clear()
@@ -248,7 +253,7 @@ class Outbox:
         """Put dead letters back in the outbox for their (still configured) endpoints, with a fresh
         ``WEBHOOK_RETRY_FOR``, and send each once now; what fails stays in the outbox for the service to retry."""
         results: dict[str, dict[str, str]] = {}
-        async with httpx2.AsyncClient(timeout=self.settings.timeout, follow_redirects=False) as self.http:
+        async with http_client(self.settings.timeout) as self.http:
             for entry_id in entry_ids:
                 stored = await self.storage.stat(DEAD + entry_id)
                 if stored is None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 from quart import Blueprint, redirect, render_template, request
 
-from upload_service import Identity, PendingSignIns
+from upload_service import Identity, PendingSignIns, tls_context
 
 from .client import TIMEOUT, BadCredentials, GitHubAPI, GitHubUnavailable, http_client
 from .config import GitHubConfig
@@ -48,6 +48,7 @@ def oauth_client(config: GitHubConfig, redirect_uri: str) -> AsyncOAuth2Client:
     return AsyncOAuth2Client(
         client_id=config.client_id, client_secret=config.client_secret, scope=SCOPE, redirect_uri=redirect_uri,
         code_challenge_method="S256", token_endpoint_auth_method="client_secret_post", timeout=TIMEOUT,
+        verify=tls_context(),
     )
 
 
