@@ -18,7 +18,7 @@ import os
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -35,11 +35,23 @@ class UploadLock:
 
     ``release_requested`` is set when another request wants the upload: stop soon and leave the block.
     Call ``forget()`` after deleting the upload so the locker may drop its own traces.
+
+    A locker that must watch for such requests may pass ``watch``: it is called the first time the holder asks
+    for ``release_requested``, so holders that never ask (an ``Idempotency-Key``, a usage ledger's change: every
+    small upload has one or both) cost the locker no watching.
     """
 
-    def __init__(self) -> None:
-        self.release_requested = asyncio.Event()
+    def __init__(self, watch: Callable[[UploadLock], object] | None = None) -> None:
+        self._release_requested = asyncio.Event()
+        self._watch = watch
         self.forgotten = False
+
+    @property
+    def release_requested(self) -> asyncio.Event:
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            watch(self)
+        return self._release_requested
 
     def forget(self) -> None:
         self.forgotten = True
@@ -131,8 +143,13 @@ class FileLocker:
         return self.folder / namespace / f"{name}.lock", self.folder / namespace / f"{name}.release"
 
     def _try_lock(self, path: Path) -> int | None:
-        """An fd holding the lock on ``path``, or None if someone else holds it."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        """An fd holding the lock on ``path``, or None if someone else holds it. The namespace's folder is made
+        by the first lock in it (looking for it before each lock was a system call on the event loop)."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -145,8 +162,6 @@ class FileLocker:
 
     async def _acquire(self, namespace: str, name: str, take_over: bool) -> int:
         path, release = self._paths(namespace, name)
-        if not path.parent.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait
         while (fd := self._try_lock(path)) is None:
             if not take_over or time.monotonic() > deadline:
@@ -165,13 +180,14 @@ class FileLocker:
     @contextlib.asynccontextmanager
     async def hold(self, namespace: str, name: str, *, take_over: bool = True) -> AsyncIterator[UploadLock]:
         fd = await self._acquire(namespace, name, take_over)
-        lock = UploadLock()
         paths = self._paths(namespace, name)
-        watcher = asyncio.create_task(self._watch(paths[1], lock))
+        watchers: list[asyncio.Task[None]] = []
+        lock = UploadLock(lambda lock: watchers.append(asyncio.create_task(self._watch(paths[1], lock))))
         try:
             yield lock
         finally:
-            watcher.cancel()
+            for watcher in watchers:
+                watcher.cancel()
             if lock.forgotten:
                 for path in paths:
                     path.unlink(missing_ok=True)
