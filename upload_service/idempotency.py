@@ -115,7 +115,7 @@ class IdempotencyKeys:
         """The key's answer if it has one, else the mark of an attempt at work or dead, until they expire.
 
         The mark is looked for first: without one there is no answer (it is written before the answer, and made
-        durable no later; both expire at once), so a new key costs one look, not two."""
+        durable no later; both expire at once). A new key is not looked up at all: its ``mark`` succeeds."""
         mark = await self._unexpired(record_key)
         return None if mark is None else await self._unexpired(_answer_key(record_key)) or mark
 
@@ -127,7 +127,7 @@ class IdempotencyKeys:
 
     async def mark(self, record_key: str, fingerprint: str, request: Request) -> dict[str, Any] | None:
         """Note, before any work, that an attempt starts: a retry after it died then knows to look for its work.
-        None when an earlier attempt's mark is there (one create-if-absent: a new key costs no look before it).
+        None when an earlier attempt's mark is there (one create-if-absent: a new key costs no look).
 
         Durable before any effect of the work is (``ordered``), not necessarily at once: on local disk the work's
         own commit makes it durable too, which spares a journal commit per request."""
@@ -259,28 +259,27 @@ async def _owner(service: UploadService, request: Request,
 
 async def answer_once(service: UploadService, request: Request, owner: str, key: str,
                       view: Callable[[], Awaitable[Any]]) -> Response:
-    """Run ``view`` once per (owner, key): replay a kept answer, 409 while another runs, 422 for another request."""
+    """Run ``view`` once per (owner, key): replay a kept answer, 409 while another runs, 422 for another request.
+
+    Most keys are new (behind the shipped nginx config every request has one of its own), so the key's lock is
+    taken and its mark made at once, with no look first: the mark is a create that fails if an attempt made it
+    before, and only then is the key looked up. A repeat thus also takes the lock: while another repeat of the
+    same key holds it, it gets 409 and retries."""
     keys: IdempotencyKeys = service.idempotency_keys
     record_key, lock_name = keys.names(owner, key)
-    if answered(record := await keys.load(record_key)):  # no lock needed: an answer never changes
-        return await _replayed(service, request, record)
     try:
         async with service.locker.hold("idempotency", lock_name, take_over=False) as lock:
             lock.forget()  # one lock per key: its traces (a lock file) go when it is let go
             taken = await fingerprint(service, request)
-            # no mark a moment ago: most likely a new key, so mark it at once (nothing can come meanwhile: we hold
-            # its lock); else, or if an attempt marked it since, look again: it answered, died or failed
-            fresh = await keys.mark(record_key, taken, request) if record is None else None
-            retrying = fresh is None  # the mark of an attempt that died: its work may be done, in part
-            if fresh is not None:
-                record = fresh
-            elif answered(record := await keys.load(record_key)):
-                return await _replayed(service, request, record, taken)
-            elif record is None:  # expired this very moment
-                raise _in_progress()
-            elif record.get("fingerprint") != taken:
-                raise _mismatch()
-            else:
+            record = await keys.mark(record_key, taken, request)  # nothing else can mark it: we hold its lock
+            retrying = record is None  # an earlier attempt's mark: it answered, failed or died (its work done in part)
+            if record is None:
+                if answered(record := await keys.load(record_key)):
+                    return await _replayed(service, request, record, taken)
+                if record is None:  # expired this very moment
+                    raise _in_progress()
+                if record.get("fingerprint") != taken:
+                    raise _mismatch()
                 service.metrics.counter("idempotent_resumed", "Idempotency-Key requests that found the mark of an "
                                         "earlier attempt without an answer (it died or failed)").inc()
             seed = hmac.new(service.secret_key.encode(), record_key.encode(), hashlib.sha256).digest()
@@ -289,9 +288,8 @@ async def answer_once(service: UploadService, request: Request, owner: str, key:
         raise _in_progress() from None
 
 
-async def _replayed(service: UploadService, request: Request, record: dict[str, Any],
-                    taken: str | None = None) -> Response:
-    if record.get("fingerprint") != (taken or await fingerprint(service, request)):
+async def _replayed(service: UploadService, request: Request, record: dict[str, Any], taken: str) -> Response:
+    if record.get("fingerprint") != taken:
         raise _mismatch()
     if names := differs(request, record):
         raise _mismatch(f"its answer depends on {', '.join(names)}, which differs")
