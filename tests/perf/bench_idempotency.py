@@ -3,7 +3,12 @@ new key each, without a key, and repeated with a key already answered (a replay)
 below Quart; the kinds ending in ``Quart`` send a cookie along, which keeps them off it, and show what the lane
 saves with a key and without.
 
+With ``--load-seconds`` it then puts the service under load as ``bench_peers`` does (10 KiB PUTs over 32
+connections), with a new key per request, as every request has behind the shipped nginx config, and without,
+in alternating rounds: where a key's cost shows under concurrency.
+
     uv run python -m tests.perf.bench_idempotency [--requests 200] [--rounds 3] [--durability full]
+        [--load-seconds 5]
 
 The three kinds take turns, round after round, so a machine whose speed drifts (a shared VM) drifts under all of
 them alike; figures are the median and 90th percentile of every request of a kind, and the server's CPU time
@@ -13,6 +18,7 @@ them alike; figures are the median and 90th percentile of every request of a kin
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import tempfile
@@ -23,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from tests.perf.harness import cpu_seconds, machine, service
+from tests.perf.load import put_load
 from tests.servers import TOKENS
 
 BODY = b"k" * 1024
@@ -53,6 +60,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--durability", default="full", choices=["full", "relaxed"])
     parser.add_argument("--dir", default=None, help="where UPLOAD_DIR goes (default: a temporary folder)")
+    parser.add_argument("--load-seconds", type=float, default=0, help="then 10 KiB PUTs at 32 connections, keyed "
+                        "and not, this long per round (0: skip)")
     args = parser.parse_args()
     kinds = ["no key", "no key, Quart", "new key", "new key, Quart", "replay"]
     load_before = os.getloadavg()[0]
@@ -79,6 +88,32 @@ def main() -> None:
         ms = sorted(t * 1000 for t in times[kind])
         print(f"{kind:14}  median {statistics.median(ms):5.2f} ms  p90 {ms[int(len(ms) * 0.9)]:5.2f} ms  "
               f"server CPU {cpu[kind] * 1000 / len(ms):5.2f} ms/request")
+    if args.load_seconds:
+        under_load(args)
+
+
+def under_load(args: argparse.Namespace) -> None:
+    """Requests per second and server CPU per request at 32 connections, a new key per request and none."""
+    figures: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    headers = {"Authorization": f"Bearer {TOKENS['alice']}", "Content-Type": "application/octet-stream"}
+    for _ in range(args.rounds):
+        for keyed in (False, True):
+            with tempfile.TemporaryDirectory(prefix="bench-idempotency-", dir=args.dir) as tmp, \
+                    service(Path(tmp), durability=args.durability) as server:
+                port = int(server.url.rsplit(":", 1)[1])
+                load = (("127.0.0.1", port, "/api/files/small.bin", headers, b"s" * 10240, 32))
+                asyncio.run(put_load(*load, 1.5, keyed=keyed))  # warm up
+                before = cpu_seconds(server.process.pid)
+                result = asyncio.run(put_load(*load, args.load_seconds, keyed=keyed))
+                if result["errors"]:
+                    raise RuntimeError(f"{result['errors']} errors")
+                figures[keyed].append((result["rps"], (cpu_seconds(server.process.pid) - before) * 1000
+                                       / result["requests"]))
+    print(f"10 KiB PUTs, 32 connections, {args.rounds} rounds of {args.load_seconds:g} s each; load average (1 min) "
+          f"{os.getloadavg()[0]:.2f}")
+    for keyed, runs in figures.items():
+        print(f"{'a new key each' if keyed else 'no key':14}  requests/s {statistics.median(r for r, _ in runs):6.0f}"
+              f"  server CPU {statistics.median(c for _, c in runs):5.2f} ms/request (medians)")
 
 
 if __name__ == "__main__":
