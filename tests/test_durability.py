@@ -133,11 +133,15 @@ def test_relaxed_never_waits_for_the_disk(upload_service_factory, counted_syncs)
     assert counted_syncs == {"fsync": 0, "fdatasync": 0, "write_out": 0}
 
 
-def test_full_answers_only_after_the_flush_and_concurrent_uploads_share_one(upload_service_factory, counted_syncs):
+@pytest.mark.parametrize("in_order", [True, False])
+def test_full_answers_only_after_the_flush_and_concurrent_uploads_share_one(upload_service_factory, counted_syncs,
+                                                                            in_order):
     """The first upload's folder flush is held back: its 201 waits for it, and the uploads that finish meanwhile
-    queue behind it and are flushed together, by one fsync of their folder, once it is let go."""
+    queue behind it and are flushed together, by one fsync of their folder, once it is let go. Where the file
+    system does not log in order, each file is fsynced too before it is renamed into its folder."""
     running = upload_service_factory(disabled_plugins="cleanup")
     flush = running.service.storage.layout.flush
+    flush.in_order = in_order
     held, release = threading.Event(), threading.Event()
     seen: list[set[str]] = []  # the folder's entries at each flush: whatever is in it when flushed is durable
     real_sync = flush.sync
@@ -165,8 +169,10 @@ def test_full_answers_only_after_the_flush_and_concurrent_uploads_share_one(uplo
     assert len(seen) == 2  # one fsync for the seven, as they share a folder
     for answer in answers:
         assert answer.json()["id"] in set().union(*seen)  # each was in its folder when the folder was flushed
-    assert counted_syncs["fsync"] == 2 and counted_syncs["write_out"] == 8
-    assert counted_syncs["fdatasync"] == 0
+    if in_order:
+        assert counted_syncs == {"fsync": 2, "write_out": 8, "fdatasync": 0}
+    else:
+        assert counted_syncs == {"fsync": 2 + 8, "write_out": 0, "fdatasync": 0}
 
 
 async def test_full_commits_each_change_before_it_returns(tmp_path):
@@ -244,3 +250,43 @@ async def test_a_record_waits_for_no_commit_of_its_own_where_the_next_one_covers
         assert storage.layout.flush.requests - commits == (1 if in_order else 2)
     finally:
         await storage.close()
+
+
+def _fake_machine(root, folder, file_system: str, ext4_options: str) -> None:
+    """``/proc`` and ``/sys`` under ``root`` as they would describe ``folder``'s device mounted as ``file_system``."""
+    device = os.stat(folder).st_dev
+    number = f"{os.major(device)}:{os.minor(device)}"
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/mountinfo").write_text(f"1 0 0:1 / /proc rw - proc proc rw\n"
+                                              f"25 1 {number} / / rw,relatime - {file_system} /dev/vdz rw\n")
+    (root / "sys/dev/block").mkdir(parents=True)
+    (root / "sys/dev/block" / number).symlink_to("../../devices/virtio1/block/vdz")
+    (root / "proc/fs/ext4/vdz").mkdir(parents=True)
+    (root / "proc/fs/ext4/vdz/options").write_text(ext4_options.replace(" ", "\n"))
+
+
+@pytest.mark.parametrize(("file_system", "ext4_options", "expected"), [
+    ("ext4", "rw delalloc data=ordered barrier", True),
+    ("ext4", "rw delalloc data=writeback barrier", True),  # metadata is still journaled in order
+    ("ext4", "rw delalloc nojournal_checksum barrier", False),  # made without a journal: no data mode
+    ("xfs", "", True),
+    ("tmpfs", "", False),
+])
+def test_only_a_journaled_file_system_counts_as_logging_in_order(tmp_path, file_system, ext4_options, expected):
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    _fake_machine(tmp_path / "root", folder, file_system, ext4_options)
+    assert group_commit.logs_in_order(folder, tmp_path / "root") is expected
+
+
+def test_this_machines_file_system_is_judged_by_its_journal(tmp_path):
+    """On the real machine, against another sign of a journal: ext4's journals each have a folder in
+    ``/proc/fs/jbd2`` (``<device>-8``)."""
+    device = os.stat(tmp_path).st_dev
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        kind = next(line.split(" - ")[1].split()[0] for line in mounts
+                    if line.split()[2] == f"{os.major(device)}:{os.minor(device)}")
+    name = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}"))
+    journals = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+    journaled = kind == "xfs" or (kind == "ext4" and any(entry.startswith(f"{name}-") for entry in journals))
+    assert group_commit.logs_in_order(tmp_path) is journaled

@@ -9,8 +9,9 @@ into place, its commit joins a group: the first thread to find nobody committing
 that the requests queued meanwhile name, once (one journal commit for the uploads of one owner), while the
 others wait, then wakes them: the group commit of databases and of git's batch mode. Requests queued while a
 leader commits form the next group. That a folder's fsync also makes the renamed file's size, blocks and record
-durable holds on file systems that log metadata in order, ext4 and xfs (a commit covers every change made before
-it); elsewhere each file is fsynced on its own before its rename, as before (``in_order``). Not ``syncfs(2)``,
+durable holds on file systems that log metadata in order, xfs and ext4 with its journal (a commit covers every
+change made before it); elsewhere, an ext4 made without a journal among them, each file is fsynced on its own
+before its rename, as before (``in_order``). Not ``syncfs(2)``,
 which would need one call per group whatever the folders: it flushes everything dirty on the file system, and
 with other programs writing to the same disk one call took seconds here (5 commits/s against ~800).
 
@@ -59,7 +60,7 @@ class _Request:
 class GroupCommit:
     """``DURABILITY=full``: ``data`` returns once a file's bytes are on the disk, ``commit`` once every change made
     before it is, committed in groups. ``in_order``: whether a commit also makes durable every change made before
-    it anywhere on the file system (ext4, xfs).
+    it anywhere on the file system (xfs, ext4 with its journal: ``logs_in_order``).
 
     ``sync`` flushes one open folder (``os.fsync``; a test counts calls through it). ``groups`` and ``requests``
     count the commits led and the requests they covered.
@@ -132,22 +133,37 @@ class GroupCommit:
                     request.error = error
 
 
-ORDERED_FILE_SYSTEMS = frozenset({"ext4", "xfs"})
-
-
-def logs_in_order(folder: Path) -> bool:
-    """Whether ``folder`` is on ext4 or xfs (found in ``/proc/self/mountinfo`` by its device number)."""
+def logs_in_order(folder: Path, root: Path = Path("/")) -> bool:
+    """Whether ``folder`` is on xfs, or on ext4 with a journal (found by its device number in ``/proc`` and
+    ``/sys`` under ``root``, which tests move). An ext4 made without one (``mkfs.ext4 -O ^has_journal``, as some VM
+    images are) orders nothing: a folder's fsync there leaves the renamed files' sizes and records unwritten."""
     device = os.stat(folder).st_dev
+    kind = _file_system(device, root)
+    return kind == "xfs" or (kind == "ext4" and _ext4_has_journal(device, root))
+
+
+def _file_system(device: int, root: Path) -> str | None:
+    """The type of the file system mounted from ``device`` (``/proc/self/mountinfo``)."""
     wanted = f"{os.major(device)}:{os.minor(device)}"
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        with open(root / "proc/self/mountinfo", encoding="utf-8") as handle:
             for line in handle:
                 fields, _, rest = line.partition(" - ")
                 if fields.split()[2] == wanted:
-                    return rest.split()[0] in ORDERED_FILE_SYSTEMS
+                    return rest.split()[0]
     except (OSError, IndexError):
         pass
-    return False
+    return None
+
+
+def _ext4_has_journal(device: int, root: Path) -> bool:
+    """ext4 names its data mode among its options (``data=ordered`` by default) only when it has a journal."""
+    try:
+        name = os.path.basename(os.readlink(root / f"sys/dev/block/{os.major(device)}:{os.minor(device)}"))
+        options = (root / "proc/fs/ext4" / name / "options").read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    return any(option.startswith("data=") for option in options)
 
 
 def flusher(durability: Durability, folder: Path) -> GroupCommit | WriteBack:

@@ -151,8 +151,9 @@ class LocalStorage:
 
     def record_writer(self, flush: RecordFlush) -> LocalObjectWriter:
         """A small record (``upload_service.storage.record_writer``) written without a flush of its own: ``lazy``
-        always, ``ordered`` where the file system journals in order (ext4, xfs), as the next change's commit then
-        makes it durable too; elsewhere it is flushed like any object. Saves a journal commit per record."""
+        always, ``ordered`` where the file system journals in order (xfs, a journaled ext4), as the next change's
+        commit then makes it durable too; elsewhere it is flushed like any object. Saves a journal commit per
+        record."""
         unflushed = flush == "lazy" or self.layout.flush.in_order
         return LocalObjectWriter(self, WriteBack() if unflushed else None)
 
