@@ -35,11 +35,17 @@ def test_durability_is_full_unless_set_to_relaxed():
 
 
 @pytest.fixture(params=["full", "relaxed"])
-async def storage(request, tmp_path):
-    opened = LocalStorage(tmp_path, request.param)
-    await opened.open()
-    yield opened
-    await opened.close()
+async def unopened(request, tmp_path):
+    """A local storage in each mode, for the test to open (and closed after it)."""
+    made = LocalStorage(tmp_path, request.param)
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def storage(unopened):
+    await unopened.open()
+    return unopened
 
 
 async def _read(storage: LocalStorage, key: str) -> bytes:
@@ -58,14 +64,16 @@ async def test_both_modes_store_each_object_as_one_file_and_read_it_back(storage
     assert os.stat(storage.layout.objects / "files/o/small").st_size == 100  # no folder, no meta.json
 
 
-async def test_an_object_of_the_older_layout_is_read_listed_moved_updated_and_deleted(storage):
+async def test_an_object_of_the_older_layout_is_read_listed_moved_updated_and_deleted(unopened):
+    storage = unopened  # the older object is there before the upgraded service first opens its storage
     folder = storage.layout.objects / "files" / "o" / "old"
     folder.mkdir(parents=True)
     (folder / "data").write_bytes(b"older")
     record = {"size": 5, "sha256": hashlib.sha256(b"older").hexdigest(),
               "created_at": datetime(2026, 1, 2, tzinfo=UTC).isoformat(), "metadata": {"filename": "old.txt"}}
     (folder / "meta.json").write_text(json.dumps(record))
-    assert await storage.reindex() == 1  # as the first start of an upgraded service indexes what it finds
+    await storage.open()
+    assert await storage.reindex() == 1  # waits for the rebuild of the new index that opening started
     await _put(storage, "files/o/new", b"newer")
     assert [stored.key for stored in await storage.list("files/o/")] == ["files/o/new", "files/o/old"]
     assert (await storage.stat("files/o/old")).metadata == {"filename": "old.txt"}

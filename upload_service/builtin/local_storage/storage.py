@@ -139,7 +139,8 @@ class LocalStorage:
     async def reindex(self) -> int:
         """Rebuild the index from the disk now (waiting for a rebuild another process runs); how many objects.
         A rebuild still running in the background (``open`` starts one for a new index) is waited for instead of
-        run twice: it corrects every row, as a new one would."""
+        run twice: it corrects every row, as a new one would, and changes made through the storage meanwhile
+        write their rows themselves. Files put into the folder by hand after it started are not in it."""
         running = self._rebuild if self._rebuild is not None and not self._rebuild.done() else None
         count = await asyncio.wrap_future(running) if running is not None else None
         while count is None:
