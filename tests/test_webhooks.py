@@ -1,6 +1,7 @@
 """plugins/webhooks (upload-service-webhooks) in a real server, delivering to real receivers on 127.0.0.1 that
 verify every signature with the `standardwebhooks` package: every event, filters, back-off, dead letters and
-their replay from the CLI, a restart, and a receiver that hangs while uploads go on."""
+their replay from the CLI, a restart, a receiver that hangs while uploads go on, and a backlog that new events
+do not pay for."""
 
 from __future__ import annotations
 
@@ -116,6 +117,41 @@ def test_a_failing_receiver_is_retried_with_growing_delays(upload_service_factor
         assert metric(running, "failed") == 4 and metric(running, "delivered") == 1
     finally:
         flaky.stop()
+
+
+def test_a_backlog_is_not_listed_for_each_new_event(upload_service_factory, receiver: Receiver,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: with hundreds of entries for an endpoint that is down (none due for an hour), events for a
+    working endpoint are delivered without a listing of the outbox each: the loop listed the whole outbox on
+    every event and every finished delivery, a cost growing with the backlog, paid by the uploads."""
+    down = f"http://127.0.0.1:{closed_port()}/hook"
+    deletions_only = f'[{{"url": "{down}", "events": ["file.deleted"]}}]'
+    running = upload_service_factory(**webhooks(receiver.url, WEBHOOK_POLL_INTERVAL="1s",
+                                                 WEBHOOK_ENDPOINTS=deletions_only))
+    outbox, storage = running.service.state("webhooks")["outbox"], running.service.storage
+    later, old = time.time() + 3600, time.time_ns() - 10**9
+    failing = {"id": "msg_old", "type": "file.deleted", "created": time.time(), "claimed_until": 0,
+               "endpoints": {down: {"attempts": 12, "next": later, "error": "ConnectError", "dead": False}}}
+
+    async def backlog() -> None:
+        await asyncio.gather(*(outbox._write(f"webhooks/outbox/{old:x}{n:012x}", b"{}", failing) for n in range(300)))
+
+    running.run(backlog())
+    listings: list[str] = []
+    listing = storage.list
+
+    async def counted(prefix: str, **options: Any) -> Any:
+        listings.append(prefix)
+        return await listing(prefix, **options)
+
+    monkeypatch.setattr(storage, "list", counted)
+    started = time.monotonic()
+    uploaded = {upload(running, f"{n}.txt")["id"] for n in range(30)}
+    assert wait_for(lambda: {d["id"] for d in receiver.of_type("file.persisted")} == uploaded)
+    took, passes = time.monotonic() - started, listings.count("webhooks/outbox/")
+    assert passes <= 2 + 2 * took, (passes, took)  # a pass from the start a second (one page of 500), not 30+
+    assert len(receiver.attempts) == 30 and not receiver.refused
+    assert len(objects(running, "webhooks/outbox/")) == 300  # the backlog waits for its hour
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], upload_dir: Path, url: str,
