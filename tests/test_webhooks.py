@@ -119,6 +119,33 @@ def test_a_failing_receiver_is_retried_with_growing_delays(upload_service_factor
         flaky.stop()
 
 
+def write_backlog(running: RunningService, count: int, url: str, due: float, event_type: str) -> None:
+    """``count`` outbox entries for ``url``, due at ``due``, older than any event the service writes next."""
+    outbox, old = running.service.state("webhooks")["outbox"], time.time_ns() - 10**9
+    state = {"id": "msg_old", "type": event_type, "created": time.time(), "claimed_until": 0,
+             "endpoints": {url: {"attempts": 1, "next": due, "error": "ConnectError", "dead": False}}}
+
+    async def write() -> None:
+        await asyncio.gather(*(outbox._write(f"webhooks/outbox/{old:x}{n:012x}", b'{"data": {}}',
+                                             {**state, "id": f"msg_{n}"}) for n in range(count)))
+
+    running.run(write())
+
+
+def outbox_listings(running: RunningService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The prefix of each listing of the service's storage from now on."""
+    listings: list[str] = []
+    storage = running.service.storage
+    listing = storage.list
+
+    async def counted(prefix: str, **options: Any) -> Any:
+        listings.append(prefix)
+        return await listing(prefix, **options)
+
+    monkeypatch.setattr(storage, "list", counted)
+    return listings
+
+
 def test_a_backlog_is_not_listed_for_each_new_event(upload_service_factory, receiver: Receiver,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 21: with hundreds of entries for an endpoint that is down (none due for an hour), events for a
@@ -128,23 +155,8 @@ def test_a_backlog_is_not_listed_for_each_new_event(upload_service_factory, rece
     deletions_only = f'[{{"url": "{down}", "events": ["file.deleted"]}}]'
     running = upload_service_factory(**webhooks(receiver.url, WEBHOOK_POLL_INTERVAL="1s",
                                                  WEBHOOK_ENDPOINTS=deletions_only))
-    outbox, storage = running.service.state("webhooks")["outbox"], running.service.storage
-    later, old = time.time() + 3600, time.time_ns() - 10**9
-    failing = {"id": "msg_old", "type": "file.deleted", "created": time.time(), "claimed_until": 0,
-               "endpoints": {down: {"attempts": 12, "next": later, "error": "ConnectError", "dead": False}}}
-
-    async def backlog() -> None:
-        await asyncio.gather(*(outbox._write(f"webhooks/outbox/{old:x}{n:012x}", b"{}", failing) for n in range(300)))
-
-    running.run(backlog())
-    listings: list[str] = []
-    listing = storage.list
-
-    async def counted(prefix: str, **options: Any) -> Any:
-        listings.append(prefix)
-        return await listing(prefix, **options)
-
-    monkeypatch.setattr(storage, "list", counted)
+    write_backlog(running, 300, down, time.time() + 3600, "file.deleted")
+    listings = outbox_listings(running, monkeypatch)
     started = time.monotonic()
     uploaded = {upload(running, f"{n}.txt")["id"] for n in range(30)}
     assert wait_for(lambda: {d["id"] for d in receiver.of_type("file.persisted")} == uploaded)
@@ -152,6 +164,22 @@ def test_a_backlog_is_not_listed_for_each_new_event(upload_service_factory, rece
     assert passes <= 2 + 2 * took, (passes, took)  # a pass from the start a second (one page of 500), not 30+
     assert len(receiver.attempts) == 30 and not receiver.refused
     assert len(objects(running, "webhooks/outbox/")) == 300  # the backlog waits for its hour
+
+
+def test_a_due_backlog_is_sent_once_each_a_page_per_refill(upload_service_factory, receiver: Receiver,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """More entries due than may be under way (64): the pass stops when full and goes on from where it stopped
+    once half of them has been sent, rather than listing the outbox again for each delivery that ends."""
+    running = upload_service_factory(**webhooks(receiver.url, WEBHOOK_POLL_INTERVAL="0.5s"))
+    listings = outbox_listings(running, monkeypatch)
+    started = time.monotonic()
+    write_backlog(running, 150, receiver.url, time.time(), "file.persisted")  # the next poll finds them
+    assert wait_for(lambda: len(receiver.deliveries) >= 150)
+    took, passes = time.monotonic() - started, listings.count("webhooks/outbox/")
+    ids = [delivery.headers["webhook-id"] for delivery in receiver.deliveries]
+    assert sorted(ids) == sorted(f"msg_{n}" for n in range(150)) and not receiver.refused
+    assert passes <= 150 // 32 + 3 + 2 * took / 0.5, (passes, took)  # the refills and the polls: 9, not 35
+    assert wait_for(lambda: not objects(running, "webhooks/outbox/"))
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], upload_dir: Path, url: str,

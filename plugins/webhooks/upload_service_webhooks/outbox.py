@@ -95,7 +95,8 @@ class Outbox:
     # hours leaves a backlog of thousands of entries, none due for a while, and listing them all on every event
     # slowed the uploads themselves (same loop, same storage threads). So an event starts its own entry
     # (``_offer``); a finished delivery only reports when its entry falls due again and makes room, which lets a
-    # pass cut short for lack of room go on from where it stopped (``resume``); a pass from the start runs
+    # pass cut short for lack of room go on from where it stopped (``resume``) once CONCURRENCY places are free,
+    # so one page read refills them all rather than one read per delivery; a pass from the start runs
     # every ``WEBHOOK_POLL_INTERVAL`` (for what other instances wrote) and when the soonest retry known here
     # falls due, never so often that listing takes more than a small share of the loop's time.
 
@@ -109,8 +110,8 @@ class Outbox:
                     self.wake.clear()
                     if self._room() and time.time() >= self._next_full_pass():
                         await self.send_due()
-                    elif self._room() and self.resume is not None:
-                        await self._pass(self.resume)
+                    elif self.resume is not None and len(self.running) <= CONCURRENCY:
+                        await self._pass(self.resume)  # the waiting half has gone to the senders: refill it
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), self._sleep())
             finally:  # a stop waits for no receiver and no lock: what is cut is sent again (at least once)
