@@ -149,7 +149,7 @@ class Outbox:
 
     async def _pass(self, after: str) -> None:
         """Start the due entries listed after the key ``after`` that are not under way, until there is no room:
-        then ``resume`` keeps where it stopped, for the next delivery that ends to go on from there."""
+        then ``resume`` keeps where it stopped, for the loop to go on from there once half the places are free."""
         self.resume, position, now = None, after, time.time()
         async for stored in self._listing(OUTBOX, after):
             if not self._room():
