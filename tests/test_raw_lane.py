@@ -32,6 +32,19 @@ def lane_of(app: Quart) -> RawUploadLane:
     return middleware
 
 
+def requests_taken(app: Quart) -> list[tuple]:
+    """The requests the app's lane answers from now on (the list fills as they come)."""
+    lane, taken = lane_of(app), []
+    original = lane._answer
+
+    async def spy(*args):
+        taken.append(args)
+        await original(*args)
+
+    lane._answer = spy  # type: ignore[method-assign]
+    return taken
+
+
 async def answers(app: Quart) -> list[tuple[int, dict[str, str], dict]]:
     """Status, headers (but the per-request ones) and body of one request of each kind the lane takes."""
     digest = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
@@ -104,16 +117,8 @@ async def test_a_marked_request_function_keeps_the_lane_and_is_skipped(tmp_path)
 ])
 async def test_requests_the_lane_leaves_to_quart(tmp_path, headers):
     app = make_app(tmp_path)
-    lane = lane_of(app)
+    taken = requests_taken(app)
     async with app.test_app() as running:
-        taken = []
-        original = lane._answer
-
-        async def spy(*args):
-            taken.append(args)
-            await original(*args)
-
-        lane._answer = spy  # type: ignore[method-assign]
         await running.test_client().put("/api/files/n.txt", headers=headers, data=b"1")
         await running.test_client().put("/api/files/n.txt", headers=BEARER, data=b"1")
     assert len(taken) == 1  # only the plain bearer-token upload
@@ -122,15 +127,7 @@ async def test_requests_the_lane_leaves_to_quart(tmp_path, headers):
 async def test_keyed_uploads_take_the_lane_and_are_done_once(tmp_path):
     """Behind the shipped nginx config every PUT carries a key (nginx's request id): the lane still takes them."""
     app = make_app(tmp_path)
-    lane = lane_of(app)
-    taken = []
-    original = lane._answer
-
-    async def spy(*args):
-        taken.append(args)
-        await original(*args)
-
-    lane._answer = spy  # type: ignore[method-assign]
+    taken = requests_taken(app)
     keyed = {**BEARER, "Idempotency-Key": '"nginx-request-id-1"'}
     async with app.test_app() as running:
         client = running.test_client()
