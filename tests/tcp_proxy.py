@@ -45,11 +45,10 @@ class BreakingProxy:
         self._server.close()
         for writer in self._stalled:
             writer.transport.abort()
-        # until none is left: a connection accepted as the server closed gets its handler while others are cancelled
-        while tasks := [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def stalled_upstream(self) -> Any:
         """The socket towards the server of the connection that stalled (once ``broken``, in ``stall`` mode)."""
