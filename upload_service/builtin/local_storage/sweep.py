@@ -31,12 +31,13 @@ def sweep_leftovers(layout: Layout) -> int:
     return how many folders."""
     now = time.time()
     owners = list(os.scandir(layout.owners))
-    gone = {entry.name for entry in owners if _settled(entry, now) and not held(entry.path)}
+    gone = {entry.name for entry in owners if _older(entry, now, STAGING_GRACE_SECONDS) and not held(entry.path)}
     live = {entry.name for entry in owners} - gone
     removed = 0
     for folder in (layout.staging, layout.trash):
         for entry in os.scandir(folder):
-            if _settled(entry, now) and entry.name.partition("-")[0] not in live and abandoned(Path(entry.path)):
+            if (_older(entry, now, STAGING_GRACE_SECONDS) and entry.name.partition("-")[0] not in live
+                    and abandoned(Path(entry.path))):
                 _remove(entry)
                 removed += 1
     for name in gone:
@@ -73,18 +74,12 @@ def sweep_records(layout: Layout, index: ObjectIndex) -> int:
     return len(orphans)
 
 
-def _older(path: Path, now: float, grace: float) -> bool:
+def _older(path: str | os.PathLike[str], now: float, grace: float) -> bool:
+    """Whether ``path`` was last changed at least ``grace`` seconds before ``now``; False if it is gone meanwhile
+    (a commit's rename, a storage closing)."""
     try:
-        return now - path.stat().st_mtime >= grace
+        return now - os.stat(path, follow_symlinks=False).st_mtime >= grace
     except FileNotFoundError:
-        return False
-
-
-def _settled(entry: os.DirEntry[str], now: float) -> bool:
-    """Older than the grace (a younger lock file may be about to be locked); False if it is gone meanwhile."""
-    try:
-        return now - entry.stat(follow_symlinks=False).st_mtime >= STAGING_GRACE_SECONDS
-    except FileNotFoundError:  # removed meanwhile (a commit's rename, a storage closing)
         return False
 
 
